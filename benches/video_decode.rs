@@ -1,0 +1,198 @@
+//! Decode throughput of r3m-video against the ffmpeg CLI and PyAV, measured in the same run.
+//!
+//! `bash scripts/bench.sh video_decode` (or `cargo bench --bench video_decode -- --threads 2`).
+//! Makes three videos with the ffmpeg CLI (cached under the target dir), then for each:
+//! - sequential: decode every frame and resize to 224x224 RGB: r3m-video, `ffmpeg -vf scale ...
+//!   -pix_fmt rgb24 -f null`, and PyAV `to_ndarray(224, 224, rgb24, BILINEAR)`;
+//! - random access: R3M 5-frame tuples (start in the first 20%, end in the last 20%, three sorted
+//!   frames between): r3m-video (one reader; and a pool of `threads` workers), and PyAV seeking
+//!   to each requested frame.
+//! All at the same thread count. Prints a markdown table and writes JSON next to the videos.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use r3m_video::{probe, DecodeOptions, DecodePool, Request, Resize, VideoReader};
+
+struct Video {
+    name: &'static str,
+    file: &'static str,
+    size: &'static str,
+    codec: &'static [&'static str],
+}
+
+const VIDEOS: &[Video] = &[
+    Video { name: "224p H.264", file: "h264_224p.mp4", size: "400x224", codec: &["-c:v", "libx264", "-preset", "medium"] },
+    Video { name: "640x480 H.264", file: "h264_480p.mp4", size: "640x480", codec: &["-c:v", "libx264", "-preset", "medium"] },
+    Video { name: "640x480 AV1 g=2", file: "av1_480p_g2.mp4", size: "640x480", codec: &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "10"] },
+];
+
+const FRAMES: usize = 900; // 30 s at 30 fps
+const TUPLES: usize = 40;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn make(dir: &Path, v: &Video) -> PathBuf {
+    let path = dir.join(v.file);
+    if path.exists() {
+        return path;
+    }
+    let tmp = dir.join(format!("tmp-{}", v.file));
+    let src = format!("testsrc2=size={}:rate=30", v.size);
+    let n = FRAMES.to_string();
+    let mut args = vec!["-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", &src, "-frames:v", &n, "-pix_fmt", "yuv420p"];
+    args.extend_from_slice(v.codec);
+    let tmp_s = tmp.to_str().unwrap().to_string();
+    args.push(&tmp_s);
+    let st = Command::new("ffmpeg").args(&args).status().expect("ffmpeg");
+    assert!(st.success(), "making {}", v.file);
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// Small deterministic PRNG (SplitMix64), so every peer gets the same tuples.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+}
+
+/// R3M's tuple: start in [0, 0.2L], end in [0.8L, L-1], three distinct sorted frames between.
+fn r3m_tuples(len: usize, n: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|_| {
+            let a = (0.2 * len as f64) as usize;
+            let start = rng.range(0, a);
+            let end = rng.range(len - 1 - a, len - 1);
+            let mut mid = Vec::new();
+            while mid.len() < 3 {
+                let m = rng.range(start + 1, end - 1);
+                if !mid.contains(&m) {
+                    mid.push(m);
+                }
+            }
+            mid.sort_unstable();
+            let mut t = vec![start];
+            t.extend(mid);
+            t.push(end);
+            t
+        })
+        .collect()
+}
+
+fn ours_seq(path: &Path, threads: usize) -> f64 {
+    let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
+    let mut r = VideoReader::open(path, opts).unwrap();
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    r.for_each_frame(|f| {
+        std::hint::black_box(&f.data);
+        n += 1;
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(n, FRAMES);
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn ffmpeg_seq(path: &Path, threads: usize) -> f64 {
+    let t = threads.to_string();
+    let t0 = Instant::now();
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-threads", &t, "-i"])
+        .arg(path)
+        .args(["-filter_threads", "1", "-vf", "scale=224:224:flags=bilinear", "-pix_fmt", "rgb24", "-f", "null", "-"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    FRAMES as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn pyav(args: &[&str]) -> f64 {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_pyav.py");
+    let out = Command::new("python3").arg(script).args(args).output().expect("python3 with av (scripts/setup.sh)");
+    assert!(out.status.success(), "pyav: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["frames"].as_f64().unwrap() / v["seconds"].as_f64().unwrap()
+}
+
+fn ours_random(path: &Path, tuples: &[Vec<usize>], threads: usize) -> f64 {
+    let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
+    let mut r = VideoReader::open(path, opts).unwrap();
+    let t0 = Instant::now();
+    let mut n = 0;
+    for t in tuples {
+        n += r.read_frames(t).unwrap().len();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn ours_pool(path: &Path, tuples: &[Vec<usize>], workers: usize) -> f64 {
+    let info = Arc::new(probe(path).unwrap());
+    let opts = DecodeOptions { resize: Resize::square(224), threads: 1, ..Default::default() };
+    let pool = DecodePool::new(workers, opts, 4 * workers);
+    let reqs: Vec<Request> = tuples.iter().map(|t| Request::frames(info.clone(), t.clone())).collect();
+    let t0 = Instant::now();
+    let n: usize = pool.run(reqs).map(|r| r.unwrap().len()).sum();
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn best<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
+    (0..runs).map(|_| f()).fold(0.0, f64::max)
+}
+
+fn main() {
+    let threads = arg("--threads", 2);
+    let runs = arg("--runs", 2);
+    let dir = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("bench-videos");
+    std::fs::create_dir_all(&dir).unwrap();
+    println!("decode benchmark: {FRAMES} frames per video, {TUPLES} R3M tuples, threads={threads}, best of {runs}\n");
+    println!("| video | work | r3m-video (frames/s) | ffmpeg CLI | PyAV | r3m / CLI | r3m / PyAV |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut json = Vec::new();
+    for v in VIDEOS {
+        let path = make(&dir, v);
+        let p = path.to_str().unwrap();
+        let t = threads.to_string();
+        let ours = best(runs, || ours_seq(&path, threads));
+        let cli = best(runs, || ffmpeg_seq(&path, threads));
+        let py = best(runs, || pyav(&["seq", p, &t, "224"]));
+        println!("| {} | sequential → 224² RGB | {ours:.0} | {cli:.0} | {py:.0} | {:.2}× | {:.2}× |", v.name, ours / cli, ours / py);
+
+        let info = probe(&path).unwrap();
+        let tuples = r3m_tuples(info.frame_count(), TUPLES, 42);
+        let spec = dir.join(format!("{}.tuples.json", v.file));
+        std::fs::write(&spec, serde_json::json!({"pts": info.pts, "tuples": tuples}).to_string()).unwrap();
+        let ours_r = best(runs, || ours_random(&path, &tuples, threads));
+        let ours_p = best(runs, || ours_pool(&path, &tuples, threads));
+        let py_r = best(runs, || pyav(&["random", p, &t, "224", spec.to_str().unwrap()]));
+        println!("| {} | R3M 5-frame tuples, one reader | {ours_r:.0} | – | {py_r:.0} | – | {:.2}× |", v.name, ours_r / py_r);
+        println!("| {} | R3M 5-frame tuples, pool of {threads} | {ours_p:.0} | – | {py_r:.0} | – | {:.2}× |", v.name, ours_p / py_r);
+        json.push(serde_json::json!({
+            "video": v.name, "threads": threads, "frames": FRAMES, "tuples": TUPLES,
+            "seq": {"r3m": ours, "ffmpeg_cli": cli, "pyav": py},
+            "random": {"r3m_reader": ours_r, "r3m_pool": ours_p, "pyav_seek": py_r},
+        }));
+    }
+    let out = dir.join("video_decode.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("\nraw numbers: {}", out.display());
+}

@@ -1,0 +1,48 @@
+//! # r3m (the binary)
+//!
+//! Parses the command line and wires the library crates together; owns no logic of its own.
+//! Each subcommand lives in its own module.
+
+mod doctor;
+
+use clap::{Parser, Subcommand};
+
+/// r3m: learn visual representations for robot manipulation from raw video (R3M-style
+/// time-contrastive training on libtorch), export per-frame embeddings, and prove them with
+/// few-demo behaviour cloning.
+///
+/// Start with `r3m doctor` to check that libtorch, FFmpeg and rerun work on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "r3m", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the installation: libtorch (version, CUDA, a real ResNet forward pass), FFmpeg
+    /// (library versions, H.264/HEVC/VP9/AV1 decoders, a real encode→decode round trip) and the
+    /// rerun SDK. Exits non-zero, naming the part, when something is missing or broken.
+    Doctor(doctor::Args),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("R3M_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Doctor(args) => doctor::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

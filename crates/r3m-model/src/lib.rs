@@ -1,0 +1,26 @@
+//! # r3m-model
+//!
+//! Encoders and (later) objectives and the checkpoint format, on libtorch through `tch`.
+//!
+//! The encoders are torchvision's ResNet18/34/50 with torchvision's parameter names
+//! (`conv1.weight`, `layer1.0.bn1.running_mean`, `layer2.0.downsample.0.weight`, ...) and the final
+//! `fc` removed, so weights move between this crate, torchvision and official R3M checkpoints by
+//! renaming only. Inputs are u8 RGB images `[N, 3, H, W]`; the encoder divides by 255 and applies
+//! ImageNet normalisation itself, as R3M does.
+//!
+//! What it is not: no data loading, no training loop (that is `r3m-train`), no file formats other
+//! than the checkpoint.
+
+pub mod resnet;
+
+pub use resnet::{Arch, Encoder};
+
+/// The libtorch version this build links against (read from the PyTorch install at build time).
+pub fn libtorch_version() -> &'static str {
+    option_env!("R3M_LIBTORCH_VERSION").unwrap_or("unknown")
+}
+
+/// The directory of the libtorch shared libraries this build links against.
+pub fn libtorch_lib_dir() -> &'static str {
+    option_env!("R3M_LIBTORCH_LIB").unwrap_or("unknown")
+}

@@ -1,0 +1,212 @@
+//! torchvision ResNets without the classifier, with torchvision's parameter names.
+
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
+
+/// Which ResNet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// ResNet-18 (BasicBlock ×[2,2,2,2]), 512-d output.
+    Resnet18,
+    /// ResNet-34 (BasicBlock ×[3,4,6,3]), 512-d output.
+    Resnet34,
+    /// ResNet-50 (Bottleneck ×[3,4,6,3]), 2048-d output.
+    Resnet50,
+}
+
+impl Arch {
+    /// Embedding size (the width of the removed `fc` layer's input).
+    pub fn dim(self) -> i64 {
+        match self {
+            Arch::Resnet18 | Arch::Resnet34 => 512,
+            Arch::Resnet50 => 2048,
+        }
+    }
+
+    /// Name as used on the command line and in checkpoints (`resnet18`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Resnet18 => "resnet18",
+            Arch::Resnet34 => "resnet34",
+            Arch::Resnet50 => "resnet50",
+        }
+    }
+
+    fn layout(self) -> ([i64; 4], bool) {
+        match self {
+            Arch::Resnet18 => ([2, 2, 2, 2], false),
+            Arch::Resnet34 => ([3, 4, 6, 3], false),
+            Arch::Resnet50 => ([3, 4, 6, 3], true),
+        }
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "resnet18" => Ok(Arch::Resnet18),
+            "resnet34" => Ok(Arch::Resnet34),
+            "resnet50" => Ok(Arch::Resnet50),
+            _ => Err(format!("unknown architecture '{s}' (resnet18, resnet34, resnet50)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig { stride, padding, bias: false, ..Default::default() };
+    nn::conv2d(p, cin, cout, k, cfg)
+}
+
+fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, Default::default())
+}
+
+fn downsample(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::SequentialT {
+    if stride != 1 || cin != cout {
+        nn::seq_t().add(conv(&p / "0", cin, cout, 1, stride, 0)).add(bn(&p / "1", cout))
+    } else {
+        nn::seq_t()
+    }
+}
+
+fn basic_block(p: nn::Path, cin: i64, cout: i64, stride: i64) -> impl ModuleT {
+    let conv1 = conv(&p / "conv1", cin, cout, 3, stride, 1);
+    let bn1 = bn(&p / "bn1", cout);
+    let conv2 = conv(&p / "conv2", cout, cout, 3, 1, 1);
+    let bn2 = bn(&p / "bn2", cout);
+    let down = downsample(&p / "downsample", cin, cout, stride);
+    nn::func_t(move |xs, train| {
+        let ys = xs.apply(&conv1).apply_t(&bn1, train).relu().apply(&conv2).apply_t(&bn2, train);
+        (xs.apply_t(&down, train) + ys).relu()
+    })
+}
+
+fn bottleneck(p: nn::Path, cin: i64, width: i64, stride: i64) -> impl ModuleT {
+    let cout = width * 4;
+    let conv1 = conv(&p / "conv1", cin, width, 1, 1, 0);
+    let bn1 = bn(&p / "bn1", width);
+    let conv2 = conv(&p / "conv2", width, width, 3, stride, 1);
+    let bn2 = bn(&p / "bn2", width);
+    let conv3 = conv(&p / "conv3", width, cout, 1, 1, 0);
+    let bn3 = bn(&p / "bn3", cout);
+    let down = downsample(&p / "downsample", cin, cout, stride);
+    nn::func_t(move |xs, train| {
+        let ys = xs
+            .apply(&conv1)
+            .apply_t(&bn1, train)
+            .relu()
+            .apply(&conv2)
+            .apply_t(&bn2, train)
+            .relu()
+            .apply(&conv3)
+            .apply_t(&bn3, train);
+        (xs.apply_t(&down, train) + ys).relu()
+    })
+}
+
+/// A ResNet trunk (torchvision layout, `fc` removed) that maps u8 RGB images to embeddings.
+#[derive(Debug)]
+pub struct Encoder {
+    arch: Arch,
+    trunk: nn::SequentialT,
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Encoder {
+    /// Builds the encoder's variables under `p` (use the root path to get torchvision names).
+    /// Initialisation is tch's default (Kaiming-uniform convs, unit BatchNorm); load weights to
+    /// reproduce a trained model.
+    pub fn new(p: &nn::Path, arch: Arch) -> Self {
+        let (blocks, bottle) = arch.layout();
+        let mut trunk = nn::seq_t()
+            .add(conv(p / "conv1", 3, 64, 7, 2, 3))
+            .add(bn(p / "bn1", 64))
+            .add_fn(|xs| xs.relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false));
+        let mut cin = 64;
+        for (li, (&n, width)) in blocks.iter().zip([64i64, 128, 256, 512]).enumerate() {
+            let lp = p / format!("layer{}", li + 1);
+            for b in 0..n {
+                let stride = if li > 0 && b == 0 { 2 } else { 1 };
+                if bottle {
+                    trunk = trunk.add(bottleneck(&lp / b, cin, width, stride));
+                    cin = width * 4;
+                } else {
+                    trunk = trunk.add(basic_block(&lp / b, cin, width, stride));
+                    cin = width;
+                }
+            }
+        }
+        let trunk = trunk.add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1));
+        let dev = p.device();
+        let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]).to_device(dev);
+        let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]).to_device(dev);
+        Encoder { arch, trunk, mean, std }
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// Embedding size.
+    pub fn dim(&self) -> i64 {
+        self.arch.dim()
+    }
+
+    /// u8 (or float in 0..255) images `[N, 3, H, W]` → float in ImageNet normalisation.
+    pub fn preprocess(&self, images: &Tensor) -> Tensor {
+        let x = images.to_kind(Kind::Float) / 255.0;
+        (x - &self.mean) / &self.std
+    }
+
+    /// Embeds u8 RGB images `[N, 3, H, W]` → `[N, dim]`. `train` selects batch statistics and
+    /// running-stat updates in BatchNorm.
+    pub fn forward_u8(&self, images: &Tensor, train: bool) -> Tensor {
+        self.trunk.forward_t(&self.preprocess(images), train)
+    }
+
+    /// Embeds already-normalised float images `[N, 3, H, W]` → `[N, dim]`.
+    pub fn forward_normalized(&self, x: &Tensor, train: bool) -> Tensor {
+        self.trunk.forward_t(x, train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn torchvision_names_and_counts() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _enc = Encoder::new(&vs.root(), Arch::Resnet18);
+        let vars = vs.variables();
+        for name in ["conv1.weight", "bn1.running_var", "layer1.0.conv2.weight", "layer2.0.downsample.0.weight",
+            "layer4.1.bn2.bias"] {
+            assert!(vars.contains_key(name), "missing {name}");
+        }
+        // torchvision resnet18 has 11,176,512 parameters without fc (11,689,512 - 513,000)
+        let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(trainable, 11_176_512);
+    }
+
+    #[test]
+    fn resnet50_shapes() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let enc = Encoder::new(&vs.root(), Arch::Resnet50);
+        let x = Tensor::zeros([2, 3, 64, 64], (Kind::Uint8, Device::Cpu));
+        let y = tch::no_grad(|| enc.forward_u8(&x, false));
+        assert_eq!(y.size(), vec![2, 2048]);
+        // torchvision resnet50 without fc: 25,557,032 - 2,049,000
+        let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(trainable, 23_508_032);
+    }
+}

@@ -1,0 +1,348 @@
+//! Resize-on-decode with swscale, straight into RGB24, then rotation and centre crop.
+//!
+//! The colour conversion follows the ffmpeg CLI's `scale` filter: the YCbCr matrix comes from the
+//! frame's colourspace tag (BT.601 when untagged) and the range from its range tag (or the pixel
+//! format for `yuvj*`), so our frames match `ffmpeg -vf scale=W:H:flags=F -pix_fmt rgb24` output.
+
+use std::ptr;
+
+use ffmpeg_next as ff;
+use ff::ffi;
+
+/// How frames are sized on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// Keep the (rotated) native size.
+    Native,
+    /// Scale to exactly `width`×`height`, ignoring aspect ratio.
+    Stretch {
+        /// Output width.
+        width: u32,
+        /// Output height.
+        height: u32,
+    },
+    /// torchvision's `Resize(short)` + `CenterCrop((crop_h, crop_w))`: scale so the shorter side is
+    /// `short` (the longer side truncated as torchvision does), then take the centre crop.
+    ShortSideCrop {
+        /// Target length of the shorter side.
+        short: u32,
+        /// Crop width.
+        crop_w: u32,
+        /// Crop height.
+        crop_h: u32,
+    },
+}
+
+impl Resize {
+    /// R3M/torchvision evaluation preprocessing: Resize(256) + CenterCrop(224).
+    pub const IMAGENET: Resize = Resize::ShortSideCrop { short: 256, crop_w: 224, crop_h: 224 };
+
+    /// Square stretch to `side`×`side`.
+    pub fn square(side: u32) -> Resize {
+        Resize::Stretch { width: side, height: side }
+    }
+
+    /// For a (display) frame of `w`×`h`: the size swscale scales to, and the crop window
+    /// `(left, top, width, height)` taken from it.
+    pub fn plan(&self, w: u32, h: u32) -> ((u32, u32), (u32, u32, u32, u32)) {
+        match *self {
+            Resize::Native => ((w, h), (0, 0, w, h)),
+            Resize::Stretch { width, height } => ((width, height), (0, 0, width, height)),
+            Resize::ShortSideCrop { short, crop_w, crop_h } => {
+                let (rw, rh) = if w <= h {
+                    (short, ((u64::from(short) * u64::from(h)) / u64::from(w)) as u32)
+                } else {
+                    (((u64::from(short) * u64::from(w)) / u64::from(h)) as u32, short)
+                };
+                let (rw, rh) = (rw.max(crop_w), rh.max(crop_h));
+                // torchvision: int(round((h - crop_h) / 2.0)), Python rounds half to even
+                let off = |total: u32, crop: u32| {
+                    let d = f64::from(total - crop) / 2.0;
+                    d.round_ties_even() as u32
+                };
+                ((rw, rh), (off(rw, crop_w), off(rh, crop_h), crop_w, crop_h))
+            }
+        }
+    }
+
+    /// Output size for a display frame of `w`×`h`.
+    pub fn output_size(&self, w: u32, h: u32) -> (u32, u32) {
+        let (_, (_, _, cw, ch)) = self.plan(w, h);
+        (cw, ch)
+    }
+}
+
+/// swscale interpolation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scaler {
+    /// `fast_bilinear`
+    FastBilinear,
+    /// `bilinear` (default; what the ffmpeg CLI's scale filter uses)
+    #[default]
+    Bilinear,
+    /// `bicubic`
+    Bicubic,
+    /// `area`
+    Area,
+    /// `lanczos`
+    Lanczos,
+    /// `neighbor`
+    Point,
+}
+
+impl Scaler {
+    /// The name the ffmpeg CLI uses in `scale=...:flags=NAME`.
+    pub fn ffmpeg_name(self) -> &'static str {
+        match self {
+            Scaler::FastBilinear => "fast_bilinear",
+            Scaler::Bilinear => "bilinear",
+            Scaler::Bicubic => "bicubic",
+            Scaler::Area => "area",
+            Scaler::Lanczos => "lanczos",
+            Scaler::Point => "neighbor",
+        }
+    }
+
+    fn flags(self) -> i32 {
+        (match self {
+            Scaler::FastBilinear => ffi::SWS_FAST_BILINEAR,
+            Scaler::Bilinear => ffi::SWS_BILINEAR,
+            Scaler::Bicubic => ffi::SWS_BICUBIC,
+            Scaler::Area => ffi::SWS_AREA,
+            Scaler::Lanczos => ffi::SWS_LANCZOS,
+            Scaler::Point => ffi::SWS_POINT,
+        }) as i32
+    }
+}
+
+impl std::str::FromStr for Scaler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "fast_bilinear" => Scaler::FastBilinear,
+            "bilinear" => Scaler::Bilinear,
+            "bicubic" => Scaler::Bicubic,
+            "area" => Scaler::Area,
+            "lanczos" => Scaler::Lanczos,
+            "neighbor" | "point" => Scaler::Point,
+            _ => return Err(format!("unknown scaler '{s}' (fast_bilinear, bilinear, bicubic, area, lanczos, neighbor)")),
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key {
+    fmt: i32,
+    w: i32,
+    h: i32,
+    colorspace: i32,
+    range: i32,
+}
+
+/// Converts decoded frames to RGB24 at the planned size; caches its swscale context until the
+/// input format changes.
+pub(crate) struct Converter {
+    resize: Resize,
+    scaler: Scaler,
+    rotation: u32,
+    key: Option<Key>,
+    sws: *mut ffi::SwsContext,
+    tmp: Vec<u8>,
+    tmp2: Vec<u8>,
+}
+
+// SAFETY: the SwsContext is owned exclusively by this struct and only used through &mut self.
+unsafe impl Send for Converter {}
+
+impl Drop for Converter {
+    fn drop(&mut self) {
+        if !self.sws.is_null() {
+            // SAFETY: we own the context.
+            unsafe { ffi::sws_freeContext(self.sws) };
+        }
+    }
+}
+
+impl Converter {
+    pub(crate) fn new(resize: Resize, scaler: Scaler, rotation: u32) -> Self {
+        Converter { resize, scaler, rotation, key: None, sws: ptr::null_mut(), tmp: Vec::new(), tmp2: Vec::new() }
+    }
+
+    /// Converts `frame` to RGB24; returns `(width, height, data)` with `data.len() == w*h*3`.
+    pub(crate) fn convert(&mut self, frame: &ff::frame::Video) -> Result<(u32, u32, Vec<u8>), String> {
+        // SAFETY: frame is a valid decoded AVFrame.
+        let (fmt, w, h, cs, range) = unsafe {
+            let f = frame.as_ptr();
+            ((*f).format, (*f).width, (*f).height, (*f).colorspace as i32, (*f).color_range as i32)
+        };
+        if w <= 0 || h <= 0 {
+            return Err(format!("decoded frame has no size ({w}x{h})"));
+        }
+        let rotated = self.rotation % 180 == 90;
+        let (dw, dh) = if rotated { (h as u32, w as u32) } else { (w as u32, h as u32) };
+        let ((sw, sh), (cx, cy, cw, ch)) = self.resize.plan(dw, dh);
+        // swscale works in coded orientation
+        let (tw, th) = if rotated { (sh, sw) } else { (sw, sh) };
+        let key = Key { fmt, w, h, colorspace: cs, range };
+        if self.key != Some(key) {
+            self.reset(key, tw, th)?;
+        }
+        let direct = self.rotation == 0 && (cx, cy, cw, ch) == (0, 0, sw, sh);
+        let n = (tw * th * 3) as usize;
+        let mut out = Vec::new();
+        let buf = if direct { &mut out } else { &mut self.tmp };
+        buf.resize(n, 0);
+        let dst = [buf.as_mut_ptr(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut()];
+        let dst_stride = [(tw * 3) as i32, 0, 0, 0];
+        // SAFETY: src planes/strides come from the decoder; dst is a tightly packed buffer of
+        // exactly th rows of tw*3 bytes.
+        let rows = unsafe {
+            let f = frame.as_ptr();
+            ffi::sws_scale(
+                self.sws,
+                (*f).data.as_ptr() as *const *const u8,
+                (*f).linesize.as_ptr(),
+                0,
+                h,
+                dst.as_ptr(),
+                dst_stride.as_ptr(),
+            )
+        };
+        if rows <= 0 {
+            return Err(format!("swscale failed ({rows})"));
+        }
+        if direct {
+            return Ok((cw, ch, out));
+        }
+        // rotate into display orientation
+        let (rw, rh, rotated_buf) = if self.rotation == 0 {
+            (tw, th, &self.tmp)
+        } else {
+            rotate_rgb(&self.tmp, tw, th, self.rotation, &mut self.tmp2);
+            let (rw, rh) = if rotated { (th, tw) } else { (tw, th) };
+            (rw, rh, &self.tmp2)
+        };
+        debug_assert_eq!((rw, rh), (sw, sh));
+        let mut out = vec![0u8; (cw * ch * 3) as usize];
+        let row = (cw * 3) as usize;
+        for y in 0..ch as usize {
+            let src = ((y + cy as usize) * rw as usize + cx as usize) * 3;
+            out[y * row..(y + 1) * row].copy_from_slice(&rotated_buf[src..src + row]);
+        }
+        Ok((cw, ch, out))
+    }
+
+    fn reset(&mut self, key: Key, tw: u32, th: u32) -> Result<(), String> {
+        if !self.sws.is_null() {
+            // SAFETY: we own the context.
+            unsafe { ffi::sws_freeContext(self.sws) };
+            self.sws = ptr::null_mut();
+        }
+        // SAFETY: plain constructor calls; the format value came from a decoded frame.
+        unsafe {
+            let src_fmt: ffi::AVPixelFormat = std::mem::transmute(key.fmt);
+            self.sws = ffi::sws_getContext(
+                key.w,
+                key.h,
+                src_fmt,
+                tw as i32,
+                th as i32,
+                ffi::AVPixelFormat::AV_PIX_FMT_RGB24,
+                self.scaler.flags(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null(),
+            );
+            if self.sws.is_null() {
+                return Err(format!("swscale cannot convert pixel format {} at {}x{}", key.fmt, key.w, key.h));
+            }
+            // Same colour handling as the CLI's scale filter: matrix from the frame's colourspace
+            // (sws maps unspecified to BT.601), range from its range tag when it has one.
+            let mut inv_table: *mut i32 = ptr::null_mut();
+            let mut table: *mut i32 = ptr::null_mut();
+            let (mut src_full, mut dst_full, mut bri, mut con, mut sat) = (0, 0, 0, 0, 0);
+            ffi::sws_getColorspaceDetails(
+                self.sws, &mut inv_table, &mut src_full, &mut table, &mut dst_full, &mut bri, &mut con, &mut sat,
+            );
+            let mut cs = key.colorspace;
+            if !(1..=10).contains(&cs) || cs == 8 {
+                cs = ffi::AVColorSpace::AVCOL_SPC_BT470BG as i32;
+            }
+            let coeffs = ffi::sws_getCoefficients(cs);
+            if key.range == ffi::AVColorRange::AVCOL_RANGE_JPEG as i32 {
+                src_full = 1;
+            } else if key.range == ffi::AVColorRange::AVCOL_RANGE_MPEG as i32 {
+                src_full = 0;
+            }
+            ffi::sws_setColorspaceDetails(self.sws, coeffs, src_full, coeffs, dst_full, bri, con, sat);
+        }
+        self.key = Some(key);
+        Ok(())
+    }
+}
+
+/// Rotates a packed RGB image clockwise by 90/180/270 degrees into `out`.
+pub(crate) fn rotate_rgb(src: &[u8], w: u32, h: u32, rotation: u32, out: &mut Vec<u8>) {
+    let (w, h) = (w as usize, h as usize);
+    out.resize(w * h * 3, 0);
+    match rotation {
+        90 => {
+            // out is h wide, w tall: out(x', y') = src(x = y', y = h-1-x')
+            for y in 0..h {
+                for x in 0..w {
+                    let (ox, oy) = (h - 1 - y, x);
+                    let s = (y * w + x) * 3;
+                    let d = (oy * h + ox) * 3;
+                    out[d..d + 3].copy_from_slice(&src[s..s + 3]);
+                }
+            }
+        }
+        180 => {
+            for y in 0..h {
+                for x in 0..w {
+                    let s = (y * w + x) * 3;
+                    let d = ((h - 1 - y) * w + (w - 1 - x)) * 3;
+                    out[d..d + 3].copy_from_slice(&src[s..s + 3]);
+                }
+            }
+        }
+        270 => {
+            for y in 0..h {
+                for x in 0..w {
+                    let (ox, oy) = (y, w - 1 - x);
+                    let s = (y * w + x) * 3;
+                    let d = (oy * h + ox) * 3;
+                    out[d..d + 3].copy_from_slice(&src[s..s + 3]);
+                }
+            }
+        }
+        _ => out.copy_from_slice(src),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imagenet_plan_matches_torchvision() {
+        // 640x480 -> Resize(256) gives 341x256, CenterCrop(224): left = round(58.5) = 58 (half to even)
+        assert_eq!(Resize::IMAGENET.plan(640, 480), ((341, 256), (58, 16, 224, 224)));
+        // portrait 131x225 -> 256x439, top = round(107.5) = 108
+        assert_eq!(Resize::IMAGENET.plan(131, 225), ((256, 439), (16, 108, 224, 224)));
+    }
+
+    #[test]
+    fn rotation_moves_corners() {
+        // 2x1 image: red, green
+        let src = [255, 0, 0, 0, 255, 0];
+        let mut out = Vec::new();
+        rotate_rgb(&src, 2, 1, 90, &mut out);
+        // clockwise: result is 1 wide, 2 tall; red on top
+        assert_eq!(out, vec![255, 0, 0, 0, 255, 0]);
+        rotate_rgb(&src, 2, 1, 270, &mut out);
+        assert_eq!(out, vec![0, 255, 0, 255, 0, 0]);
+        rotate_rgb(&src, 2, 1, 180, &mut out);
+        assert_eq!(out, vec![0, 255, 0, 255, 0, 0]);
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian 12 machine (run as root, or with sudo available).
+#
+# Installs only what is missing:
+#   - Debian packages: FFmpeg 5.1 dev libs + CLI, clang/libclang (bindgen), pkg-config, Mesa EGL
+#   - a Python venv with PyTorch 2.13.0 (libtorch for tch), torchvision, PyAV, pyarrow,
+#     Meta-World + MuJoCo and rerun-sdk (scripts/requirements.txt)
+# and writes $R3M_CACHE/env.sh, which the other scripts source: it puts the venv first on PATH,
+# sets LIBTORCH_USE_PYTORCH=1 for tch and points CARGO_TARGET_DIR at a cache outside the clone, so a
+# second run and a second clone reuse the venv and the build.
+#
+# Rerunning on a ready machine takes a second or two.
+set -euo pipefail
+
+R3M_CACHE="${R3M_CACHE:-$HOME/.cache/r3m}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$R3M_CACHE/venv"
+mkdir -p "$R3M_CACHE"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+APT_PKGS=(
+  pkg-config clang libclang-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
+  ffmpeg
+  libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0
+)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python venv -----------------------------------------------------------------------------
+PY="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating venv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+REQ="$ROOT/scripts/requirements.txt"
+STAMP="$VENV/.r3m-requirements.sha256"
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
+  log "installing Python packages (first time: a few GB, several minutes)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$REQ"
+  echo "$want" > "$STAMP"
+fi
+
+# --- Environment for cargo / tch ------------------------------------------------------------
+cat > "$R3M_CACHE/env.sh" <<ENV
+# written by scripts/setup.sh
+export R3M_CACHE="$R3M_CACHE"
+export PATH="$VENV/bin:\$PATH"
+export VIRTUAL_ENV="$VENV"
+export LIBTORCH_USE_PYTORCH=1
+export CARGO_TARGET_DIR="\${CARGO_TARGET_DIR:-$R3M_CACHE/target}"
+export MUJOCO_GL="\${MUJOCO_GL:-egl}"
+export PYOPENGL_PLATFORM="\${PYOPENGL_PLATFORM:-egl}"
+ENV
+
+command -v cargo >/dev/null || { log "cargo not found: install Rust (rustup) first"; exit 1; }
+log "ready (cache: $R3M_CACHE)"

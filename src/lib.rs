@@ -1,0 +1,42 @@
+//! Test support for the end-to-end tests in `tests/` and the benchmarks in `benches/`: making
+//! fixture videos with the `ffmpeg` CLI and finding the `r3m` binary. No product logic lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs the `ffmpeg` CLI with `args` (after `-y -loglevel error`), panicking with its stderr if
+/// it fails: a test that cannot make its fixture should say so loudly.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-y", "-hide_banner", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .expect("running ffmpeg (install it: scripts/setup.sh)");
+    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Makes a test video at `path` from FFmpeg's `testsrc2` pattern: `frames` frames of `size`
+/// (`WxH`) at `fps`, encoded with `codec_args` (for example `["-c:v", "libx264"]`).
+pub fn make_video(path: &Path, size: &str, fps: u32, frames: usize, codec_args: &[&str]) {
+    let src = format!("testsrc2=size={size}:rate={fps}");
+    let n = frames.to_string();
+    let p = path.to_str().expect("utf-8 path");
+    let mut args = vec!["-f", "lavfi", "-i", &src, "-frames:v", &n, "-pix_fmt", "yuv420p"];
+    args.extend_from_slice(codec_args);
+    args.push(p);
+    ffmpeg(&args);
+}
+
+/// The `r3m` binary built alongside the tests (`target/<profile>/r3m`).
+pub fn r3m_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_r3m") {
+        return PathBuf::from(p);
+    }
+    // tests/ are in the root package, which does not own the binary: find it next to the test
+    // executable (target/<profile>/deps/<test> -> target/<profile>/r3m)
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("r3m");
+    assert!(bin.exists(), "{} not found: build it first (cargo build --release -p r3m-cli)", bin.display());
+    bin
+}
