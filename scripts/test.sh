@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: one optimised build shared by the `r3m` binary and all tests.
-# Call scripts/setup.sh first (the README's test command does).
+# Call scripts/setup.sh first (the README's test command does). Extra arguments go to cargo test
+# (for example a test name filter).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -8,4 +9,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # build the binary first: the end-to-end tests in tests/ run it
 cargo build --release --locked -p r3m-cli
-cargo test --release --locked --workspace "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --locked --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# one closing line over all test binaries
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$rc"

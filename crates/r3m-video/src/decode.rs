@@ -84,6 +84,11 @@ pub struct VideoReader {
     next_index: Option<usize>,
     /// EOF was sent to the decoder.
     eof_sent: bool,
+    /// The frame random access is heading for: packets of earlier frames are decoded with
+    /// `skip_frame = NONREF`, so frames nothing depends on are not decoded at all.
+    target: Option<usize>,
+    /// Whether `skip_frame = NONREF` is set on the decoder now.
+    skipping: bool,
     stats: DecodeStats,
 }
 
@@ -128,6 +133,8 @@ impl VideoReader {
             packet: ff::Packet::empty(),
             next_index: Some(0),
             eof_sent: false,
+            target: None,
+            skipping: false,
             stats: DecodeStats::default(),
         })
     }
@@ -182,6 +189,7 @@ impl VideoReader {
                         if self.packet.stream() != si {
                             continue;
                         }
+                        self.set_skipping();
                         if self.decoder.send_packet(&self.packet).is_err() {
                             self.stats.corrupt += 1;
                         }
@@ -205,6 +213,24 @@ impl VideoReader {
                     }
                 }
             }
+        }
+    }
+
+    /// Before sending a packet: skip non-reference frames that come before the target.
+    fn set_skipping(&mut self) {
+        let before_target = match (self.target, self.packet.pts()) {
+            (Some(t), Some(p)) => self.info.index_of_pts(p).is_some_and(|i| i < t),
+            _ => false,
+        };
+        if before_target != self.skipping {
+            self.skipping = before_target;
+            let discard = if before_target {
+                ff::ffi::AVDiscard::AVDISCARD_NONREF
+            } else {
+                ff::ffi::AVDiscard::AVDISCARD_DEFAULT
+            };
+            // SAFETY: the codec context is open; skip_frame is read per packet by the decoder.
+            unsafe { (*self.decoder.as_mut_ptr()).skip_frame = discard };
         }
     }
 
@@ -315,6 +341,27 @@ impl VideoReader {
         Ok(out)
     }
 
+    /// Returns the frames of many index sets at once (each sorted; for example a batch of R3M
+    /// 5-frame tuples from one clip), decoding their union in one forward pass: a frame wanted by
+    /// several sets is decoded once, and frames between targets are decoded only when no keyframe
+    /// lets us skip them. The result has the shape of `sets`.
+    pub fn read_many(&mut self, sets: &[Vec<usize>]) -> Result<Vec<Vec<Frame>>> {
+        let mut all: Vec<usize> = sets.iter().flatten().copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        let frames = self.read_frames(&all)?;
+        sets.iter()
+            .map(|set| {
+                set.iter()
+                    .map(|i| {
+                        let k = all.binary_search(i).map_err(|_| Error::Unsorted { path: self.path().into() })?;
+                        Ok(frames[k].clone())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     fn read_one(&mut self, t: usize) -> Result<Frame> {
         let kf = self.info.keyframe_before(t);
         let forward = match self.next_index {
@@ -324,6 +371,13 @@ impl VideoReader {
         if !forward {
             self.seek_to(kf)?;
         }
+        self.target = Some(t);
+        let res = self.decode_to(t);
+        self.target = None;
+        res
+    }
+
+    fn decode_to(&mut self, t: usize) -> Result<Frame> {
         for attempt in 0..2 {
             while self.pull()? {
                 let Some(i) = self.current_index() else { continue };
