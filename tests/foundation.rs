@@ -80,3 +80,22 @@ fn doctor_rejects_a_missing_device() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cuda:7"), "failure does not name the device:\n{stderr}");
 }
+
+#[test]
+fn r3m_probe_reports_good_files_and_names_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.mp4");
+    make_video(&good, "80x60", 20, 30, &["-c:v", "libx264", "-g", "10"]);
+    let bad = dir.path().join("bad.mkv");
+    std::fs::write(&bad, b"definitely not matroska").unwrap();
+    let out = Command::new(r3m_bin()).arg("probe").arg("--json").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(v["frames"], 30);
+    assert_eq!(v["codec"], "h264");
+    assert_eq!(v["width"], 80);
+    assert!((v["fps"].as_f64().unwrap() - 20.0).abs() < 1e-6);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.mkv") && stderr.contains("1 of 2"), "{stderr}");
+}

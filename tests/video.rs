@@ -390,3 +390,65 @@ fn lerobot_style_concatenated_episodes_by_timestamp() {
         assert_same(&f.data, &cli_frame(&path, f.index, "scale=32:32:flags=bilinear"), &format!("frame {}", f.index));
     }
 }
+
+#[test]
+fn a_folder_of_videos_skips_and_counts_bad_files() {
+    use r3m_data::{scan_videos, ProbeCache};
+    let dir = tmp();
+    let root = dir.path().join("videos");
+    std::fs::create_dir_all(root.join("robot/cam0")).unwrap();
+    make_video(&root.join("a.mp4"), "64x48", 10, 12, &["-c:v", "libx264"]);
+    make_video(&root.join("robot/cam0/b.MKV"), "64x48", 10, 20, &["-c:v", "libx264"]);
+    make_video(&root.join("robot/short.mp4"), "64x48", 10, 2, &["-c:v", "libx264"]);
+    std::fs::write(root.join("robot/broken.webm"), b"not a video at all").unwrap();
+    std::fs::write(root.join("robot/notes.txt"), b"ignored: not a video extension").unwrap();
+    let cache_path = dir.path().join("cache/probe.json");
+    let mut cache = ProbeCache::open(Some(cache_path.clone()));
+    let ds = scan_videos(&root, &mut cache).unwrap();
+    cache.save();
+    assert_eq!(ds.clips.len(), 2, "{ds:?}");
+    assert_eq!(ds.clips.iter().map(|c| c.len()).sum::<usize>(), 32);
+    assert_eq!(ds.skipped.len(), 2);
+    let reasons: Vec<String> = ds.skipped.iter().map(|s| format!("{}: {}", s.path.display(), s.reason)).collect();
+    assert!(reasons.iter().any(|r| r.contains("broken.webm") && r.contains("not a readable video")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("short.mp4") && r.contains("too short")), "{reasons:?}");
+    assert_eq!(ds.cache_hits, 0);
+    // a second scan answers from the cache
+    let mut cache = ProbeCache::open(Some(cache_path));
+    let again = scan_videos(&root, &mut cache).unwrap();
+    assert_eq!(again.cache_hits, 3, "the three readable videos come from the cache");
+    assert_eq!(again.clips.len(), 2);
+    assert_eq!(again.clips[0].video.pts, ds.clips[0].video.pts);
+    // a folder with nothing usable is an error that says what was found
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("x.mp4"), b"").unwrap();
+    let e = scan_videos(&empty, &mut ProbeCache::default()).unwrap_err();
+    assert!(e.to_string().contains("no usable videos") && e.to_string().contains("empty (0 bytes)"), "{e}");
+}
+
+#[test]
+fn edit_list_preroll_frames_are_not_counted() {
+    // stream copy from a non-keyframe: mp4 keeps the frames from the previous keyframe but marks
+    // them for discard through an edit list; players (and the CLI) never show them
+    let dir = tmp();
+    let src = dir.path().join("src.mp4");
+    make_video(&src, "64x48", 25, 75, &["-c:v", "libx264", "-g", "25", "-bf", "2"]);
+    let cut = dir.path().join("cut.mp4");
+    ffmpeg(&["-ss", "1.3", "-i", src.to_str().unwrap(), "-c", "copy", cut.to_str().unwrap()]);
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&cut)
+        .output()
+        .unwrap();
+    let cli_count: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let info = probe(&cut).unwrap();
+    assert_eq!(info.frame_count(), cli_count, "frames the CLI decodes");
+    let mut r = VideoReader::open(&cut, DecodeOptions::default()).unwrap();
+    let all = r.read_all().unwrap();
+    assert_eq!(all.len(), cli_count);
+    for i in [0, 1, cli_count / 2, cli_count - 1] {
+        let f = r.read_frames(&[i]).unwrap().pop().unwrap();
+        assert_same(&f.data, &cli_frame(&cut, i, ""), &format!("edit-listed frame {i}"));
+    }
+}

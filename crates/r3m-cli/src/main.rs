@@ -4,6 +4,7 @@
 //! Each subcommand lives in its own module.
 
 mod doctor;
+mod probe;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,9 @@ enum Command {
     /// (library versions, H.264/HEVC/VP9/AV1 decoders, a real encode→decode round trip) and the
     /// rerun SDK. Exits non-zero, naming the part, when something is missing or broken.
     Doctor(doctor::Args),
+    /// Show what r3m sees in video files: codec, size, rotation, frame count (`~` marks an
+    /// estimate), fps, duration and keyframe interval. Unreadable files are reported and skipped.
+    Probe(probe::Args),
 }
 
 fn main() {
@@ -37,6 +41,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(args),
+        Command::Probe(args) => probe::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

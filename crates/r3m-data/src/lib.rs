@@ -7,4 +7,16 @@
 //! It is not a decoder (that is `r3m-video`) and knows nothing of tensors or models: batches leave
 //! this crate as plain u8 buffers.
 //!
-//! Status: no code yet; the training issue fills it.
+//! Status: the seedable RNG, R3M's tuple sampler, the video-folder source (with probe cache and
+//! skip-and-count) and `rctraj`/per-frame RandomResizedCrop are here; LeRobot and manifest sources
+//! and the prefetch queue come with the training issue.
+
+pub mod augment;
+pub mod rng;
+pub mod sampler;
+pub mod source;
+
+pub use augment::{Augment, Crop};
+pub use rng::Rng;
+pub use sampler::{Tuple, TupleSampler, MIN_CLIP_FRAMES};
+pub use source::{find_videos, scan_videos, Clip, Dataset, ProbeCache, Skipped, SourceError};

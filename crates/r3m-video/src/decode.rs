@@ -89,6 +89,11 @@ pub struct VideoReader {
     target: Option<usize>,
     /// Whether `skip_frame = NONREF` is set on the decoder now.
     skipping: bool,
+    /// Whether skipping non-reference frames is safe for this stream: H.264 and VP9 with a
+    /// complete pts index (HEVC's sub-layer non-reference pictures can still be referenced).
+    can_skip: bool,
+    /// `self.packet` was refused with EAGAIN and must be sent again after draining a frame.
+    resend: bool,
     stats: DecodeStats,
 }
 
@@ -123,6 +128,7 @@ impl VideoReader {
             ff::Error::DecoderNotFound => Error::NoDecoder { path: path.clone(), codec: info.codec.clone() },
             e => Error::ffmpeg(&path, "opening decoder", e),
         })?;
+        let can_skip = matches!(info.codec.as_str(), "h264" | "vp9") && info.has_complete_index();
         Ok(VideoReader {
             conv: Converter::new(opts.resize, opts.scaler, info.rotation),
             info,
@@ -135,6 +141,8 @@ impl VideoReader {
             eof_sent: false,
             target: None,
             skipping: false,
+            can_skip,
+            resend: false,
             stats: DecodeStats::default(),
         })
     }
@@ -163,6 +171,7 @@ impl VideoReader {
     fn pull(&mut self) -> Result<bool> {
         let si = self.info.stream_index;
         let mut demux_errors = 0u32;
+        let mut refused = 0u32;
         loop {
             match self.decoder.receive_frame(&mut self.frame) {
                 Ok(()) => {
@@ -182,6 +191,18 @@ impl VideoReader {
             if self.eof_sent {
                 return Ok(false);
             }
+            if self.resend {
+                match self.decoder.send_packet(&self.packet) {
+                    Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN && refused < 8 => {
+                        refused += 1;
+                        continue;
+                    }
+                    Err(_) => self.stats.corrupt += 1,
+                    Ok(()) => {}
+                }
+                self.resend = false;
+                continue;
+            }
             // feed one packet of our stream
             loop {
                 match self.packet.read(&mut self.ictx) {
@@ -190,8 +211,11 @@ impl VideoReader {
                             continue;
                         }
                         self.set_skipping();
-                        if self.decoder.send_packet(&self.packet).is_err() {
-                            self.stats.corrupt += 1;
+                        match self.decoder.send_packet(&self.packet) {
+                            Ok(()) => {}
+                            // the decoder wants a frame taken out first: keep the packet
+                            Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => self.resend = true,
+                            Err(_) => self.stats.corrupt += 1,
                         }
                         break;
                     }
@@ -219,7 +243,7 @@ impl VideoReader {
     /// Before sending a packet: skip non-reference frames that come before the target.
     fn set_skipping(&mut self) {
         let before_target = match (self.target, self.packet.pts()) {
-            (Some(t), Some(p)) => self.info.index_of_pts(p).is_some_and(|i| i < t),
+            (Some(t), Some(p)) if self.can_skip => self.info.index_of_pts(p).is_some_and(|i| i < t),
             _ => false,
         };
         if before_target != self.skipping {
@@ -237,8 +261,9 @@ impl VideoReader {
     /// Index of the frame now in `self.frame`, from its pts; falls back to counting when the
     /// stream has no usable timestamps.
     fn current_index(&mut self) -> Option<usize> {
-        let pts = self.frame.timestamp().or(self.frame.pts());
-        let complete = self.info.pts.len() == self.info.frames.count;
+        // the frame's own pts (not best-effort, which may fall back to a reordered dts)
+        let pts = self.frame.pts();
+        let complete = self.info.has_complete_index();
         let by_pts = if complete { pts.and_then(|p| self.info.index_of_pts(p)) } else { None };
         let idx = by_pts.or(self.next_index);
         self.next_index = idx.map(|i| i + 1);
@@ -258,7 +283,7 @@ impl VideoReader {
     /// Seeks so that the next frames out start at or before frame `index`.
     fn seek_to(&mut self, index: usize) -> Result<()> {
         self.stats.seeks += 1;
-        let complete = self.info.pts.len() == self.info.frames.count;
+        let complete = self.info.has_complete_index();
         let (target, index) = if complete && index > 0 {
             (self.info.pts[index], index)
         } else {
@@ -288,6 +313,7 @@ impl VideoReader {
         }
         self.decoder.flush();
         self.eof_sent = false;
+        self.resend = false;
         self.next_index = if index == 0 { Some(0) } else { None };
         Ok(())
     }

@@ -94,7 +94,17 @@ impl DecodePool {
 fn worker(jobs: Receiver<(u64, Request)>, results: Sender<(u64, Result<Vec<Frame>>)>, opts: DecodeOptions) {
     let mut open: Vec<(PathBuf, VideoReader)> = Vec::new();
     for (seq, req) in jobs {
-        let res = decode(&mut open, &req, opts);
+        // a panic in one request (a bug, never bad input) must not leave a hole in the ordered
+        // stream: it becomes that request's error, and the worker starts over with no open files
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(&mut open, &req, opts)))
+            .unwrap_or_else(|_| {
+                open.clear();
+                Err(crate::Error::Ffmpeg {
+                    path: req.video.path.clone(),
+                    op: "decoding",
+                    reason: "the decode worker panicked".into(),
+                })
+            });
         if results.send((seq, res)).is_err() {
             return;
         }

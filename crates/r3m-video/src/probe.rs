@@ -8,7 +8,7 @@ use ff::media::Type as MediaType;
 use crate::{Error, Result, MAX_PIXELS, MAX_SIDE};
 
 /// How many frames a video has, and how sure we are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrameCount {
     /// Frames in the video stream.
     pub count: usize,
@@ -17,8 +17,8 @@ pub struct FrameCount {
     pub exact: bool,
 }
 
-/// What [`probe`] learns about a video file.
-#[derive(Debug, Clone)]
+/// What [`probe`] learns about a video file. Serialisable, so callers can cache it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VideoInfo {
     /// The file.
     pub path: PathBuf,
@@ -53,6 +53,9 @@ pub struct VideoInfo {
     /// Frame indices (into `pts`) of keyframes, sorted.
     pub keyframes: Vec<usize>,
 }
+
+/// Version of the [`VideoInfo`] layout and of how probe fills it; caches key on it.
+pub const PROBE_VERSION: u32 = 2;
 
 impl VideoInfo {
     /// Width after rotation (what frames come out as at native size).
@@ -107,6 +110,11 @@ impl VideoInfo {
     /// Number of frames.
     pub fn frame_count(&self) -> usize {
         self.frames.count
+    }
+
+    /// Whether every frame has a pts in the index (random access can match frames by pts).
+    pub fn has_complete_index(&self) -> bool {
+        self.pts.len() == self.frames.count
     }
 }
 
@@ -213,7 +221,15 @@ pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
                 if packet.stream() != si {
                     continue;
                 }
-                match packet.pts().or(packet.dts()) {
+                // packets the container marks for discard (edit-list pre-roll) never become frames
+                // SAFETY: reading a plain field of a packet we own.
+                let discard = unsafe { (*ff::packet::Ref::as_ptr(&packet)).flags } & ff::ffi::AV_PKT_FLAG_DISCARD as i32 != 0;
+                if discard {
+                    continue;
+                }
+                // frames are matched by their pts; a dts is not a presentation time when frames
+                // are reordered, so a packet without pts makes the index incomplete
+                match packet.pts() {
                     Some(p) => {
                         pts.push(p);
                         if packet.is_key() {

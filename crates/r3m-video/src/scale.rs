@@ -178,20 +178,29 @@ impl Converter {
         if w <= 0 || h <= 0 {
             return Err(format!("decoded frame has no size ({w}x{h})"));
         }
+        // the container's size was checked at probe; a stream can still change size mid-way
+        let (uw, uh) = (w as u32, h as u32);
+        if uw > crate::MAX_SIDE || uh > crate::MAX_SIDE || u64::from(uw) * u64::from(uh) > crate::MAX_PIXELS {
+            return Err(format!("decoded frame is {w}x{h}, over the size limit"));
+        }
         let rotated = self.rotation % 180 == 90;
         let (dw, dh) = if rotated { (h as u32, w as u32) } else { (w as u32, h as u32) };
         let ((sw, sh), (cx, cy, cw, ch)) = self.resize.plan(dw, dh);
         // swscale works in coded orientation
         let (tw, th) = if rotated { (sh, sw) } else { (sw, sh) };
+        if tw == 0 || th == 0 || tw > crate::MAX_SIDE || th > crate::MAX_SIDE {
+            return Err(format!("output size {tw}x{th} is out of range (1..={} per side)", crate::MAX_SIDE));
+        }
         let key = Key { fmt, w, h, colorspace: cs, range };
         if self.key != Some(key) {
             self.reset(key, tw, th)?;
         }
         let direct = self.rotation == 0 && (cx, cy, cw, ch) == (0, 0, sw, sh);
-        let n = (tw * th * 3) as usize;
+        let n = tw as usize * th as usize * 3;
         let mut out = Vec::new();
         let buf = if direct { &mut out } else { &mut self.tmp };
-        buf.resize(n, 0);
+        // one spare row: swscale's SIMD paths may write a little past the end of a tightly packed row
+        buf.resize(n + tw as usize * 3 + 64, 0);
         let dst = [buf.as_mut_ptr(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut()];
         let dst_stride = [(tw * 3) as i32, 0, 0, 0];
         // SAFETY: src planes/strides come from the decoder; dst is a tightly packed buffer of
@@ -212,8 +221,10 @@ impl Converter {
             return Err(format!("swscale failed ({rows})"));
         }
         if direct {
+            out.truncate(n);
             return Ok((cw, ch, out));
         }
+        self.tmp.truncate(n);
         // rotate into display orientation
         let (rw, rh, rotated_buf) = if self.rotation == 0 {
             (tw, th, &self.tmp)
@@ -223,8 +234,8 @@ impl Converter {
             (rw, rh, &self.tmp2)
         };
         debug_assert_eq!((rw, rh), (sw, sh));
-        let mut out = vec![0u8; (cw * ch * 3) as usize];
-        let row = (cw * 3) as usize;
+        let mut out = vec![0u8; cw as usize * ch as usize * 3];
+        let row = cw as usize * 3;
         for y in 0..ch as usize {
             let src = ((y + cy as usize) * rw as usize + cx as usize) * 3;
             out[y * row..(y + 1) * row].copy_from_slice(&rotated_buf[src..src + row]);

@@ -60,6 +60,9 @@ pub fn write_gray_ramp(path: &Path, width: u32, height: u32, frames: usize) -> R
     let mut drain = |enc: &mut ff::encoder::Video, octx: &mut ff::format::context::Output| -> Result<()> {
         while enc.receive_packet(&mut packet).is_ok() {
             packet.set_stream(0);
+            // without a duration the mp4 muxer's edit list ends at the last frame's start, and
+            // demuxers then discard that frame
+            packet.set_duration(1);
             packet.rescale_ts((1, 10), ost_tb);
             packet.write_interleaved(octx).map_err(err("writing packet"))?;
         }

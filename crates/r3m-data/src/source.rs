@@ -1,0 +1,228 @@
+//! Dataset sources: where clips come from.
+//!
+//! Today: a folder of videos, searched recursively, each file one clip. Every file is probed in
+//! parallel; files that cannot be used (corrupt, not a video, too short) are skipped and counted
+//! with their reason, never fatal. Probe results are cached by (path, size, mtime), so a second
+//! run over the same folder starts at once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use rayon::prelude::*;
+use r3m_video::VideoInfo;
+
+use crate::sampler::MIN_CLIP_FRAMES;
+
+/// File extensions treated as video (case-insensitive).
+pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "webm", "mov", "avi", "m4v"];
+
+/// A span of frames of one video that the sampler treats as one clip.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// The probed video.
+    pub video: Arc<VideoInfo>,
+    /// First frame of the clip (inclusive).
+    pub start: usize,
+    /// One past the last frame.
+    pub end: usize,
+    /// Optional description (for language alignment).
+    pub text: Option<String>,
+}
+
+impl Clip {
+    /// Frames in the clip.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether the clip has no frames.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// A file that was left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why (the probe error, or "too short").
+    pub reason: String,
+}
+
+/// The clips found under a root, and the files that were skipped.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Where the search started.
+    pub root: PathBuf,
+    /// Usable clips, sorted by path.
+    pub clips: Vec<Clip>,
+    /// Files that could not be used.
+    pub skipped: Vec<Skipped>,
+    /// Probes answered from the cache.
+    pub cache_hits: usize,
+}
+
+impl Dataset {
+    /// A one-line summary: clips, frames, skipped files grouped by reason.
+    pub fn summary(&self) -> String {
+        let frames: usize = self.clips.iter().map(Clip::len).sum();
+        let mut s = format!("{} clips, {} frames", self.clips.len(), frames);
+        if !self.skipped.is_empty() {
+            s.push_str(&format!(", {} file(s) skipped", self.skipped.len()));
+        }
+        s
+    }
+}
+
+/// Errors that stop a source from being read at all (a bad file is never one of them).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The root does not exist or is not a directory.
+    #[error("{path}: not a directory ({reason})")]
+    NotADirectory {
+        /// The root.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No usable clip was found.
+    #[error("{path}: no usable videos ({found} video file(s) found, {skipped} skipped){detail}")]
+    NoClips {
+        /// The root.
+        path: PathBuf,
+        /// Files with a video extension.
+        found: usize,
+        /// Files skipped.
+        skipped: usize,
+        /// The first few reasons.
+        detail: String,
+    },
+}
+
+fn is_video(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(e)))
+}
+
+/// Every file with a video extension under `root`, recursively, sorted, hidden entries skipped.
+pub fn find_videos(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        // do not follow symlinked directories: a link loop would never end
+        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        if meta.is_dir() {
+            walk(&p, out);
+        } else if is_video(&p) && p.is_file() {
+            out.push(p);
+        }
+    }
+}
+
+/// Cache key: the file's path, size and modification time.
+fn stamp(p: &Path) -> Option<String> {
+    let m = std::fs::metadata(p).ok()?;
+    let mtime = m.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+    Some(format!("v{}|{}|{}|{}", r3m_video::PROBE_VERSION, p.display(), m.len(), mtime))
+}
+
+/// On-disk probe cache: a JSON map from [`stamp`] to [`VideoInfo`].
+#[derive(Debug, Default)]
+pub struct ProbeCache {
+    path: Option<PathBuf>,
+    entries: HashMap<String, VideoInfo>,
+}
+
+impl ProbeCache {
+    /// Loads the cache at `path` (a missing or unreadable cache is an empty one).
+    pub fn open(path: Option<PathBuf>) -> Self {
+        let entries = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        ProbeCache { path, entries }
+    }
+
+    /// Writes the cache atomically (temp file + rename). Failure only costs a re-probe next time.
+    pub fn save(&self) {
+        let Some(path) = &self.path else { return };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let ok = serde_json::to_vec(&self.entries).ok().is_some_and(|b| std::fs::write(&tmp, b).is_ok());
+        if ok {
+            let _ = std::fs::rename(&tmp, path);
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// Finds every video under `root` (recursively, hidden entries skipped), probes them in parallel
+/// (answering from `cache` where the file is unchanged), and returns one clip per usable file.
+pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, SourceError> {
+    let meta = std::fs::metadata(root)
+        .map_err(|e| SourceError::NotADirectory { path: root.into(), reason: e.to_string() })?;
+    if !meta.is_dir() {
+        return Err(SourceError::NotADirectory { path: root.into(), reason: "is a file".into() });
+    }
+    let files = find_videos(root);
+    let found = files.len();
+    let known = &cache.entries;
+    let results: Vec<(PathBuf, Option<String>, bool, Result<VideoInfo, String>)> = files
+        .into_par_iter()
+        .map(|p| {
+            let key = stamp(&p);
+            if let Some(info) = key.as_ref().and_then(|k| known.get(k)) {
+                return (p, key, true, Ok(info.clone()));
+            }
+            let r = r3m_video::probe(&p).map_err(|e| e.to_string());
+            (p, key, false, r)
+        })
+        .collect();
+    let mut clips = Vec::new();
+    let mut skipped = Vec::new();
+    let mut cache_hits = 0;
+    for (path, key, hit, r) in results {
+        cache_hits += usize::from(hit);
+        match r {
+            Ok(info) => {
+                if let Some(k) = key {
+                    cache.entries.insert(k, info.clone());
+                }
+                let n = info.frame_count();
+                if n < MIN_CLIP_FRAMES {
+                    skipped.push(Skipped {
+                        path,
+                        reason: format!("too short: {n} frame(s), a tuple needs {MIN_CLIP_FRAMES}"),
+                    });
+                } else {
+                    clips.push(Clip { video: Arc::new(info), start: 0, end: n, text: None });
+                }
+            }
+            Err(reason) => skipped.push(Skipped { path, reason }),
+        }
+    }
+    if clips.is_empty() {
+        let detail: Vec<String> = skipped.iter().take(3).map(|s| format!("\n  {}", s.reason)).collect();
+        return Err(SourceError::NoClips { path: root.into(), found, skipped: skipped.len(), detail: detail.concat() });
+    }
+    Ok(Dataset { root: root.into(), clips, skipped, cache_hits })
+}
