@@ -1,6 +1,7 @@
 //! Decode throughput of r3m-video against the ffmpeg CLI and PyAV, measured in the same run.
 //!
-//! `bash scripts/bench.sh video_decode` (or `cargo bench --bench video_decode -- --threads 2`).
+//! `bash scripts/bench.sh video_decode` (or `cargo bench --bench video_decode -- --threads 2
+//! --runs 2 --only av1`).
 //! Makes three videos with the ffmpeg CLI (cached under the target dir), then for each:
 //! - sequential: decode every frame and resize to 224x224 RGB: r3m-video, `ffmpeg -vf scale ...
 //!   -pix_fmt rgb24 -f null`, and PyAV `to_ndarray(224, 224, rgb24, BILINEAR)`;
@@ -186,7 +187,8 @@ fn main() {
     println!("| video | work | r3m-video (frames/s) | ffmpeg CLI | PyAV | r3m / CLI | r3m / PyAV |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     let mut json = Vec::new();
-    for v in VIDEOS {
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    for v in VIDEOS.iter().filter(|v| only.as_ref().is_none_or(|o| v.file.contains(o.as_str()))) {
         let path = make(&dir, v);
         let p = path.to_str().unwrap();
         let t = threads.to_string();
