@@ -8,15 +8,17 @@
 //! this crate as plain u8 buffers.
 //!
 //! Status: the seedable RNG, R3M's tuple sampler, the video-folder source (with probe cache and
-//! skip-and-count) and `rctraj`/per-frame RandomResizedCrop are here; LeRobot and manifest sources
-//! and the prefetch queue come with the training issue.
+//! skip-and-count), `rctraj`/per-frame RandomResizedCrop and the prefetching tuple loader (exactly
+//! resumable) are here; LeRobot and manifest sources come with the training issue.
 
 pub mod augment;
+pub mod loader;
 pub mod rng;
 pub mod sampler;
 pub mod source;
 
 pub use augment::{Augment, Crop};
+pub use loader::{Batch, ClipWeighting, Loader, LoaderConfig, LoaderState, LoaderStats};
 pub use rng::Rng;
 pub use sampler::{Tuple, TupleSampler, MIN_CLIP_FRAMES};
 pub use source::{find_videos, scan_videos, Clip, Dataset, ProbeCache, Skipped, SourceError};

@@ -1,0 +1,339 @@
+//! The tuple loader: clips → R3M tuples → decoded, augmented u8 batches, with decode running ahead
+//! of the consumer in a bounded window.
+//!
+//! Batches are built in **groups**: a group draws `batch` distinct clips (when the dataset has
+//! that many) and `tuples_per_clip` (K) tuples from each; every clip's K tuples are decoded in one
+//! pass (`VideoReader::read_many`), and the group yields K batches, batch k holding tuple k of
+//! every clip. So each batch has `batch` different clips (the cross-clip negatives R3M needs are
+//! really other clips), and one decode of a clip serves K tuples.
+//!
+//! Sampling statistics: with K = 1 this is R3M's sampler exactly (clips i.i.d. per batch slot, up
+//! to the distinct-clip rule). With K > 1 the same `batch` clips appear together in K consecutive
+//! batches (their frames differ: every tuple is drawn afresh), so negatives repeat across those K
+//! steps and consecutive gradient steps are correlated.
+//!
+//! Everything random comes from the seed: the group sequence from one [`Rng`], augmentation from a
+//! stream per (group, clip, tuple). The batches are the same whatever the number of workers, and
+//! [`LoaderState`] resumes the sequence exactly.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use r3m_video::{DecodeOptions, DecodePool, Request};
+
+use crate::augment::Augment;
+use crate::rng::Rng;
+use crate::sampler::{Tuple, TupleSampler};
+use crate::source::Clip;
+
+/// How clips are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipWeighting {
+    /// Every clip equally likely.
+    Uniform,
+    /// Proportional to the clip's frame count.
+    ByLength,
+}
+
+/// Loader settings.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Tuples (clips) per batch.
+    pub batch: usize,
+    /// Tuples drawn from each decoded clip (K; 1 = R3M's sampling exactly).
+    pub tuples_per_clip: usize,
+    /// Decode threads.
+    pub workers: usize,
+    /// How frames are decoded (size before augmentation).
+    pub decode: DecodeOptions,
+    /// Augmentation applied per tuple.
+    pub augment: Augment,
+    /// The tuple sampler.
+    pub sampler: TupleSampler,
+    /// Clip weighting.
+    pub weighting: ClipWeighting,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Groups decoded ahead of the consumer.
+    pub prefetch_groups: usize,
+}
+
+/// Where the loader is in its sequence; store it in a checkpoint to resume exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoaderState {
+    /// State of the group sampler's RNG before the next group to yield.
+    pub rng: u64,
+    /// Number of groups drawn so far.
+    pub group: u64,
+    /// Batches of the current group already yielded.
+    pub within: usize,
+}
+
+/// One batch: u8 RGB frames `[batch, 5, H, W, 3]` in R3M's stack order (start, end, s0, s1, s2).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Packed frames.
+    pub data: Vec<u8>,
+    /// Tuples in the batch.
+    pub batch: usize,
+    /// Frame height.
+    pub height: u32,
+    /// Frame width.
+    pub width: u32,
+    /// Index (into the loader's clips) of each tuple's clip.
+    pub clips: Vec<usize>,
+    /// Each tuple's frame indices within its clip.
+    pub tuples: Vec<Tuple>,
+}
+
+struct Group {
+    clips: Vec<usize>,
+    tuples: Vec<Vec<Tuple>>,
+    group: u64,
+}
+
+/// Counters for the user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoaderStats {
+    /// Batches yielded.
+    pub batches: u64,
+    /// Clips dropped because decoding them failed, with the reason (each clip once).
+    pub failed: Vec<(usize, String)>,
+}
+
+/// The sequential part that decides what comes next: runs on the producer thread.
+struct Producer {
+    clips: Arc<Vec<Clip>>,
+    cfg: LoaderConfig,
+    rng: Rng,
+    group: u64,
+    bad: Vec<bool>,
+    cum: Vec<f64>,
+    pool: DecodePool,
+}
+
+/// What the producer sends per group: the state before it, its batches, clips that failed.
+type GroupMsg = (LoaderState, Vec<Batch>, Vec<(usize, String)>);
+
+/// An endless iterator of batches (see the module docs). A producer thread decodes and augments
+/// up to `prefetch_groups` groups ahead; dropping the loader stops it.
+pub struct Loader {
+    clips: Arc<Vec<Clip>>,
+    rx: Option<crossbeam_channel::Receiver<GroupMsg>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pending: std::collections::VecDeque<Batch>,
+    state: LoaderState,
+    skip_first: usize,
+    stats: LoaderStats,
+}
+
+impl Loader {
+    /// A loader over `clips` (must not be empty; every clip needs ≥ 3 frames).
+    pub fn new(clips: Vec<Clip>, cfg: LoaderConfig) -> Self {
+        Self::resume(clips, cfg, None)
+    }
+
+    /// A loader that continues from `state` (from [`Loader::state`]), yielding exactly the
+    /// batches an uninterrupted loader would have yielded next.
+    pub fn resume(clips: Vec<Clip>, cfg: LoaderConfig, state: Option<LoaderState>) -> Self {
+        assert!(!clips.is_empty(), "Loader needs at least one clip");
+        let mut acc = 0.0;
+        let cum = clips
+            .iter()
+            .map(|c| {
+                acc += match cfg.weighting {
+                    ClipWeighting::Uniform => 1.0,
+                    ClipWeighting::ByLength => c.len() as f64,
+                };
+                acc
+            })
+            .collect();
+        let n = clips.len();
+        let st = state.unwrap_or(LoaderState { rng: cfg.seed, group: 0, within: 0 });
+        let clips = Arc::new(clips);
+        let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch_groups.max(1));
+        let pool = DecodePool::new(cfg.workers, cfg.decode, 2 * cfg.workers.max(1));
+        let mut producer =
+            Producer { clips: clips.clone(), rng: Rng::from_state(st.rng), group: st.group, bad: vec![false; n], cum, pool, cfg };
+        let thread = std::thread::Builder::new()
+            .name("r3m-loader".into())
+            .spawn(move || {
+                while let Some(msg) = producer.next_group() {
+                    if tx.send(msg).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the loader thread");
+        Loader {
+            clips,
+            rx: Some(rx),
+            thread: Some(thread),
+            pending: Default::default(),
+            state: st,
+            skip_first: st.within,
+            stats: LoaderStats::default(),
+        }
+    }
+
+    /// The state to store for an exact resume: a loader resumed from it yields next exactly the
+    /// batch this one would yield next.
+    pub fn state(&self) -> LoaderState {
+        self.state
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &LoaderStats {
+        &self.stats
+    }
+
+    /// The clips.
+    pub fn clips(&self) -> &[Clip] {
+        &self.clips
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.rx = None; // the producer's next send fails and it exits
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Producer {
+    fn draw_clip(&mut self, taken: &[usize]) -> Option<usize> {
+        let total = *self.cum.last()?;
+        let usable = self.bad.iter().filter(|b| !**b).count();
+        let distinct = usable > taken.len();
+        for _ in 0..10_000 {
+            let x = self.rng.unit() * total;
+            let i = self.cum.partition_point(|&c| c <= x).min(self.cum.len() - 1);
+            if self.bad[i] || (distinct && taken.contains(&i)) {
+                continue;
+            }
+            return Some(i);
+        }
+        None
+    }
+
+    fn draw_group(&mut self) -> Option<Group> {
+        let mut clips = Vec::with_capacity(self.cfg.batch);
+        let mut tuples = Vec::with_capacity(self.cfg.batch);
+        for _ in 0..self.cfg.batch {
+            let c = self.draw_clip(&clips)?;
+            let len = self.clips[c].len();
+            let ts: Vec<Tuple> =
+                (0..self.cfg.tuples_per_clip).map(|_| self.cfg.sampler.sample(len, &mut self.rng).expect("clip ≥ 3 frames")).collect();
+            clips.push(c);
+            tuples.push(ts);
+        }
+        let g = Group { clips, tuples, group: self.group };
+        self.group += 1;
+        Some(g)
+    }
+
+    /// Draws, decodes (in parallel over its clips) and augments one group. Clips that fail to
+    /// decode are marked bad, reported once, and the group is drawn again without them.
+    fn next_group(&mut self) -> Option<GroupMsg> {
+        let mut failures = Vec::new();
+        loop {
+            let state_before = LoaderState { rng: self.rng.state(), group: self.group, within: 0 };
+            let g = self.draw_group()?;
+            let reqs: Vec<Request> = g
+                .clips
+                .iter()
+                .zip(&g.tuples)
+                .map(|(&c, ts)| {
+                    let clip = &self.clips[c];
+                    let mut ix: Vec<usize> = ts.iter().flatten().map(|f| clip.start + f).collect();
+                    ix.sort_unstable();
+                    ix.dedup();
+                    Request::frames(clip.video.clone(), ix)
+                })
+                .collect();
+            let results: Vec<_> = self.pool.run(reqs).collect();
+            let mut failed = false;
+            for (&c, r) in g.clips.iter().zip(&results) {
+                if let Err(e) = r {
+                    if !self.bad[c] {
+                        self.bad[c] = true;
+                        failures.push((c, e.to_string()));
+                    }
+                    failed = true;
+                }
+            }
+            if failed {
+                continue;
+            }
+            let frames: Vec<Vec<r3m_video::Frame>> = results.into_iter().map(|r| r.expect("checked")).collect();
+            return Some((state_before, self.assemble(&g, frames), failures));
+        }
+    }
+
+    fn assemble(&self, g: &Group, frames: Vec<Vec<r3m_video::Frame>>) -> Vec<Batch> {
+        let k = self.cfg.tuples_per_clip;
+        let b = g.clips.len();
+        // every (clip j, tuple t): 5 augmented frames; augmentation in parallel
+        let work: Vec<(usize, usize)> = (0..b).flat_map(|j| (0..k).map(move |t| (j, t))).collect();
+        let seed = self.cfg.seed;
+        let augment = self.cfg.augment;
+        let clips = &self.clips;
+        let out: Vec<(u32, u32, Vec<Vec<u8>>)> = work
+            .par_iter()
+            .map(|&(j, t)| {
+                let clip = &clips[g.clips[j]];
+                let tuple = g.tuples[j][t];
+                let fr = &frames[j];
+                let mut imgs: Vec<Vec<u8>> = tuple
+                    .iter()
+                    .map(|&f| {
+                        let want = clip.start + f;
+                        let pos = fr.partition_point(|x| x.index < want);
+                        fr[pos].data.clone()
+                    })
+                    .collect();
+                let (w, h) = (fr[0].width, fr[0].height);
+                let mut rng = Rng::stream(seed, (g.group << 24) ^ ((j as u64) << 12) ^ t as u64);
+                let (ow, oh) = augment.apply(&mut imgs, w, h, &mut rng);
+                (ow, oh, imgs)
+            })
+            .collect();
+        (0..k)
+            .map(|t| {
+                let (w, h) = (out[t].0, out[t].1);
+                let mut data = Vec::with_capacity(b * 5 * (w * h * 3) as usize);
+                let mut tuples = Vec::with_capacity(b);
+                for j in 0..b {
+                    let (_, _, imgs) = &out[j * k + t];
+                    for img in imgs {
+                        data.extend_from_slice(img);
+                    }
+                    tuples.push(g.tuples[j][t]);
+                }
+                Batch { data, batch: b, height: h, width: w, clips: g.clips.clone(), tuples }
+            })
+            .collect()
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        while self.pending.is_empty() {
+            let (st, batches, failures) = self.rx.as_ref()?.recv().ok()?;
+            self.stats.failed.extend(failures);
+            self.pending = batches.into();
+            self.state = st;
+            let skip = std::mem::take(&mut self.skip_first).min(self.pending.len());
+            self.pending.drain(..skip);
+            self.state.within = skip;
+        }
+        let b = self.pending.pop_front()?;
+        self.state.within += 1;
+        self.stats.batches += 1;
+        Some(b)
+    }
+}
