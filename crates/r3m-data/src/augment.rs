@@ -118,33 +118,33 @@ impl Crop {
             }
             return out;
         }
-        // precompute horizontal taps
+        // separable bilinear in 8-bit fixed point: blend two source rows vertically into `tmp`
+        // (crop width only), then interpolate horizontally with precomputed taps
         let sx = sw as f64 / dw as f64;
-        let xs: Vec<(usize, usize, f32)> = (0..dw)
+        let xs: Vec<(usize, usize, u32)> = (0..dw)
             .map(|x| {
                 let f = ((x as f64 + 0.5) * sx - 0.5).max(0.0);
                 let i = (f.floor() as usize).min(sw - 1);
                 let j = (i + 1).min(sw - 1);
-                (x0 + i, x0 + j, (f - i as f64) as f32)
+                (i * 3, j * 3, ((f - i as f64) * 256.0).round() as u32)
             })
             .collect();
         let sy = sh as f64 / dh as f64;
-        for y in 0..dh {
+        let mut tmp = vec![0u32; sw * 3];
+        for (y, row) in out.chunks_exact_mut(dw * 3).enumerate() {
             let f = ((y as f64 + 0.5) * sy - 0.5).max(0.0);
             let i = (f.floor() as usize).min(sh - 1);
             let j = (i + 1).min(sh - 1);
-            let wy = (f - i as f64) as f32;
-            let (r0, r1) = ((y0 + i) * stride, (y0 + j) * stride);
-            let row = &mut out[y * dw * 3..(y + 1) * dw * 3];
-            for (x, &(a, b, wx)) in xs.iter().enumerate() {
+            let wy = ((f - i as f64) * 256.0).round() as u32;
+            let r0 = &src[(y0 + i) * stride + x0 * 3..][..sw * 3];
+            let r1 = &src[(y0 + j) * stride + x0 * 3..][..sw * 3];
+            for ((t, &a), &b) in tmp.iter_mut().zip(r0).zip(r1) {
+                *t = u32::from(a) * (256 - wy) + u32::from(b) * wy;
+            }
+            for (px, &(a, b, wx)) in row.chunks_exact_mut(3).zip(&xs) {
                 for c in 0..3 {
-                    let p00 = f32::from(src[r0 + a * 3 + c]);
-                    let p01 = f32::from(src[r0 + b * 3 + c]);
-                    let p10 = f32::from(src[r1 + a * 3 + c]);
-                    let p11 = f32::from(src[r1 + b * 3 + c]);
-                    let top = p00 + (p01 - p00) * wx;
-                    let bot = p10 + (p11 - p10) * wx;
-                    row[x * 3 + c] = (top + (bot - top) * wy).round().clamp(0.0, 255.0) as u8;
+                    let v = tmp[a + c] * (256 - wx) + tmp[b + c] * wx;
+                    px[c] = ((v + (1 << 15)) >> 16) as u8;
                 }
             }
         }
