@@ -1,6 +1,6 @@
 //! # r3m-model
 //!
-//! Encoders, the R3M objective and (later) the checkpoint format, on libtorch through `tch`.
+//! Encoders, the R3M objective and the checkpoint format, on libtorch through `tch`.
 //!
 //! The encoders are torchvision's ResNet18/34/50 with torchvision's parameter names
 //! (`conv1.weight`, `layer1.0.bn1.running_mean`, `layer2.0.downsample.0.weight`, ...) and the final
@@ -11,6 +11,7 @@
 //! What it is not: no data loading, no training loop (that is `r3m-train`), no file formats other
 //! than the checkpoint.
 
+pub mod checkpoint;
 pub mod objective;
 pub mod resnet;
 

@@ -6,4 +6,8 @@
 //!
 //! It is not a model zoo (that is `r3m-model`) and does not parse command lines (that is `r3m-cli`).
 //!
-//! Status: no code yet; the training issue fills it.
+//! Status: Adam with checkpointable state is here; the loop itself comes with the training issue.
+
+pub mod adam;
+
+pub use adam::Adam;

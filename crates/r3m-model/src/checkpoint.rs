@@ -1,0 +1,187 @@
+//! The checkpoint format: a directory with `model.safetensors` (torchvision parameter names),
+//! `optimizer.safetensors` (the optimiser's state tensors) and `config.json` (everything needed to
+//! rebuild the model and resume). Written to a temporary sibling directory and renamed into
+//! place, so a crash never leaves a half-written checkpoint where a complete one is expected.
+
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Tensor};
+
+/// Checkpoint errors; each names the directory or file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Filesystem failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is missing or unreadable as safetensors/JSON.
+    #[error("{path}: {reason}")]
+    Format {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+/// File names inside a checkpoint directory.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Optimiser state file.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Configuration file.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Writes a checkpoint to `dir` atomically: everything goes to `dir.tmp-<pid>` first, then
+/// replaces `dir` by rename. An existing checkpoint at `dir` stays intact until the new one is
+/// complete.
+pub fn save(
+    dir: &Path,
+    vs: &nn::VarStore,
+    optimizer: &[(String, Tensor)],
+    config: &serde_json::Value,
+) -> Result<(), CheckpointError> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let fmt = |p: &Path, e: tch::TchError| CheckpointError::Format { path: p.to_path_buf(), reason: e.to_string() };
+    let model = tmp.join(MODEL_FILE);
+    Tensor::write_safetensors(&vars, &model).map_err(|e| fmt(&model, e))?;
+    let opt = tmp.join(OPTIMIZER_FILE);
+    Tensor::write_safetensors(optimizer, &opt).map_err(|e| fmt(&opt, e))?;
+    let cfg = tmp.join(CONFIG_FILE);
+    let text = serde_json::to_string_pretty(config).expect("JSON values serialise");
+    std::fs::write(&cfg, text).map_err(io(&cfg))?;
+    // swap into place: the old checkpoint is moved aside, not deleted, until the new one is there
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let had_old = dir.exists();
+    if had_old {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, dir) {
+        if had_old {
+            let _ = std::fs::rename(&old, dir);
+        }
+        return Err(CheckpointError::Io { path: dir.to_path_buf(), source: e });
+    }
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: serde_json::Value,
+    /// Optimiser state tensors by name.
+    pub optimizer: Vec<(String, Tensor)>,
+}
+
+/// Loads the model weights of `dir` into `vs` (every variable of `vs` must be present, with the
+/// same shape) and returns the config and optimiser state.
+pub fn load(dir: &Path, vs: &mut nn::VarStore) -> Result<Loaded, CheckpointError> {
+    let cfg = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg).map_err(io(&cfg))?;
+    let config = serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::Format { path: cfg.clone(), reason: format!("invalid JSON: {e}") })?;
+    let model = dir.join(MODEL_FILE);
+    let tensors = Tensor::read_safetensors(&model)
+        .map_err(|e| CheckpointError::Format { path: model.clone(), reason: e.to_string() })?;
+    let by_name: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    tch::no_grad(|| -> Result<(), CheckpointError> {
+        for (name, mut var) in vs.variables() {
+            let src = by_name.get(&name).ok_or_else(|| CheckpointError::Format {
+                path: model.clone(),
+                reason: format!("missing tensor '{name}'"),
+            })?;
+            if src.size() != var.size() {
+                return Err(CheckpointError::Format {
+                    path: model.clone(),
+                    reason: format!("'{name}' has shape {:?}, the model expects {:?}", src.size(), var.size()),
+                });
+            }
+            var.copy_(src);
+        }
+        Ok(())
+    })?;
+    let opt = dir.join(OPTIMIZER_FILE);
+    let optimizer = if opt.exists() {
+        Tensor::read_safetensors(&opt).map_err(|e| CheckpointError::Format { path: opt.clone(), reason: e.to_string() })?
+    } else {
+        Vec::new()
+    };
+    Ok(Loaded { config, optimizer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Arch, Encoder};
+    use tch::{Device, Kind};
+
+    fn max_diff(a: &nn::VarStore, b: &nn::VarStore) -> f64 {
+        let bv = b.variables();
+        a.variables()
+            .iter()
+            .map(|(n, t)| (t - &bv[n]).abs().max().to_kind(Kind::Double).double_value(&[]))
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn round_trip_replace_and_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("run/step-10");
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _e = Encoder::new(&vs.root(), Arch::Resnet18);
+        let opt = vec![("step".to_string(), Tensor::from_slice(&[10i64]))];
+        let cfg = serde_json::json!({"arch": "resnet18", "step": 10});
+        save(&ck, &vs, &opt, &cfg).unwrap();
+        for f in [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE] {
+            assert!(ck.join(f).exists(), "{f} missing");
+        }
+        // no temp or old directories are left behind
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("run")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["step-10".to_string()]);
+
+        tch::manual_seed(2);
+        let mut other = nn::VarStore::new(Device::Cpu);
+        let _e2 = Encoder::new(&other.root(), Arch::Resnet18);
+        assert!(max_diff(&vs, &other) > 1e-3, "different seeds should differ before loading");
+        let loaded = load(&ck, &mut other).unwrap();
+        assert_eq!(max_diff(&vs, &other), 0.0);
+        assert_eq!(loaded.config["step"], 10);
+        assert_eq!(loaded.optimizer[0].1.int64_value(&[0]), 10);
+
+        // saving again over it replaces it whole
+        let cfg2 = serde_json::json!({"arch": "resnet18", "step": 11});
+        save(&ck, &other, &opt, &cfg2).unwrap();
+        let again = load(&ck, &mut other).unwrap();
+        assert_eq!(again.config["step"], 11);
+
+        // a checkpoint of another architecture is refused, naming the file and the tensor
+        let mut r50 = nn::VarStore::new(Device::Cpu);
+        let _e3 = Encoder::new(&r50.root(), Arch::Resnet50);
+        let err = load(&ck, &mut r50).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors") && (err.contains("missing tensor") || err.contains("shape")), "{err}");
+        // a missing checkpoint names its config file
+        let err = load(&dir.path().join("nope"), &mut r50).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+    }
+}
