@@ -5,6 +5,7 @@
 
 mod doctor;
 mod probe;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,10 @@ enum Command {
     /// Show what r3m sees in video files: codec, size, rotation, frame count (`~` marks an
     /// estimate), fps, duration and keyframe interval. Unreadable files are reported and skipped.
     Probe(probe::Args),
+    /// Train an encoder with R3M's time-contrastive objective straight from a folder of videos:
+    /// 5-frame tuples per clip (nearby frames are positives, distant frames and other clips are
+    /// negatives), Adam, metrics in RUN/metrics.csv, atomic checkpoints, exact --resume.
+    Train(train::Args),
 }
 
 fn main() {
@@ -42,6 +47,7 @@ fn main() {
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

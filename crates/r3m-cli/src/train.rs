@@ -1,0 +1,160 @@
+//! `r3m train`: R3M time-contrastive training straight from a folder of videos.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use r3m_model::{Arch, R3mObjective, Similarity};
+use tch::Device;
+
+/// Options for `r3m train`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of videos (searched recursively; each file is one clip). Unreadable or too-short
+    /// files are skipped and counted.
+    #[arg(long)]
+    videos: PathBuf,
+    /// Run directory: metrics.csv, checkpoints/, latest.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint (same batches and optimiser state as
+    /// an uninterrupted run).
+    #[arg(long)]
+    resume: bool,
+    /// Total optimisation steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: u64,
+    /// Clips per batch (R3M: 16).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Side of the square training crops (R3M: 224).
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Encoder: resnet18, resnet34, resnet50.
+    #[arg(long, default_value = "resnet18")]
+    arch: Arch,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Seed of everything random.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Decode workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Tuples drawn per decoded clip (1 = R3M's sampling exactly; more = fewer decodes per tuple).
+    #[arg(long, default_value_t = 4)]
+    tuples_per_clip: usize,
+    /// Write a checkpoint every N steps (and at the end, and on Ctrl-C).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// Checkpoints to keep.
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+    /// Weight of the L1 penalty.
+    #[arg(long, default_value_t = 1e-5)]
+    l1_weight: f64,
+    /// Weight of the L2 penalty.
+    #[arg(long, default_value_t = 1e-5)]
+    l2_weight: f64,
+    /// Frame similarity: l2 (R3M) or cosine.
+    #[arg(long, default_value = "l2")]
+    similarity: Similarity,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn device(s: &str) -> Result<Device> {
+    Ok(match s {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::Cuda(n),
+            None => bail!("--device '{s}': expected auto, cpu, cuda or cuda:N"),
+        },
+    })
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    if args.batch < 2 {
+        bail!("--batch {}: the objective needs other clips in the batch for negatives (use ≥ 2)", args.batch);
+    }
+    if args.size < 32 {
+        bail!("--size {}: too small for a ResNet (use ≥ 32)", args.size);
+    }
+    let dev = device(&args.device)?;
+    if let Device::Cuda(n) = dev {
+        if n as i64 >= tch::Cuda::device_count() {
+            bail!("--device {}: no such GPU ({} available)", args.device, tch::Cuda::device_count());
+        }
+    }
+    let cache = std::env::var_os("R3M_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/r3m")))
+        .map(|c| c.join("probe-cache.json"));
+    let mut probe_cache = r3m_data::ProbeCache::open(cache);
+    let ds = r3m_data::scan_videos(&args.videos, &mut probe_cache)?;
+    probe_cache.save();
+    eprintln!("{}: {}", args.videos.display(), ds.summary());
+    for s in ds.skipped.iter().take(10) {
+        eprintln!("  skipped {}: {}", s.path.display(), s.reason);
+    }
+    if ds.skipped.len() > 10 {
+        eprintln!("  ... and {} more", ds.skipped.len() - 10);
+    }
+    let cfg = r3m_train::TrainConfig {
+        arch: args.arch,
+        size: args.size,
+        batch: args.batch,
+        tuples_per_clip: args.tuples_per_clip.max(1),
+        workers: args.workers.max(1),
+        steps: args.steps,
+        lr: args.lr,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        keep_last: args.keep,
+        objective: R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() },
+        device: dev,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let bar = ProgressBar::new(args.steps);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .expect("valid template"),
+    );
+    let (mut wait, mut total) = (0.0, 0.0);
+    let images_per_step = (args.batch * 5) as f64;
+    let done = r3m_train::train(ds.clips, &cfg, &args.out, args.resume, |m| {
+        if bar.position() == 0 {
+            bar.set_position(m.step - 1);
+        }
+        wait += m.wait_s;
+        total += m.step_s;
+        bar.set_message(format!(
+            "loss {:.4} tcn {:.4} aligned {:.2} | {:.1} img/s, data wait {:.0}%",
+            m.loss,
+            m.tcn,
+            m.aligned,
+            images_per_step / m.step_s,
+            100.0 * wait / total.max(1e-9)
+        ));
+        bar.inc(1);
+        !stop.load(Ordering::SeqCst)
+    })?;
+    bar.finish();
+    let ck = r3m_train::latest_checkpoint(&args.out).map(|p| p.display().to_string()).unwrap_or_default();
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("interrupted at step {done}; checkpoint {ck}; continue with --resume");
+        return Ok(130);
+    }
+    eprintln!("trained {done} steps; checkpoint {ck}; metrics {}", args.out.join("metrics.csv").display());
+    Ok(0)
+}

@@ -1,0 +1,237 @@
+//! The R3M training loop: loader batches → encoder (BatchNorm in train mode) → R3M objective →
+//! Adam, with metrics to `metrics.csv`, atomic checkpoints and exact resume.
+//!
+//! A run directory holds `metrics.csv`, `checkpoints/step-NNNNNNNN/` (the last `keep_last`) and
+//! `latest` (the name of the newest checkpoint, replaced atomically). Everything random lives in
+//! seeded generators whose states go into each checkpoint (the loader's and the negatives'), so a
+//! resumed run continues with the same batches, the same negatives and the same Adam state as an
+//! uninterrupted one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderState, Rng, TupleSampler};
+use r3m_model::{checkpoint, Arch, Encoder, R3mObjective};
+use r3m_video::{DecodeOptions, Resize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::Adam;
+
+/// Everything that defines a run (stored in every checkpoint's `config.json`).
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Encoder.
+    pub arch: Arch,
+    /// Side of the square training crops.
+    pub size: u32,
+    /// Clips per batch.
+    pub batch: usize,
+    /// Tuples drawn per decoded clip (see `r3m_data::loader`).
+    pub tuples_per_clip: usize,
+    /// Decode workers.
+    pub workers: usize,
+    /// Total optimisation steps.
+    pub steps: u64,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Checkpoint every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    pub keep_last: usize,
+    /// The objective.
+    pub objective: R3mObjective,
+    /// Where the model runs.
+    pub device: Device,
+}
+
+/// One step's numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct StepMetrics {
+    /// Step number (1-based: the state after this many updates).
+    pub step: u64,
+    /// Total loss.
+    pub loss: f64,
+    /// TCN term.
+    pub tcn: f64,
+    /// Mean L1 norm.
+    pub l1: f64,
+    /// Mean L2 norm.
+    pub l2: f64,
+    /// Alignment accuracy.
+    pub aligned: f64,
+    /// Seconds waiting for the batch.
+    pub wait_s: f64,
+    /// Seconds for the whole step.
+    pub step_s: f64,
+}
+
+fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
+    // decode a little larger than the crop, as R3M's frames are larger than its 224 crops
+    let decode_side = (cfg.size * 8 / 7).max(cfg.size);
+    LoaderConfig {
+        batch: cfg.batch,
+        tuples_per_clip: cfg.tuples_per_clip,
+        workers: cfg.workers,
+        decode: DecodeOptions {
+            resize: Resize::ShortSideCrop { short: decode_side, crop_w: decode_side, crop_h: decode_side },
+            threads: 1,
+            ..Default::default()
+        },
+        augment: Augment::rctraj(cfg.size),
+        sampler: TupleSampler::default(),
+        weighting: ClipWeighting::ByLength,
+        seed: cfg.seed,
+        prefetch_groups: 2,
+    }
+}
+
+fn config_json(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips: &[Clip]) -> serde_json::Value {
+    let fingerprint: Vec<String> = clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect();
+    serde_json::json!({
+        "format": "r3m-checkpoint-1",
+        "arch": cfg.arch.name(), "dim": cfg.arch.dim(), "size": cfg.size,
+        "batch": cfg.batch, "tuples_per_clip": cfg.tuples_per_clip, "lr": cfg.lr, "seed": cfg.seed,
+        "steps": cfg.steps,
+        "objective": {"name": "r3m-tcn", "w_tcn": cfg.objective.w_tcn, "w_l1": cfg.objective.w_l1,
+                      "w_l2": cfg.objective.w_l2, "num_negatives": cfg.objective.num_negatives,
+                      "similarity": format!("{:?}", cfg.objective.similarity)},
+        "preprocess": {"input": "u8 RGB", "scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "step": step,
+        "loader_state": loader,
+        "negatives_rng": neg,
+        "data": {"clips": clips.len(), "fingerprint": fingerprint},
+    })
+}
+
+/// Name of the newest checkpoint in `run`, if any.
+pub fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
+    let name = std::fs::read_to_string(run.join("latest")).ok()?;
+    let dir = run.join("checkpoints").join(name.trim());
+    dir.join(checkpoint::CONFIG_FILE).exists().then_some(dir)
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Trains on `clips`, writing into `run`. With `resume`, continues from `run`'s latest checkpoint
+/// (same batches, negatives and optimiser state as an uninterrupted run). `on_step` sees every
+/// step's metrics (for progress display); it returns `false` to stop early, which still writes a
+/// checkpoint.
+pub fn train(
+    clips: Vec<Clip>,
+    cfg: &TrainConfig,
+    run: &Path,
+    resume: bool,
+    mut on_step: impl FnMut(&StepMetrics) -> bool,
+) -> Result<u64> {
+    std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
+    let mut vs = nn::VarStore::new(cfg.device);
+    tch::manual_seed(cfg.seed as i64);
+    let encoder = Encoder::new(&vs.root(), cfg.arch);
+    let mut params: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut adam = Adam::new(params, cfg.lr);
+    let mut step = 0u64;
+    let mut loader_state = None;
+    let mut neg = Rng::stream(cfg.seed, 0x4E45_47);
+    if resume {
+        let Some(dir) = latest_checkpoint(run) else { bail!("{}: nothing to resume (no checkpoint)", run.display()) };
+        let loaded = checkpoint::load(&dir, &mut vs)?;
+        adam.load_state(&loaded.optimizer).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        step = loaded.config["step"].as_u64().context("config.json: step")?;
+        loader_state = Some(serde_json::from_value(loaded.config["loader_state"].clone()).context("config.json: loader_state")?);
+        neg = Rng::from_state(loaded.config["negatives_rng"].as_u64().context("config.json: negatives_rng")?);
+    }
+    let metrics_path = run.join("metrics.csv");
+    if resume {
+        // drop rows past the checkpoint (steps a crash lost), so the file has each step once
+        if let Ok(text) = std::fs::read_to_string(&metrics_path) {
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| l.split(',').next().and_then(|s| s.parse::<u64>().ok()).is_none_or(|s| s <= step))
+                .collect();
+            write_atomic(&metrics_path, &(kept.join("\n") + "\n"))?;
+        }
+    }
+    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
+    if metrics.metadata()?.len() == 0 {
+        writeln!(metrics, "step,loss,tcn,l1,l2,aligned,wait_s,step_s")?;
+    }
+    let mut loader = Loader::resume(clips.clone(), loader_config(cfg), loader_state);
+    let save = |step: u64, loader: &Loader, neg: &Rng, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
+        let name = format!("step-{step:08}");
+        let dir = run.join("checkpoints").join(&name);
+        let config = config_json(cfg, step, loader.state(), neg.state(), loader.clips());
+        checkpoint::save(&dir, vs, &adam.state(), &config)?;
+        write_atomic(&run.join("latest"), &name)?;
+        // keep the last few
+        let mut all: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+            .collect();
+        all.sort();
+        while all.len() > cfg.keep_last.max(1) {
+            let _ = std::fs::remove_dir_all(all.remove(0));
+        }
+        Ok(())
+    };
+    let mut last_saved = step;
+    while step < cfg.steps {
+        let t0 = Instant::now();
+        let batch = loader.next().context("the loader ran out of usable clips")?;
+        let wait_s = t0.elapsed().as_secs_f64();
+        let (b, h, w) = (batch.batch as i64, i64::from(batch.height), i64::from(batch.width));
+        let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]).to_device(cfg.device);
+        let emb = encoder.forward_u8(&x, true).view([b, 5, -1]);
+        let k = cfg.objective.num_negatives;
+        let perm = |rng: &mut Rng| {
+            let p: Vec<i64> = rng.permutation(b as usize).into_iter().map(|i| i as i64).collect();
+            Tensor::from_slice(&p).to_device(cfg.device)
+        };
+        let p0: Vec<Tensor> = (0..k).map(|_| perm(&mut neg)).collect();
+        let p2: Vec<Tensor> = (0..k).map(|_| perm(&mut neg)).collect();
+        let loss = cfg.objective.loss(&emb, &p0, &p2);
+        let total = loss.total.double_value(&[]);
+        if !total.is_finite() {
+            bail!("loss became {total} at step {}: stopping; the last good checkpoint is {}", step + 1,
+                latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()));
+        }
+        adam.zero_grad();
+        loss.total.backward();
+        adam.step();
+        step += 1;
+        let m = StepMetrics {
+            step,
+            loss: total,
+            tcn: loss.tcn.double_value(&[]),
+            l1: loss.l1.double_value(&[]),
+            l2: loss.l2.double_value(&[]),
+            aligned: loss.aligned.to_kind(Kind::Double).double_value(&[]),
+            wait_s,
+            step_s: t0.elapsed().as_secs_f64(),
+        };
+        writeln!(metrics, "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4}", m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s)?;
+        let go_on = on_step(&m);
+        if step % cfg.checkpoint_every.max(1) == 0 || step == cfg.steps || !go_on {
+            save(step, &loader, &neg, &adam, &vs)?;
+            last_saved = step;
+        }
+        if !go_on {
+            break;
+        }
+    }
+    if last_saved != step {
+        save(step, &loader, &neg, &adam, &vs)?;
+    }
+    Ok(step)
+}
