@@ -108,3 +108,34 @@ fn resnet18_embeddings_match_torchvision() {
 fn resnet50_embeddings_match_torchvision() {
     torchvision_parity(Arch::Resnet50, "resnet50");
 }
+
+#[test]
+fn convert_r3m_checkpoint_then_embed_like_torchvision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pt, im, emb, out) = (
+        dir.path().join("model.pt"),
+        dir.path().join("im.safetensors"),
+        dir.path().join("emb.safetensors"),
+        dir.path().join("converted"),
+    );
+    tch::manual_seed(4);
+    let images = Tensor::randint(256, [2, 3, 64, 80], (Kind::Uint8, Device::Cpu));
+    Tensor::write_safetensors(&[("images", &images)], &im).unwrap();
+    python("make_fake_r3m_checkpoint.py", &[Path::new("resnet18"), &pt, &im, &emb]);
+    python("convert_r3m.py", &[&pt, &out]);
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["arch"], "resnet18");
+    assert!(cfg["source"]["dropped"].to_string().contains("lang_rew"), "{cfg}");
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let enc = Encoder::new(&vs.root(), Arch::Resnet18);
+    r3m_model::checkpoint::load(&out, &mut vs).unwrap();
+    let ours = tch::no_grad(|| enc.forward_u8(&images, false));
+    let theirs = Tensor::read_safetensors(&emb).unwrap().remove(0).1;
+    let diff = (&ours - &theirs).abs().max().double_value(&[]);
+    assert!(diff <= 1e-4, "converted R3M weights embed differently from torchvision: {diff}");
+    // a file that is not a checkpoint is refused with its name
+    let junk = dir.path().join("junk.pt");
+    std::fs::write(&junk, b"not a pickle").unwrap();
+    let o = Command::new("python3").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/convert_r3m.py")).arg(&junk).arg(dir.path().join("x")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("junk.pt"));
+}
