@@ -191,7 +191,7 @@ pub fn train(
         let batch = loader.next().context("the loader ran out of usable clips")?;
         let wait_s = t0.elapsed().as_secs_f64();
         let (b, h, w) = (batch.batch as i64, i64::from(batch.height), i64::from(batch.width));
-        let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]).to_device(cfg.device);
+        let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]).contiguous().to_device(cfg.device);
         let emb = encoder.forward_u8(&x, true).view([b, 5, -1]);
         let k = cfg.objective.num_negatives;
         let perm = |rng: &mut Rng| {
