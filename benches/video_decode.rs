@@ -5,9 +5,8 @@
 //! Makes three videos with the ffmpeg CLI (cached under the target dir), then for each:
 //! - sequential: decode every frame and resize to 224x224 RGB: r3m-video, `ffmpeg -vf scale ...
 //!   -pix_fmt rgb24 -f null`, and PyAV `to_ndarray(224, 224, rgb24, BILINEAR)`;
-//! - random access: R3M 5-frame tuples (start in the first 20%, end in the last 20%, three sorted
-//!   frames between): r3m-video (one reader tuple by tuple; a pool of `threads` workers; and all
-//!   tuples of the video in one `read_many` pass, as a sampler drawing several tuples per decoded
+//! - random access: R3M 5-frame tuples from r3m-data's sampler: r3m-video (one reader tuple by
+//!   tuple; a pool of `threads` workers; and all tuples of the video in one `read_many` pass, as a sampler drawing several tuples per decoded
 //!   clip does), and PyAV seeking to each requested frame.
 //! All at the same thread count. Prints a markdown table and writes JSON next to the videos.
 
@@ -61,41 +60,14 @@ fn make(dir: &Path, v: &Video) -> PathBuf {
     path
 }
 
-/// Small deterministic PRNG (SplitMix64), so every peer gets the same tuples.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-}
-
-/// R3M's tuple: start in [0, 0.2L], end in [0.8L, L-1], three distinct sorted frames between.
+/// R3M tuples drawn by r3m-data's sampler, as sorted frame lists (the order a decoder wants).
 fn r3m_tuples(len: usize, n: usize, seed: u64) -> Vec<Vec<usize>> {
-    let mut rng = Rng(seed);
+    let mut rng = r3m_data::Rng::new(seed);
+    let sampler = r3m_data::TupleSampler::default();
     (0..n)
         .map(|_| {
-            let a = (0.2 * len as f64) as usize;
-            let start = rng.range(0, a);
-            let end = rng.range(len - 1 - a, len - 1);
-            let mut mid = Vec::new();
-            while mid.len() < 3 {
-                let m = rng.range(start + 1, end - 1);
-                if !mid.contains(&m) {
-                    mid.push(m);
-                }
-            }
-            mid.sort_unstable();
-            let mut t = vec![start];
-            t.extend(mid);
-            t.push(end);
-            t
+            let t = sampler.sample(len, &mut rng).expect("bench videos are long");
+            r3m_data::TupleSampler::decode_order(&t).0
         })
         .collect()
 }

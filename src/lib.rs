@@ -27,6 +27,19 @@ pub fn make_video(path: &Path, size: &str, fps: u32, frames: usize, codec_args: 
     ffmpeg(&args);
 }
 
+/// What the ffmpeg CLI decodes from `path` through the filter chain `vf`, as packed RGB24 bytes
+/// (all frames back to back; `-fps_mode passthrough`, so frames are neither dropped nor repeated).
+pub fn cli_rgb(path: &Path, vf: &str) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-vf", vf, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("running ffmpeg (install it: scripts/setup.sh)");
+    assert!(out.status.success(), "ffmpeg -vf {vf}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
 /// The `r3m` binary built alongside the tests (`target/<profile>/r3m`).
 pub fn r3m_bin() -> PathBuf {
     if let Some(p) = option_env!("CARGO_BIN_EXE_r3m") {

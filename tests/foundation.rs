@@ -26,18 +26,6 @@ fn resnet18_forward_on_a_small_batch() {
     assert!(spread > 1e-3, "embeddings of different images are identical");
 }
 
-/// What the ffmpeg CLI produces for the same video and scaler: `frames` frames of w×h RGB24.
-fn ffmpeg_rgb(path: &std::path::Path, w: u32, h: u32) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(path)
-        .args(["-vf", &format!("scale={w}:{h}:flags=bilinear"), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
 #[test]
 fn decodes_a_cli_made_h264_video_like_the_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +36,7 @@ fn decodes_a_cli_made_h264_video_like_the_cli() {
     assert_eq!(reader.info().codec, "h264");
     let frames = reader.read_all().unwrap();
     assert_eq!(frames.len(), 12);
-    let expect = ffmpeg_rgb(&path, 64, 64);
+    let expect = r3m_suite::cli_rgb(&path, "scale=64:64:flags=bilinear");
     let ours: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
     assert_eq!(ours.len(), expect.len());
     assert!(ours == expect, "decoded RGB differs from the ffmpeg CLI's");

@@ -18,15 +18,7 @@ fn cli_frame(path: &Path, n: usize, scale: &str) -> Vec<u8> {
     // native size still goes through an explicit bilinear scale: the CLI's auto-inserted
     // converter would use bicubic chroma upsampling
     let scale = if scale.is_empty() { "scale=iw:ih:flags=bilinear" } else { scale };
-    let vf = format!("select=eq(n\\,{n}),{scale}");
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(path)
-        .args(["-vf", &vf, "-frames:v", "1", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
+    r3m_suite::cli_rgb(path, &format!("select=eq(n\\,{n}),{scale}"))
 }
 
 fn assert_same(ours: &[u8], theirs: &[u8], what: &str) {

@@ -47,14 +47,14 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let mut devices = vec![Device::Cpu];
     match args.device.as_deref() {
-        Some(d) => devices = vec![parse_device(d)?],
+        Some(d) => devices = vec![crate::device::parse(d)?],
         None if cuda => devices.push(Device::Cuda(0)),
         None => {}
     }
     for dev in devices {
         match forward_check(dev) {
-            Ok(detail) => r.ok(&format!("resnet18 forward {}", device_name(dev)), detail),
-            Err(e) => r.fail(&format!("resnet18 forward {}", device_name(dev)), e),
+            Ok(detail) => r.ok(&format!("resnet18 forward {}", crate::device::name(dev)), detail),
+            Err(e) => r.fail(&format!("resnet18 forward {}", crate::device::name(dev)), e),
         }
     }
 
@@ -89,24 +89,6 @@ pub fn run(args: Args) -> Result<i32> {
             eprintln!("  - {f}");
         }
         Ok(1)
-    }
-}
-
-fn parse_device(s: &str) -> Result<Device> {
-    Ok(match s {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::Cuda(n),
-            None => anyhow::bail!("--device '{s}': expected cpu, cuda or cuda:N"),
-        },
-    })
-}
-
-fn device_name(d: Device) -> String {
-    match d {
-        Device::Cuda(n) => format!("cuda:{n}"),
-        _ => "cpu".into(),
     }
 }
 

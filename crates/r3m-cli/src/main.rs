@@ -3,6 +3,7 @@
 //! Parses the command line and wires the library crates together; owns no logic of its own.
 //! Each subcommand lives in its own module.
 
+mod device;
 mod doctor;
 mod probe;
 mod train;

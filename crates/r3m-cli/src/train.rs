@@ -67,18 +67,6 @@ pub struct Args {
     device: String,
 }
 
-fn device(s: &str) -> Result<Device> {
-    Ok(match s {
-        "auto" => Device::cuda_if_available(),
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::Cuda(n),
-            None => bail!("--device '{s}': expected auto, cpu, cuda or cuda:N"),
-        },
-    })
-}
-
 pub fn run(args: Args) -> Result<i32> {
     if args.batch < 2 {
         bail!("--batch {}: the objective needs other clips in the batch for negatives (use ≥ 2)", args.batch);
@@ -86,7 +74,7 @@ pub fn run(args: Args) -> Result<i32> {
     if args.size < 32 {
         bail!("--size {}: too small for a ResNet (use ≥ 32)", args.size);
     }
-    let dev = device(&args.device)?;
+    let dev = crate::device::parse(&args.device)?;
     if let Device::Cuda(n) = dev {
         if n as i64 >= tch::Cuda::device_count() {
             bail!("--device {}: no such GPU ({} available)", args.device, tch::Cuda::device_count());

@@ -34,24 +34,18 @@ impl Augment {
         Augment::RcTraj { size, scale: (0.2, 1.0) }
     }
 
-    /// Augments the frames of one tuple in place; every frame is `w`×`h` RGB. Returns the output
-    /// size.
-    pub fn apply(&self, frames: &mut [Vec<u8>], w: u32, h: u32, rng: &mut Rng) -> (u32, u32) {
+    /// Augments the frames of one tuple, each `w`×`h` RGB; returns the output size and the new
+    /// frames (the sources are only read, so decoded frames need no copy first).
+    pub fn apply(&self, frames: &[&[u8]], w: u32, h: u32, rng: &mut Rng) -> (u32, u32, Vec<Vec<u8>>) {
         match *self {
-            Augment::None => (w, h),
+            Augment::None => (w, h, frames.iter().map(|f| f.to_vec()).collect()),
             Augment::RcTraj { size, scale } => {
                 let c = Crop::random(w, h, scale, rng);
-                for f in frames.iter_mut() {
-                    *f = c.resize(f, w, h, size, size);
-                }
-                (size, size)
+                (size, size, frames.iter().map(|f| c.resize(f, w, h, size, size)).collect())
             }
             Augment::PerFrame { size, scale } => {
-                for f in frames.iter_mut() {
-                    let c = Crop::random(w, h, scale, rng);
-                    *f = c.resize(f, w, h, size, size);
-                }
-                (size, size)
+                let out = frames.iter().map(|f| Crop::random(w, h, scale, rng).resize(f, w, h, size, size)).collect();
+                (size, size, out)
             }
         }
     }
@@ -195,13 +189,12 @@ mod tests {
     #[test]
     fn rctraj_shares_one_crop_per_tuple() {
         let base = gradient(40, 30);
-        let mut frames = vec![base.clone(); 5];
+        let src = vec![base.as_slice(); 5];
         let mut rng = Rng::new(4);
-        let size = Augment::rctraj(16).apply(&mut frames, 40, 30, &mut rng);
-        assert_eq!(size, (16, 16));
+        let (w, h, frames) = Augment::rctraj(16).apply(&src, 40, 30, &mut rng);
+        assert_eq!((w, h), (16, 16));
         assert!(frames.iter().all(|f| f == &frames[0] && f.len() == 16 * 16 * 3));
-        let mut frames2 = vec![base; 5];
-        Augment::PerFrame { size: 16, scale: (0.2, 1.0) }.apply(&mut frames2, 40, 30, &mut rng);
+        let (_, _, frames2) = Augment::PerFrame { size: 16, scale: (0.2, 1.0) }.apply(&src, 40, 30, &mut rng);
         assert!(frames2.iter().any(|f| f != &frames2[0]), "per-frame crops should differ");
     }
 }

@@ -286,18 +286,17 @@ impl Producer {
                 let clip = &clips[g.clips[j]];
                 let tuple = g.tuples[j][t];
                 let fr = &frames[j];
-                let mut imgs: Vec<Vec<u8>> = tuple
+                let src: Vec<&[u8]> = tuple
                     .iter()
                     .map(|&f| {
                         let want = clip.start + f;
                         let pos = fr.partition_point(|x| x.index < want);
-                        fr[pos].data.clone()
+                        fr[pos].data.as_slice()
                     })
                     .collect();
                 let (w, h) = (fr[0].width, fr[0].height);
                 let mut rng = Rng::stream(seed, (g.group << 24) ^ ((j as u64) << 12) ^ t as u64);
-                let (ow, oh) = augment.apply(&mut imgs, w, h, &mut rng);
-                (ow, oh, imgs)
+                augment.apply(&src, w, h, &mut rng)
             })
             .collect();
         (0..k)

@@ -33,6 +33,11 @@ pub const MAX_SIDE: u32 = 16384;
 /// Largest frame area (pixels) we accept.
 pub const MAX_PIXELS: u64 = 8192 * 8192;
 
+/// Whether a `width`×`height` frame is within [`MAX_SIDE`] and [`MAX_PIXELS`].
+pub(crate) fn within_limits(width: u32, height: u32) -> bool {
+    width <= MAX_SIDE && height <= MAX_SIDE && u64::from(width) * u64::from(height) <= MAX_PIXELS
+}
+
 /// Initialises FFmpeg once per process and quiets its logging to errors only (our own errors carry
 /// the file name and the reason). Every public entry point calls this; calling it again is free.
 pub fn init() {

@@ -316,7 +316,7 @@ pub(crate) fn check_size(path: &Path, width: u32, height: u32) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::BadSize { path: path.into(), width, height });
     }
-    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
+    if !crate::within_limits(width, height) {
         return Err(Error::TooLarge {
             path: path.into(),
             width,

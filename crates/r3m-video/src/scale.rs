@@ -179,8 +179,7 @@ impl Converter {
             return Err(format!("decoded frame has no size ({w}x{h})"));
         }
         // the container's size was checked at probe; a stream can still change size mid-way
-        let (uw, uh) = (w as u32, h as u32);
-        if uw > crate::MAX_SIDE || uh > crate::MAX_SIDE || u64::from(uw) * u64::from(uh) > crate::MAX_PIXELS {
+        if !crate::within_limits(w as u32, h as u32) {
             return Err(format!("decoded frame is {w}x{h}, over the size limit"));
         }
         let rotated = self.rotation % 180 == 90;

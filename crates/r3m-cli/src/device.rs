@@ -1,0 +1,25 @@
+//! `--device` values, shared by every subcommand that runs a model.
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+/// Parses `auto` (the first GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`.
+pub fn parse(s: &str) -> Result<Device> {
+    Ok(match s {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Device::Cuda(n),
+            None => bail!("--device '{s}': expected auto, cpu, cuda or cuda:N"),
+        },
+    })
+}
+
+/// `cpu` or `cuda:N`.
+pub fn name(d: Device) -> String {
+    match d {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".into(),
+    }
+}
