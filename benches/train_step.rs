@@ -3,38 +3,44 @@
 //! batch, resolution and thread count, in one run. Also reports the share of our step time spent
 //! waiting for data.
 //!
-//! `bash scripts/bench.sh train_step -- --batch 8 --size 224 --steps 6`
+//! Rows: the PyTorch recipe (fp32 NCHW, as R3M trains), PyTorch fp32 channels_last, and ours in
+//! fp32 NCHW and fp32 channels-last; with `--bf16` (or on a CPU with bf16 units) also bf16
+//! autocast + channels_last on both sides.
+//!
+//! `bash scripts/bench.sh train_step -- --batch 8 --size 224 --steps 6 [--bf16]`
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use r3m_model::{Arch, R3mObjective};
+use r3m_model::Precision;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn main() {
-    let (batch, size, steps) = (arg("--batch", 8), arg("--size", 224) as u32, arg("--steps", 6) as u64);
-    let warmup = 2u64;
-    let threads = tch::get_num_threads();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+fn peer(root: &std::path::Path, batch: usize, size: u32, steps: u64, warmup: u64, threads: i32, mode: &str) -> f64 {
+    let out = Command::new("python3")
+        .arg(root.join("scripts/bench_torch_train_step.py"))
+        .args(["resnet18", &batch.to_string(), &size.to_string(), &steps.to_string(), &warmup.to_string(), &threads.to_string(), mode])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["steps"].as_f64().unwrap() / v["seconds"].as_f64().unwrap()
+}
+
+/// (steps/s, data-wait share) of `r3m train` with this precision and layout.
+fn ours(root: &std::path::Path, batch: usize, size: u32, steps: u64, warmup: u64, precision: Precision, channels_last: bool) -> (f64, f64) {
     let clips = r3m_data::scan_videos(&root.join("datasets/synthetic"), &mut r3m_data::ProbeCache::default()).unwrap().clips;
-    let cfg = r3m_train::TrainConfig {
-        arch: Arch::Resnet18,
-        size,
-        batch,
-        tuples_per_clip: 4,
-        workers: 1,
-        steps: warmup + steps,
-        lr: 1e-4,
-        seed: 0,
-        checkpoint_every: 1_000_000,
-        keep_last: 1,
-        objective: R3mObjective::default(),
-        device: tch::Device::Cpu,
-    };
+    let mut cfg = r3m_train::TrainConfig::new(tch::Device::Cpu);
+    cfg.size = size;
+    cfg.batch = batch;
+    cfg.steps = warmup + steps;
+    cfg.checkpoint_every = 1_000_000;
+    cfg.keep_last = 1;
+    cfg.precision = precision;
+    cfg.channels_last = channels_last;
     let run = tempfile::tempdir().unwrap();
     let mut times = Vec::new();
     r3m_train::train(clips, &cfg, run.path(), false, |m| {
@@ -46,20 +52,36 @@ fn main() {
     .unwrap();
     let total: f64 = times.iter().map(|t| t.0).sum();
     let wait: f64 = times.iter().map(|t| t.1).sum();
-    let ours = times.len() as f64 / total;
+    (times.len() as f64 / total, wait / total)
+}
 
-    let script = root.join("scripts/bench_torch_train_step.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["resnet18", &batch.to_string(), &size.to_string(), &steps.to_string(), &warmup.to_string(), &threads.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let peer = v["steps"].as_f64().unwrap() / v["seconds"].as_f64().unwrap();
-    println!("train step benchmark: resnet18, batch {batch} clips x 5 frames at {size}px, {threads} threads, {steps} timed steps after {warmup} warm-up\n");
+fn main() {
+    let (batch, size, steps) = (arg("--batch", 8), arg("--size", 224) as u32, arg("--steps", 6) as u64);
+    let with_bf16 = std::env::args().any(|a| a == "--bf16") || r3m_model::precision::cpu_has_bf16_units();
+    let warmup = 2u64;
+    let threads = tch::get_num_threads();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let recipe = peer(&root, batch, size, steps, warmup, threads, "fp32");
+    let mut rows = vec![("PyTorch recipe: torchvision ResNet18 fp32 NCHW + R3M loss + Adam (data in memory)".to_string(), recipe, None)];
+    rows.push(("PyTorch fp32 channels_last (data in memory)".to_string(), peer(&root, batch, size, steps, warmup, threads, "fp32-cl"), None));
+    if with_bf16 {
+        rows.push(("PyTorch bf16 autocast + channels_last (data in memory)".to_string(), peer(&root, batch, size, steps, warmup, threads, "bf16-cl"), None));
+    }
+    let mut mine = vec![(Precision::Fp32, false), (Precision::Fp32, true)];
+    if with_bf16 {
+        mine.push((Precision::Bf16, true));
+    }
+    for (p, cl) in mine {
+        let (sps, wait) = ours(&root, batch, size, steps, warmup, p, cl);
+        let name = format!("r3m train {p} {} (decode + augment from mp4 included)", if cl { "channels-last" } else { "NCHW" });
+        rows.push((name, sps, Some(wait)));
+    }
+    println!("train step benchmark: resnet18, batch {batch} clips x 5 frames at {size}px, {threads} threads, {steps} timed steps after {warmup} warm-up");
+    println!("CPU bf16 units (AMX/AVX512-BF16): {}\n", r3m_model::precision::cpu_has_bf16_units());
     println!("| trainer | steps/s | images/s | vs PyTorch recipe | data wait |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    println!("| PyTorch: torchvision ResNet18 fp32 NCHW + R3M loss + Adam (data in memory) | {peer:.3} | {:.1} | 1.00× | – |", peer * 5.0 * batch as f64);
-    println!("| r3m train fp32 (decode + augment from mp4 included) | {ours:.3} | {:.1} | {:.2}× | {:.1}% |", ours * 5.0 * batch as f64, ours / peer, 100.0 * wait / total);
+    for (name, sps, wait) in rows {
+        let w = wait.map_or("–".to_string(), |w| format!("{:.1}%", 100.0 * w));
+        println!("| {name} | {sps:.3} | {:.1} | {:.2}× | {w} |", sps * 5.0 * batch as f64, sps / recipe);
+    }
 }

@@ -4,6 +4,9 @@
 //! direct dependents as `DEP_TCH_LIBTORCH_LIB`. We embed it as an rpath in every binary, test and
 //! bench of the package, so `r3m` runs without `LD_LIBRARY_PATH`, and we record the libtorch version
 //! (read from the `torch/version.py` next to that directory) for `r3m doctor`.
+//!
+//! A package with `src/shim.cpp` (r3m-model's autocast switches) gets it compiled with the system
+//! C++ compiler against the headers of that same libtorch and linked as a static library.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -28,4 +31,40 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=R3M_LIBTORCH_VERSION={version}");
     println!("cargo:rustc-env=R3M_LIBTORCH_LIB={lib}");
+    compile_shim(&lib);
+}
+
+fn compile_shim(lib: &str) {
+    let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let src = dir.join("src").join("shim.cpp");
+    if !src.exists() {
+        return;
+    }
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-env-changed=CXX");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
+    let include = std::path::Path::new(lib).join("..").join("include");
+    let obj = out.join("r3m_shim.o");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let status = std::process::Command::new(&cxx)
+        .args(["-std=c++17", "-O2", "-fPIC", "-w", "-c"])
+        .arg(format!("-I{}", include.display()))
+        .arg(format!("-I{}", include.join("torch/csrc/api/include").display()))
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap_or_else(|e| panic!("running {cxx} for {}: {e} (install g++)", src.display()));
+    assert!(status.success(), "{cxx} failed on {}", src.display());
+    let archive = out.join("libr3m_shim.a");
+    let _ = std::fs::remove_file(&archive);
+    let status = std::process::Command::new("ar")
+        .arg("crs")
+        .arg(&archive)
+        .arg(&obj)
+        .status()
+        .expect("running ar");
+    assert!(status.success(), "ar failed on {}", obj.display());
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=r3m_shim");
 }

@@ -21,7 +21,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 APT_PKGS=(
-  pkg-config clang libclang-dev
+  pkg-config clang libclang-dev g++
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
   ffmpeg
   libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0

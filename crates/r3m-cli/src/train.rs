@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use r3m_model::{Arch, R3mObjective, Similarity};
+use r3m_data::ClipWeighting;
+use r3m_model::{Arch, Precision, R3mObjective, Similarity};
 use tch::Device;
 
 /// Options for `r3m train`.
@@ -65,6 +66,20 @@ pub struct Args {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Forward-pass arithmetic: fp32, bf16 (autocast; weights and loss stay fp32) or auto (bf16
+    /// on CUDA and on CPUs with AMX/AVX512-BF16 units, fp32 elsewhere: emulated bf16 is slower).
+    #[arg(long, default_value = "auto")]
+    precision: String,
+    /// Memory layout of images and conv weights: channels-last (faster with oneDNN/cuDNN) or
+    /// nchw (as the reference recipe trains).
+    #[arg(long, default_value = "channels-last", value_parser = ["channels-last", "nchw"])]
+    memory_format: String,
+    /// Add a linear projection head to this many dimensions after the trunk.
+    #[arg(long)]
+    proj_dim: Option<i64>,
+    /// How clips are drawn: length (proportional to frames) or uniform.
+    #[arg(long, default_value = "length", value_parser = ["length", "uniform"])]
+    clip_weighting: String,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -94,25 +109,38 @@ pub fn run(args: Args) -> Result<i32> {
     if ds.skipped.len() > 10 {
         eprintln!("  ... and {} more", ds.skipped.len() - 10);
     }
-    let cfg = r3m_train::TrainConfig {
-        arch: args.arch,
-        size: args.size,
-        batch: args.batch,
-        tuples_per_clip: args.tuples_per_clip.max(1),
-        workers: args.workers.max(1),
-        steps: args.steps,
-        lr: args.lr,
-        seed: args.seed,
-        checkpoint_every: args.checkpoint_every,
-        keep_last: args.keep,
-        objective: R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() },
-        device: dev,
+    let precision = match args.precision.as_str() {
+        "auto" => Precision::auto(dev),
+        p => p.parse::<Precision>().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
     };
+    if matches!(args.proj_dim, Some(d) if d < 1) {
+        bail!("--proj-dim must be ≥ 1");
+    }
+    let mut cfg = r3m_train::TrainConfig::new(dev);
+    cfg.precision = precision;
+    cfg.channels_last = args.memory_format == "channels-last";
+    cfg.proj_dim = args.proj_dim;
+    cfg.weighting = if args.clip_weighting == "uniform" { ClipWeighting::Uniform } else { ClipWeighting::ByLength };
+    cfg.arch = args.arch;
+    cfg.size = args.size;
+    cfg.batch = args.batch;
+    cfg.tuples_per_clip = args.tuples_per_clip.max(1);
+    cfg.workers = args.workers.max(1);
+    cfg.steps = args.steps;
+    cfg.lr = args.lr;
+    cfg.seed = args.seed;
+    cfg.checkpoint_every = args.checkpoint_every;
+    cfg.keep_last = args.keep;
+    cfg.objective = R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
+    eprintln!(
+        "training {} on {} ({}, {}), batch {} x 5 frames at {} px",
+        cfg.arch, args.device, cfg.precision, args.memory_format, cfg.batch, cfg.size
+    );
     let bar = ProgressBar::new(args.steps);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")

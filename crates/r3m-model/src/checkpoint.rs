@@ -56,13 +56,15 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    // safetensors wants contiguous data; channels-last weights are written in torchvision's layout
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.contiguous())).collect();
+    let optimizer: Vec<(String, Tensor)> = optimizer.iter().map(|(n, t)| (n.clone(), t.contiguous())).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let fmt = |p: &Path, e: tch::TchError| CheckpointError::Format { path: p.to_path_buf(), reason: e.to_string() };
     let model = tmp.join(MODEL_FILE);
     Tensor::write_safetensors(&vars, &model).map_err(|e| fmt(&model, e))?;
     let opt = tmp.join(OPTIMIZER_FILE);
-    Tensor::write_safetensors(optimizer, &opt).map_err(|e| fmt(&opt, e))?;
+    Tensor::write_safetensors(&optimizer, &opt).map_err(|e| fmt(&opt, e))?;
     let cfg = tmp.join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("JSON values serialise");
     std::fs::write(&cfg, text).map_err(io(&cfg))?;

@@ -13,9 +13,11 @@
 
 pub mod checkpoint;
 pub mod objective;
+pub mod precision;
 pub mod resnet;
 
 pub use objective::{Loss, R3mObjective, Similarity};
+pub use precision::Precision;
 pub use resnet::{Arch, Encoder};
 
 /// The libtorch version this build links against (read from the PyTorch install at build time).

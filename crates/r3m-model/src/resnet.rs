@@ -116,6 +116,7 @@ fn bottleneck(p: nn::Path, cin: i64, width: i64, stride: i64) -> impl ModuleT {
 pub struct Encoder {
     arch: Arch,
     trunk: nn::SequentialT,
+    head: Option<nn::Linear>,
     mean: Tensor,
     std: Tensor,
 }
@@ -125,6 +126,12 @@ impl Encoder {
     /// Initialisation is tch's default (Kaiming-uniform convs, unit BatchNorm); load weights to
     /// reproduce a trained model.
     pub fn new(p: &nn::Path, arch: Arch) -> Self {
+        Self::with_head(p, arch, None)
+    }
+
+    /// Like [`Encoder::new`], with an optional linear projection head (`proj.weight`,
+    /// `proj.bias`) from the trunk's features to `proj` dimensions.
+    pub fn with_head(p: &nn::Path, arch: Arch, proj: Option<i64>) -> Self {
         let (blocks, bottle) = arch.layout();
         let mut trunk = nn::seq_t()
             .add(conv(p / "conv1", 3, 64, 7, 2, 3))
@@ -148,7 +155,8 @@ impl Encoder {
         let dev = p.device();
         let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]).to_device(dev);
         let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]).to_device(dev);
-        Encoder { arch, trunk, mean, std }
+        let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
+        Encoder { arch, trunk, head, mean, std }
     }
 
     /// The architecture.
@@ -156,9 +164,14 @@ impl Encoder {
         self.arch
     }
 
-    /// Embedding size.
+    /// Embedding size (the projection head's, when there is one).
     pub fn dim(&self) -> i64 {
-        self.arch.dim()
+        self.head.as_ref().map_or(self.arch.dim(), |h| h.ws.size()[0])
+    }
+
+    /// The projection head's output size, if there is one.
+    pub fn proj_dim(&self) -> Option<i64> {
+        self.head.as_ref().map(|h| h.ws.size()[0])
     }
 
     /// u8 (or float in 0..255) images `[N, 3, H, W]` → float in ImageNet normalisation.
@@ -170,12 +183,21 @@ impl Encoder {
     /// Embeds u8 RGB images `[N, 3, H, W]` → `[N, dim]`. `train` selects batch statistics and
     /// running-stat updates in BatchNorm.
     pub fn forward_u8(&self, images: &Tensor, train: bool) -> Tensor {
-        self.trunk.forward_t(&self.preprocess(images), train)
+        self.forward_normalized(&self.preprocess(images), train)
     }
 
     /// Embeds already-normalised float images `[N, 3, H, W]` → `[N, dim]`.
     pub fn forward_normalized(&self, x: &Tensor, train: bool) -> Tensor {
-        self.trunk.forward_t(x, train)
+        let f = self.trunk.forward_t(x, train);
+        match &self.head {
+            Some(h) => f.apply(h),
+            None => f,
+        }
+    }
+
+    /// [`Encoder::forward_u8`] under `precision` (autocast for bf16), returning fp32 embeddings.
+    pub fn embed(&self, images: &Tensor, train: bool, precision: crate::Precision) -> Tensor {
+        crate::precision::autocast(images.device(), precision, || self.forward_u8(images, train)).to_kind(Kind::Float)
     }
 }
 

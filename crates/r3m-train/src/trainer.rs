@@ -1,8 +1,10 @@
 //! The R3M training loop: loader batches → encoder (BatchNorm in train mode) → R3M objective →
 //! Adam, with metrics to `metrics.csv`, atomic checkpoints and exact resume.
 //!
-//! A run directory holds `metrics.csv`, `checkpoints/step-NNNNNNNN/` (the last `keep_last`) and
-//! `latest` (the name of the newest checkpoint, replaced atomically). Everything random lives in
+//! A run directory holds `metrics.csv`, `checkpoints/step-NNNNNNNN/` (the last `keep_last`),
+//! `checkpoints/best/` (the checkpoint that ended the interval with the lowest mean training loss;
+//! its `config.json` has `interval_mean_loss`) and `latest` (the name of the newest checkpoint,
+//! replaced atomically). Everything random lives in
 //! seeded generators whose states go into each checkpoint (the loader's and the negatives'), so a
 //! resumed run continues with the same batches, the same negatives and the same Adam state as an
 //! uninterrupted one.
@@ -13,7 +15,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderState, Rng, TupleSampler};
-use r3m_model::{checkpoint, Arch, Encoder, R3mObjective};
+use r3m_model::precision::{channels_last, vars_to_channels_last};
+use r3m_model::{checkpoint, Arch, Encoder, Precision, R3mObjective};
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -46,6 +49,39 @@ pub struct TrainConfig {
     pub objective: R3mObjective,
     /// Where the model runs.
     pub device: Device,
+    /// Arithmetic of the forward pass (the loss and the weights stay fp32).
+    pub precision: Precision,
+    /// Channels-last (NHWC) images and convolution weights.
+    pub channels_last: bool,
+    /// Optional linear projection head after the trunk.
+    pub proj_dim: Option<i64>,
+    /// How clips are drawn.
+    pub weighting: ClipWeighting,
+}
+
+impl TrainConfig {
+    /// R3M's recipe (ResNet50 is R3M's; ResNet18 is the default here for CPU budgets): batch 16,
+    /// Adam 1e-4, 224 px, rctraj, the fastest precision for `device`.
+    pub fn new(device: Device) -> Self {
+        TrainConfig {
+            arch: Arch::Resnet18,
+            size: 224,
+            batch: 16,
+            tuples_per_clip: 4,
+            workers: 1,
+            steps: 1000,
+            lr: 1e-4,
+            seed: 0,
+            checkpoint_every: 500,
+            keep_last: 3,
+            objective: R3mObjective::default(),
+            device,
+            precision: Precision::auto(device),
+            channels_last: true,
+            proj_dim: None,
+            weighting: ClipWeighting::ByLength,
+        }
+    }
 }
 
 /// One step's numbers.
@@ -83,7 +119,7 @@ fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
         },
         augment: Augment::rctraj(cfg.size),
         sampler: TupleSampler::default(),
-        weighting: ClipWeighting::ByLength,
+        weighting: cfg.weighting,
         seed: cfg.seed,
         prefetch_groups: 2,
     }
@@ -93,7 +129,10 @@ fn config_json(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clip
     let fingerprint: Vec<String> = clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect();
     serde_json::json!({
         "format": "r3m-checkpoint-1",
-        "arch": cfg.arch.name(), "dim": cfg.arch.dim(), "size": cfg.size,
+        "arch": cfg.arch.name(), "dim": cfg.proj_dim.unwrap_or(cfg.arch.dim()), "trunk_dim": cfg.arch.dim(),
+        "proj_dim": cfg.proj_dim, "size": cfg.size,
+        "precision": cfg.precision.name(), "channels_last": cfg.channels_last,
+        "clip_weighting": format!("{:?}", cfg.weighting),
         "batch": cfg.batch, "tuples_per_clip": cfg.tuples_per_clip, "lr": cfg.lr, "seed": cfg.seed,
         "steps": cfg.steps,
         "objective": {"name": "r3m-tcn", "w_tcn": cfg.objective.w_tcn, "w_l1": cfg.objective.w_l1,
@@ -135,7 +174,10 @@ pub fn train(
     std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
     let mut vs = nn::VarStore::new(cfg.device);
     tch::manual_seed(cfg.seed as i64);
-    let encoder = Encoder::new(&vs.root(), cfg.arch);
+    let encoder = Encoder::with_head(&vs.root(), cfg.arch, cfg.proj_dim);
+    if cfg.channels_last {
+        vars_to_channels_last(&vs);
+    }
     let mut params: Vec<(String, Tensor)> =
         vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
@@ -167,12 +209,24 @@ pub fn train(
         writeln!(metrics, "step,loss,tcn,l1,l2,aligned,wait_s,step_s")?;
     }
     let mut loader = Loader::resume(clips.clone(), loader_config(cfg), loader_state);
-    let save = |step: u64, loader: &Loader, neg: &Rng, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
+    // the best checkpoint: lowest mean training loss over a checkpoint interval
+    let best_dir = run.join("checkpoints").join("best");
+    let mut best_loss = std::fs::read_to_string(best_dir.join(checkpoint::CONFIG_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["interval_mean_loss"].as_f64())
+        .unwrap_or(f64::INFINITY);
+    let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
+    let save = |step: u64, loader: &Loader, neg: &Rng, adam: &Adam, vs: &nn::VarStore, best: Option<f64>| -> Result<()> {
         let name = format!("step-{step:08}");
         let dir = run.join("checkpoints").join(&name);
-        let config = config_json(cfg, step, loader.state(), neg.state(), loader.clips());
+        let mut config = config_json(cfg, step, loader.state(), neg.state(), loader.clips());
         checkpoint::save(&dir, vs, &adam.state(), &config)?;
         write_atomic(&run.join("latest"), &name)?;
+        if let Some(mean) = best {
+            config["interval_mean_loss"] = serde_json::json!(mean);
+            checkpoint::save(&best_dir, vs, &adam.state(), &config)?;
+        }
         // keep the last few
         let mut all: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))?
             .flatten()
@@ -191,8 +245,10 @@ pub fn train(
         let batch = loader.next().context("the loader ran out of usable clips")?;
         let wait_s = t0.elapsed().as_secs_f64();
         let (b, h, w) = (batch.batch as i64, i64::from(batch.height), i64::from(batch.width));
-        let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]).contiguous().to_device(cfg.device);
-        let emb = encoder.forward_u8(&x, true).view([b, 5, -1]);
+        // the batch arrives NHWC: as a permuted view it already has channels-last strides
+        let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]);
+        let x = if cfg.channels_last { channels_last(&x) } else { x.contiguous() }.to_device(cfg.device);
+        let emb = encoder.embed(&x, true, cfg.precision).view([b, 5, -1]);
         let k = cfg.objective.num_negatives;
         let perm = |rng: &mut Rng| {
             let p: Vec<i64> = rng.permutation(b as usize).into_iter().map(|i| i as i64).collect();
@@ -221,9 +277,17 @@ pub fn train(
             step_s: t0.elapsed().as_secs_f64(),
         };
         writeln!(metrics, "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4}", m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s)?;
+        interval_sum += total;
+        interval_n += 1;
         let go_on = on_step(&m);
         if step % cfg.checkpoint_every.max(1) == 0 || step == cfg.steps || !go_on {
-            save(step, &loader, &neg, &adam, &vs)?;
+            let mean = interval_sum / interval_n as f64;
+            let best = (mean < best_loss).then_some(mean);
+            save(step, &loader, &neg, &adam, &vs, best)?;
+            if best.is_some() {
+                best_loss = mean;
+            }
+            (interval_sum, interval_n) = (0.0, 0);
             last_saved = step;
         }
         if !go_on {
@@ -231,7 +295,7 @@ pub fn train(
         }
     }
     if last_saved != step {
-        save(step, &loader, &neg, &adam, &vs)?;
+        save(step, &loader, &neg, &adam, &vs, None)?;
     }
     Ok(step)
 }
