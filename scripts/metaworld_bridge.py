@@ -187,7 +187,9 @@ class Server:
         cmd = req.get("cmd")
         if cmd == "close":
             return None, None
-        handler = {"reset": self.reset, "step": self.step, "expert": self.expert, "step_expert": self.step_expert}.get(cmd)
+        handler = {"reset": self.reset, "step": self.step, "expert": self.expert, "step_expert": self.step_expert}.get(
+            cmd
+        )
         if handler is None:
             raise BadRequest(f"unknown cmd {cmd!r} (reset, step, expert, step_expert, close)")
         return handler(req)

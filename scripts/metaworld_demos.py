@@ -58,6 +58,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,7 +207,7 @@ def image_stats(frames: list[np.ndarray], max_samples: int = 100, max_side: int 
         "max": per_channel(x.max(0)),
         "mean": per_channel(x.mean(0)),
         "std": per_channel(x.std(0)),
-        "count": [int(len(idx))],
+        "count": [len(idx)],
     }
 
 
@@ -355,10 +356,22 @@ def tasks_parquet_table(tasks: list[str]) -> pa.Table:
     pandas_meta = {
         "index_columns": ["task"],
         "column_indexes": [
-            {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
         ],
         "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
             {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
         ],
         "creator": {"library": "pyarrow", "version": pa.__version__},
@@ -553,13 +566,25 @@ class V30Writer:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", default="drawer-open-v3", help="comma-separated Meta-World v3 tasks (e.g. drawer-open-v3,reach-v3)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--tasks", default="drawer-open-v3", help="comma-separated Meta-World v3 tasks (e.g. drawer-open-v3,reach-v3)"
+    )
     p.add_argument("--episodes", type=int, default=10, help="successful episodes to keep per task")
-    p.add_argument("--max-attempts", type=int, default=None, help="layout seeds to try per task (default 2*episodes+10)")
-    p.add_argument("--seed", type=int, default=0, help="first layout seed; task episodes use seed, seed+1, ... (< 1_000_000)")
+    p.add_argument(
+        "--max-attempts", type=int, default=None, help="layout seeds to try per task (default 2*episodes+10)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="first layout seed; task episodes use seed, seed+1, ... (< 1_000_000)"
+    )
     p.add_argument("--size", type=int, default=mwe.DEFAULT_SIZE, help="square image side in pixels (even)")
-    p.add_argument("--camera", default=mwe.DEFAULT_CAMERA, help="Meta-World camera (corner, corner2, corner3, corner4, topview, ...)")
+    p.add_argument(
+        "--camera",
+        default=mwe.DEFAULT_CAMERA,
+        help="Meta-World camera (corner, corner2, corner3, corner4, topview, ...)",
+    )
     p.add_argument("--fps", type=int, default=30, help="video frame rate; timestamps are frame_index / fps")
     p.add_argument("--format", choices=["v2.1", "v3.0"], default="v2.1", help="LeRobot dataset layout")
     p.add_argument("--out", required=True, help="output dataset directory")
@@ -597,8 +622,13 @@ def parse_args(argv=None):
     return a
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up on `kill` as on Ctrl-C
     out = Path(a.out).resolve()
     if out.exists() and not a.overwrite:
         log(f"error: {out} exists (pass --overwrite to replace it)")

@@ -161,7 +161,9 @@ def check_v30(root: Path) -> pa.Table:
     offset = 0
     for ep in eps:
         i, n = ep["episode_index"], ep["length"]
-        check(ep["dataset_from_index"] == offset and ep["dataset_to_index"] == offset + n, f"v3.0 episode {i} index range")
+        check(
+            ep["dataset_from_index"] == offset and ep["dataset_to_index"] == offset + n, f"v3.0 episode {i} index range"
+        )
         check(abs(ep[f"videos/{key}/from_timestamp"] - offset / FPS) < 1e-9, f"v3.0 episode {i} from_timestamp")
         check(abs(ep[f"videos/{key}/to_timestamp"] - (offset + n) / FPS) < 1e-9, f"v3.0 episode {i} to_timestamp")
         check_frames(data.slice(offset, n), i, offset, f"v3.0 episode {i}")
@@ -206,7 +208,9 @@ def check_bridge(episodes: list[dict], video: Path) -> None:
     b = Bridge()
     h = b.hello
     check(h.get("hello") == "r3m-metaworld-bridge" and h.get("version") == 1, f"bridge hello {h}")
-    check((h.get("width"), h.get("height"), h.get("action_dim"), h.get("proprio_dim")) == (SIZE, SIZE, 4, 4), "hello dims")
+    check(
+        (h.get("width"), h.get("height"), h.get("action_dim"), h.get("proprio_dim")) == (SIZE, SIZE, 4, 4), "hello dims"
+    )
     r, f = b({"cmd": "step", "action": [0, 0, 0, 0]})
     check(r == {"ok": False, "error": r.get("error")} and f is None, "step before reset is an error")
     r, _ = b("{not json")
@@ -220,9 +224,9 @@ def check_bridge(episodes: list[dict], video: Path) -> None:
     check(img.mean() > 20 and img.std() > 10, f"reset frame is not black (mean {img.mean():.1f})")
     check(np.array_equal(img, ref.frames[0]), "bridge reset frame == generator's first frame (byte-equal)")
     check(np.array_equal(np.float32(r["proprio"]), ref.states[0]), "bridge proprio == observation.state[0]")
-    r2, frame2 = b({"cmd": "reset", "seed": SEED})
+    _, frame2 = b({"cmd": "reset", "seed": SEED})
     check(frame2 == frame, "same seed, same frame")
-    r3, frame3 = b({"cmd": "reset", "seed": 1_000_000})
+    _, frame3 = b({"cmd": "reset", "seed": 1_000_000})
     check(frame3 != frame, "a different seed gives a different layout")
     b({"cmd": "reset", "seed": SEED})
 
@@ -256,7 +260,10 @@ def check_bridge(episodes: list[dict], video: Path) -> None:
     check(len(decoded) == len(ref.frames), "decoded frames = rollout frames")
     mae = [np.abs(decoded[i].astype(int) - ref.frames[i].astype(int)).mean() for i in range(len(decoded))]
     flipped = np.abs(decoded[0].astype(int) - ref.frames[0][::-1, ::-1].astype(int)).mean()
-    check(max(mae) < 6.0 and flipped > 2 * max(mae), f"video frames match raw frames (MAE max {max(mae):.2f}, flipped {flipped:.1f})")
+    check(
+        max(mae) < 6.0 and flipped > 2 * max(mae),
+        f"video frames match raw frames (MAE max {max(mae):.2f}, flipped {flipped:.1f})",
+    )
     env.close()
 
 

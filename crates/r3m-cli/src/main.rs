@@ -6,6 +6,7 @@
 mod device;
 mod doctor;
 mod probe;
+mod source;
 mod train;
 
 use clap::{Parser, Subcommand};

@@ -13,10 +13,8 @@ use tch::Device;
 /// Options for `r3m train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder of videos (searched recursively; each file is one clip). Unreadable or too-short
-    /// files are skipped and counted.
-    #[arg(long)]
-    videos: PathBuf,
+    #[command(flatten)]
+    source: crate::source::SourceArgs,
     /// Run directory: metrics.csv, checkpoints/, latest.
     #[arg(long)]
     out: PathBuf,
@@ -95,20 +93,7 @@ pub fn run(args: Args) -> Result<i32> {
             bail!("--device {}: no such GPU ({} available)", args.device, tch::Cuda::device_count());
         }
     }
-    let cache = std::env::var_os("R3M_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/r3m")))
-        .map(|c| c.join("probe-cache.json"));
-    let mut probe_cache = r3m_data::ProbeCache::open(cache);
-    let ds = r3m_data::scan_videos(&args.videos, &mut probe_cache)?;
-    probe_cache.save();
-    eprintln!("{}: {}", args.videos.display(), ds.summary());
-    for s in ds.skipped.iter().take(10) {
-        eprintln!("  skipped {}: {}", s.path.display(), s.reason);
-    }
-    if ds.skipped.len() > 10 {
-        eprintln!("  ... and {} more", ds.skipped.len() - 10);
-    }
+    let ds = args.source.open()?;
     let precision = match args.precision.as_str() {
         "auto" => Precision::auto(dev),
         p => p.parse::<Precision>().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,

@@ -1,9 +1,10 @@
 //! Dataset sources: where clips come from.
 //!
-//! Today: a folder of videos, searched recursively, each file one clip. Every file is probed in
-//! parallel; files that cannot be used (corrupt, not a video, too short) are skipped and counted
-//! with their reason, never fatal. Probe results are cached by (path, size, mtime), so a second
-//! run over the same folder starts at once.
+//! A folder of videos, searched recursively, each file one clip ([`scan_videos`]); a LeRobot
+//! dataset ([`crate::lerobot`]); a CSV or Parquet manifest ([`crate::manifest`]). Every file is
+//! probed in parallel; files that cannot be used (corrupt, not a video, too short) are skipped and
+//! counted with their reason, never fatal. Probe results are cached by (path, size, mtime), so a
+//! second run over the same data starts at once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct Clip {
     pub end: usize,
     /// Optional description (for language alignment).
     pub text: Option<String>,
+    /// LeRobot episode index, for clips that come from a LeRobot dataset.
+    pub episode: Option<i64>,
 }
 
 impl Clip {
@@ -86,6 +89,14 @@ pub enum SourceError {
         /// The root.
         path: PathBuf,
         /// Why.
+        reason: String,
+    },
+    /// The dataset's own description is unreadable or inconsistent (LeRobot `meta/`, a manifest).
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
         reason: String,
     },
     /// No usable clip was found.
@@ -175,6 +186,51 @@ impl ProbeCache {
     }
 }
 
+/// Probes `files` in parallel, answering from `cache` where a file is unchanged (and adding new
+/// results to it). Returns, per file in order, the probe result; and the number of cache hits.
+pub fn probe_all(files: &[PathBuf], cache: &mut ProbeCache) -> (Vec<Result<Arc<VideoInfo>, String>>, usize) {
+    let known = &cache.entries;
+    let results: Vec<(Option<String>, bool, Result<VideoInfo, String>)> = files
+        .par_iter()
+        .map(|p| {
+            let key = stamp(p);
+            if let Some(info) = key.as_ref().and_then(|k| known.get(k)) {
+                return (key, true, Ok(info.clone()));
+            }
+            (key, false, r3m_video::probe(p).map_err(|e| e.to_string()))
+        })
+        .collect();
+    let mut hits = 0;
+    let out = results
+        .into_iter()
+        .map(|(key, hit, r)| {
+            hits += usize::from(hit);
+            r.map(|info| {
+                if let Some(k) = key {
+                    cache.entries.insert(k, info.clone());
+                }
+                Arc::new(info)
+            })
+        })
+        .collect();
+    (out, hits)
+}
+
+/// The clip for frames `start..end` of `video`, or why it cannot be one (too short).
+pub(crate) fn make_clip(video: &Arc<VideoInfo>, start: usize, end: usize) -> Result<Clip, String> {
+    let n = end.saturating_sub(start);
+    if n < MIN_CLIP_FRAMES {
+        return Err(format!("too short: {n} frame(s), a tuple needs {MIN_CLIP_FRAMES}"));
+    }
+    Ok(Clip { video: video.clone(), start, end, text: None, episode: None })
+}
+
+/// The error for a source that gave no clip.
+pub(crate) fn no_clips(root: &Path, found: usize, skipped: &[Skipped]) -> SourceError {
+    let detail: Vec<String> = skipped.iter().take(3).map(|s| format!("\n  {}: {}", s.path.display(), s.reason)).collect();
+    SourceError::NoClips { path: root.into(), found, skipped: skipped.len(), detail: detail.concat() }
+}
+
 /// Finds every video under `root` (recursively, hidden entries skipped), probes them in parallel
 /// (answering from `cache` where the file is unchanged), and returns one clip per usable file.
 pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, SourceError> {
@@ -184,45 +240,17 @@ pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sourc
         return Err(SourceError::NotADirectory { path: root.into(), reason: "is a file".into() });
     }
     let files = find_videos(root);
-    let found = files.len();
-    let known = &cache.entries;
-    let results: Vec<(PathBuf, Option<String>, bool, Result<VideoInfo, String>)> = files
-        .into_par_iter()
-        .map(|p| {
-            let key = stamp(&p);
-            if let Some(info) = key.as_ref().and_then(|k| known.get(k)) {
-                return (p, key, true, Ok(info.clone()));
-            }
-            let r = r3m_video::probe(&p).map_err(|e| e.to_string());
-            (p, key, false, r)
-        })
-        .collect();
+    let (probed, cache_hits) = probe_all(&files, cache);
     let mut clips = Vec::new();
     let mut skipped = Vec::new();
-    let mut cache_hits = 0;
-    for (path, key, hit, r) in results {
-        cache_hits += usize::from(hit);
-        match r {
-            Ok(info) => {
-                if let Some(k) = key {
-                    cache.entries.insert(k, info.clone());
-                }
-                let n = info.frame_count();
-                if n < MIN_CLIP_FRAMES {
-                    skipped.push(Skipped {
-                        path,
-                        reason: format!("too short: {n} frame(s), a tuple needs {MIN_CLIP_FRAMES}"),
-                    });
-                } else {
-                    clips.push(Clip { video: Arc::new(info), start: 0, end: n, text: None });
-                }
-            }
-            Err(reason) => skipped.push(Skipped { path, reason }),
+    for (path, r) in files.iter().zip(probed) {
+        match r.and_then(|info| make_clip(&info, 0, info.frame_count())) {
+            Ok(c) => clips.push(c),
+            Err(reason) => skipped.push(Skipped { path: path.clone(), reason }),
         }
     }
     if clips.is_empty() {
-        let detail: Vec<String> = skipped.iter().take(3).map(|s| format!("\n  {}", s.reason)).collect();
-        return Err(SourceError::NoClips { path: root.into(), found, skipped: skipped.len(), detail: detail.concat() });
+        return Err(no_clips(root, files.len(), &skipped));
     }
     Ok(Dataset { root: root.into(), clips, skipped, cache_hits })
 }

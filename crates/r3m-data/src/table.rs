@@ -1,0 +1,73 @@
+//! Reading the few Parquet columns the sources need (LeRobot `meta/`, manifests), by name, with
+//! numeric types cast so that an int32 column or a float32 column reads as well as int64/float64.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// All record batches of a Parquet file.
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("not a Parquet file ({e})"))?
+        .build()
+        .map_err(|e| e.to_string())?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| format!("unreadable Parquet ({e})"))
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    batch.column_by_name(name).cloned()
+}
+
+fn cast(a: &ArrayRef, to: &DataType, name: &str) -> Result<ArrayRef, String> {
+    arrow::compute::cast(a, to).map_err(|e| format!("column '{name}' ({}) is not {to}: {e}", a.data_type()))
+}
+
+/// Column `name` as f64 values (nulls as `None`); `Ok(None)` when the column is absent.
+pub fn f64s(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Option<f64>>>, String> {
+    let Some(a) = column(batch, name) else { return Ok(None) };
+    let a = cast(&a, &DataType::Float64, name)?;
+    let a = a.as_primitive::<Float64Type>();
+    Ok(Some((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect()))
+}
+
+/// Column `name` as i64 values (nulls as `None`); `Ok(None)` when the column is absent.
+pub fn i64s(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Option<i64>>>, String> {
+    let Some(a) = column(batch, name) else { return Ok(None) };
+    let a = cast(&a, &DataType::Int64, name)?;
+    let a = a.as_primitive::<Int64Type>();
+    Ok(Some((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect()))
+}
+
+/// Column `name` as strings (nulls as `None`); `Ok(None)` when the column is absent.
+pub fn strings(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Option<String>>>, String> {
+    let Some(a) = column(batch, name) else { return Ok(None) };
+    let a = cast(&a, &DataType::Utf8, name)?;
+    let a = a.as_string::<i32>();
+    Ok(Some((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect()))
+}
+
+/// Column `name` as lists of strings (LeRobot's `tasks`); a plain string column reads as one-item
+/// lists. `Ok(None)` when the column is absent.
+pub fn string_lists(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Vec<String>>>, String> {
+    let Some(a) = column(batch, name) else { return Ok(None) };
+    let list = match a.data_type() {
+        DataType::List(_) | DataType::LargeList(_) => cast(&a, &DataType::List(Arc::new(arrow::datatypes::Field::new("item", DataType::Utf8, true))), name)?,
+        _ => return Ok(strings(batch, name)?.map(|v| v.into_iter().map(|s| s.into_iter().collect()).collect())),
+    };
+    let list = list.as_list::<i32>();
+    let mut out = Vec::with_capacity(list.len());
+    for i in 0..list.len() {
+        if list.is_null(i) {
+            out.push(Vec::new());
+            continue;
+        }
+        let v = list.value(i);
+        let s = v.as_string::<i32>();
+        out.push((0..s.len()).filter(|&j| s.is_valid(j)).map(|j| s.value(j).to_string()).collect());
+    }
+    Ok(Some(out))
+}
