@@ -5,6 +5,7 @@
 
 mod device;
 mod doctor;
+mod embed;
 mod probe;
 mod source;
 mod train;
@@ -32,10 +33,14 @@ enum Command {
     /// Show what r3m sees in video files: codec, size, rotation, frame count (`~` marks an
     /// estimate), fps, duration and keyframe interval. Unreadable files are reported and skipped.
     Probe(probe::Args),
-    /// Train an encoder with R3M's time-contrastive objective straight from a folder of videos:
+    /// Train an encoder with R3M's time-contrastive objective straight from videos (a folder, a
+    /// LeRobot dataset or a manifest):
     /// 5-frame tuples per clip (nearby frames are positives, distant frames and other clips are
     /// negatives), Adam, metrics in RUN/metrics.csv, atomic checkpoints, exact --resume.
     Train(train::Args),
+    /// Write a frozen encoder's per-frame embeddings to Parquet (video / episode_index,
+    /// frame_index, timestamp, index, embedding), streaming, resumable, shardable with --shard I/N.
+    Embed(embed::Args),
 }
 
 fn main() {
@@ -50,6 +55,7 @@ fn main() {
         Command::Doctor(args) => doctor::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Train(args) => train::run(args),
+        Command::Embed(args) => embed::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -68,9 +68,9 @@ pub struct Args {
     /// on CUDA and on CPUs with AMX/AVX512-BF16 units, fp32 elsewhere: emulated bf16 is slower).
     #[arg(long, default_value = "auto")]
     precision: String,
-    /// Memory layout of images and conv weights: channels-last (faster with oneDNN/cuDNN) or
-    /// nchw (as the reference recipe trains).
-    #[arg(long, default_value = "channels-last", value_parser = ["channels-last", "nchw"])]
+    /// Memory layout of images and conv weights: channels-last, nchw (as the reference recipe
+    /// trains) or auto (channels-last with bf16, nchw with fp32, the faster ones measured).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
     memory_format: String,
     /// Add a linear projection head to this many dimensions after the trunk.
     #[arg(long)]
@@ -103,7 +103,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let mut cfg = r3m_train::TrainConfig::new(dev);
     cfg.precision = precision;
-    cfg.channels_last = args.memory_format == "channels-last";
+    cfg.channels_last = match args.memory_format.as_str() { "auto" => precision == Precision::Bf16, m => m == "channels-last" };
     cfg.proj_dim = args.proj_dim;
     cfg.weighting = if args.clip_weighting == "uniform" { ClipWeighting::Uniform } else { ClipWeighting::ByLength };
     cfg.arch = args.arch;
@@ -124,7 +124,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
     eprintln!(
         "training {} on {} ({}, {}), batch {} x 5 frames at {} px",
-        cfg.arch, args.device, cfg.precision, args.memory_format, cfg.batch, cfg.size
+        cfg.arch, args.device, cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
     );
     let bar = ProgressBar::new(args.steps);
     bar.set_style(

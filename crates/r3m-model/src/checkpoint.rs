@@ -96,12 +96,9 @@ pub struct Loaded {
 }
 
 /// Loads the model weights of `dir` into `vs` (every variable of `vs` must be present, with the
-/// same shape) and returns the config and optimiser state.
-pub fn load(dir: &Path, vs: &mut nn::VarStore) -> Result<Loaded, CheckpointError> {
-    let cfg = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg).map_err(io(&cfg))?;
-    let config = serde_json::from_str(&text)
-        .map_err(|e| CheckpointError::Format { path: cfg.clone(), reason: format!("invalid JSON: {e}") })?;
+/// same shape) and returns `config.json`.
+pub fn load_weights(dir: &Path, vs: &mut nn::VarStore) -> Result<serde_json::Value, CheckpointError> {
+    let config = read_config(dir)?;
     let model = dir.join(MODEL_FILE);
     let tensors = Tensor::read_safetensors(&model)
         .map_err(|e| CheckpointError::Format { path: model.clone(), reason: e.to_string() })?;
@@ -122,6 +119,20 @@ pub fn load(dir: &Path, vs: &mut nn::VarStore) -> Result<Loaded, CheckpointError
         }
         Ok(())
     })?;
+    Ok(config)
+}
+
+/// Reads `dir/config.json`.
+pub fn read_config(dir: &Path) -> Result<serde_json::Value, CheckpointError> {
+    let cfg = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg).map_err(io(&cfg))?;
+    serde_json::from_str(&text).map_err(|e| CheckpointError::Format { path: cfg.clone(), reason: format!("invalid JSON: {e}") })
+}
+
+/// Loads the model weights of `dir` into `vs` (every variable of `vs` must be present, with the
+/// same shape) and returns the config and optimiser state.
+pub fn load(dir: &Path, vs: &mut nn::VarStore) -> Result<Loaded, CheckpointError> {
+    let config = load_weights(dir, vs)?;
     let opt = dir.join(OPTIMIZER_FILE);
     let optimizer = if opt.exists() {
         Tensor::read_safetensors(&opt).map_err(|e| CheckpointError::Format { path: opt.clone(), reason: e.to_string() })?
@@ -129,6 +140,61 @@ pub fn load(dir: &Path, vs: &mut nn::VarStore) -> Result<Loaded, CheckpointError
         Vec::new()
     };
     Ok(Loaded { config, optimizer })
+}
+
+/// The checkpoint directory `path` names: a checkpoint itself (has `config.json`), or a run
+/// directory (its `latest` checkpoint).
+pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
+    if path.join(CONFIG_FILE).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let latest = path.join("latest");
+    if let Ok(name) = std::fs::read_to_string(&latest) {
+        let dir = path.join("checkpoints").join(name.trim());
+        if dir.join(CONFIG_FILE).is_file() {
+            return Ok(dir);
+        }
+        return Err(CheckpointError::Format { path: latest, reason: format!("names {}, which is not a complete checkpoint", dir.display()) });
+    }
+    Err(CheckpointError::Format {
+        path: path.to_path_buf(),
+        reason: "neither a checkpoint (no config.json) nor a run directory (no latest)".into(),
+    })
+}
+
+/// A frozen encoder loaded from a checkpoint.
+#[derive(Debug)]
+pub struct FrozenEncoder {
+    /// The encoder (use it in eval mode).
+    pub encoder: crate::Encoder,
+    /// Its variables.
+    pub vs: nn::VarStore,
+    /// The checkpoint's `config.json`.
+    pub config: serde_json::Value,
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// Side of the square crops it was trained on (224 when the config does not say).
+    pub size: u32,
+}
+
+/// Loads the encoder of checkpoint or run `path` onto `device` (weights only, no optimiser state),
+/// rebuilt from its `config.json` (`arch`, optional `proj_dim`, `size`).
+pub fn load_encoder(path: &Path, device: tch::Device) -> Result<FrozenEncoder, CheckpointError> {
+    let dir = resolve(path)?;
+    let config = read_config(&dir)?;
+    let cfg_path = dir.join(CONFIG_FILE);
+    let arch: crate::Arch = config["arch"]
+        .as_str()
+        .ok_or_else(|| CheckpointError::Format { path: cfg_path.clone(), reason: "no arch".into() })?
+        .parse()
+        .map_err(|e: String| CheckpointError::Format { path: cfg_path.clone(), reason: e })?;
+    let proj = config["proj_dim"].as_i64();
+    let size = config["size"].as_u64().unwrap_or(224) as u32;
+    let mut vs = nn::VarStore::new(device);
+    let encoder = crate::Encoder::with_head(&vs.root(), arch, proj);
+    load_weights(&dir, &mut vs)?;
+    vs.freeze();
+    Ok(FrozenEncoder { encoder, vs, config, dir, size })
 }
 
 #[cfg(test)]

@@ -1,0 +1,188 @@
+//! `r3m embed`: a frozen encoder's per-frame embeddings to Parquet.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use r3m_model::Precision;
+
+/// Options for `r3m embed`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long, value_name = "RUN|DIR")]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    source: crate::source::SourceArgs,
+    /// Output: a .parquet file, or a directory that receives part-I-of-N.parquet (always a
+    /// directory with --shard).
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+    /// Embed only slice I of N of the inputs (every N-th clip from the I-th; 0-based) into
+    /// OUT/part-I-of-N.parquet, so a cluster scheduler can fan the work out.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Keep every Nth frame of each clip.
+    #[arg(long, default_value_t = 1, conflicts_with = "fps")]
+    every: usize,
+    /// Keep frames on a grid of F per second instead (the nearest frame at or after each tick).
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Frames per encoder call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Decode threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// fp32, bf16 or auto (bf16 on CUDA and on CPUs with bf16 units).
+    #[arg(long, default_value = "auto")]
+    precision: String,
+    /// Memory layout: channels-last, nchw, or auto (channels-last with bf16, nchw with fp32).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
+    memory_format: String,
+    /// Frames per resumable piece: an interruption loses at most this much work.
+    #[arg(long, default_value_t = r3m_export::embed::PIECE_FRAMES)]
+    piece_frames: usize,
+    /// Continue an interrupted job: finished pieces of the part are kept.
+    #[arg(long)]
+    resume: bool,
+    /// Replace an output that already exists (by default a finished part is skipped).
+    #[arg(long)]
+    overwrite: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s.split_once('/').with_context(|| format!("--shard {s}: expected I/N, e.g. 0/8"))?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().with_context(|| format!("--shard {s}: I is not a number"))?,
+        n.trim().parse().with_context(|| format!("--shard {s}: N is not a number"))?,
+    );
+    if n == 0 || i >= n {
+        bail!("--shard {s}: need 0 ≤ I < N");
+    }
+    Ok((i, n))
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    if args.every == 0 {
+        bail!("--every must be ≥ 1");
+    }
+    if matches!(args.fps, Some(f) if !(f > 0.0 && f.is_finite())) {
+        bail!("--fps must be a positive number");
+    }
+    if args.batch == 0 {
+        bail!("--batch must be ≥ 1");
+    }
+    let out = match shard {
+        Some((i, n)) => args.out.join(format!("part-{i}-of-{n}.parquet")),
+        None if args.out.extension().is_some_and(|e| e == "parquet") => args.out.clone(),
+        None => args.out.join("part-0-of-1.parquet"),
+    };
+    if out.exists() && !args.overwrite {
+        eprintln!("{} exists: finished, skipping (--overwrite to redo it)", out.display());
+        return Ok(0);
+    }
+    let dev = crate::device::parse(&args.device)?;
+    let precision = match args.precision.as_str() {
+        "auto" => Precision::auto(dev),
+        p => p.parse::<Precision>().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
+    };
+    let channels_last = match args.memory_format.as_str() { "auto" => precision == Precision::Bf16, m => m == "channels-last" };
+    let frozen = r3m_model::checkpoint::load_encoder(&args.checkpoint, dev)?;
+    if channels_last {
+        r3m_model::precision::vars_to_channels_last(&frozen.vs);
+    }
+    let ds = args.source.open()?;
+    let (si, sn) = shard.unwrap_or((0, 1));
+    let clips = r3m_export::shard(&ds.clips, si, sn);
+    let cfg = r3m_export::EmbedConfig {
+        every: args.every,
+        fps: args.fps,
+        batch: args.batch,
+        workers: args.workers.max(1),
+        device: dev,
+        precision,
+        channels_last,
+        size: frozen.size,
+        piece_frames: args.piece_frames.max(1),
+    };
+    let total: u64 = clips.iter().map(|c| r3m_export::select_frames(c, cfg.every, cfg.fps).len() as u64).sum();
+    let model_file = frozen.dir.join(r3m_model::checkpoint::MODEL_FILE);
+    let sha = r3m_export::sha256_file(&model_file).with_context(|| format!("hashing {}", model_file.display()))?;
+    let resize = r3m_export::embed::eval_resize(frozen.size);
+    let mut summary = frozen.config.clone();
+    if let Some(o) = summary.as_object_mut() {
+        for k in ["loader_state", "data", "negatives_rng"] {
+            o.remove(k);
+        }
+    }
+    let metadata: Vec<(String, String)> = vec![
+        ("r3m.version".into(), env!("CARGO_PKG_VERSION").into()),
+        ("r3m.checkpoint".into(), frozen.dir.display().to_string()),
+        ("r3m.checkpoint_sha256".into(), sha),
+        ("r3m.arch".into(), frozen.encoder.arch().name().into()),
+        ("r3m.dim".into(), frozen.encoder.dim().to_string()),
+        (
+            "r3m.preprocess".into(),
+            serde_json::json!({"resize": format!("{resize:?}"), "input": "u8 RGB", "scale": 255.0,
+                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                "every": cfg.every, "fps": cfg.fps})
+            .to_string(),
+        ),
+        ("r3m.precision".into(), format!("{precision}{}", if channels_last { ", channels-last" } else { "" })),
+        ("r3m.source".into(), args.source.path().display().to_string()),
+        ("r3m.shard".into(), format!("{si}/{sn}")),
+        ("r3m.checkpoint_config".into(), summary.to_string()),
+    ];
+    eprintln!(
+        "embedding {} frames of {} clips (shard {si}/{sn}) with {} ({}-d, {precision}) on {}",
+        total,
+        clips.len(),
+        frozen.dir.display(),
+        frozen.encoder.dim(),
+        args.device
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} frames [{elapsed_precise}<{eta_precise}] {per_sec}")
+            .expect("valid template"),
+    );
+    let root = match (&args.source.lerobot, &args.source.manifest) {
+        (Some(r), _) => r.clone(),
+        (_, Some(m)) => m.parent().map(PathBuf::from).unwrap_or_default(),
+        _ if args.source.path().is_file() => args.source.path().parent().map(PathBuf::from).unwrap_or_default(),
+        _ => args.source.path().to_path_buf(),
+    };
+    let report = r3m_export::embed_clips(&frozen.encoder, &clips, &root, &cfg, &out, &metadata, args.resume, |n| {
+        bar.inc(n);
+        !stop.load(Ordering::SeqCst)
+    })?;
+    bar.finish();
+    for (p, why) in &report.failed {
+        eprintln!("  failed to decode {}: {why} (its rows are left out)", p.display());
+    }
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("interrupted; finished pieces are kept: rerun with --resume to continue");
+        return Ok(130);
+    }
+    eprintln!(
+        "wrote {} rows ({} clips{}{}) to {}",
+        report.rows,
+        report.clips,
+        if report.failed.is_empty() { String::new() } else { format!(", {} failed", report.failed.len()) },
+        if report.pieces_reused > 0 { format!(", {} piece(s) reused", report.pieces_reused) } else { String::new() },
+        out.display()
+    );
+    Ok(0)
+}

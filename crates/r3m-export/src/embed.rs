@@ -1,0 +1,285 @@
+//! `r3m embed`'s engine: frames of a source → frozen encoder → Parquet, streaming.
+//!
+//! Frames are decoded by a [`DecodePool`] at the encoder's evaluation preprocessing (short side to
+//! `size·8/7`, centre crop `size`: R3M's Resize(256)+CenterCrop(224) at 224), batched through the
+//! encoder in eval mode without gradients, and written row by row: memory does not grow with the
+//! dataset.
+//!
+//! Resumable: a part's clips are cut into *pieces* of about `piece_frames` frames (whole clips), each written
+//! atomically to `PART.pieces/piece-NNNNN.parquet`; `resume` keeps finished pieces (when they were
+//! made with the same settings), and the part is assembled from its pieces at the end.
+
+use std::path::{Path, PathBuf};
+
+use r3m_data::Clip;
+use r3m_model::precision::{autocast, channels_last};
+use r3m_model::{Encoder, Precision};
+use r3m_video::{DecodeOptions, DecodePool, Request, Resize};
+use tch::{Device, Kind, Tensor};
+
+use crate::{read_embeddings, EmbeddingWriter, ExportError};
+
+/// Default frames per resumable piece.
+pub const PIECE_FRAMES: usize = 8192;
+/// Frames per decode request (a long clip is decoded in chunks so memory stays bounded).
+const CHUNK_FRAMES: usize = 128;
+
+/// Settings of one embedding job.
+#[derive(Debug, Clone)]
+pub struct EmbedConfig {
+    /// Keep every Nth frame of each clip (1 = all).
+    pub every: usize,
+    /// Or: frames nearest to a grid of this many per second (overrides `every`).
+    pub fps: Option<f64>,
+    /// Frames per encoder call.
+    pub batch: usize,
+    /// Decode threads.
+    pub workers: usize,
+    /// Where the encoder runs.
+    pub device: Device,
+    /// Forward-pass arithmetic.
+    pub precision: Precision,
+    /// Channels-last images and weights.
+    pub channels_last: bool,
+    /// Crop side (the encoder's training size).
+    pub size: u32,
+    /// Frames per resumable piece (what an interruption can lose at most).
+    pub piece_frames: usize,
+}
+
+/// The decode preprocessing for crops of `size`: short side to `size·8/7`, centre crop.
+pub fn eval_resize(size: u32) -> Resize {
+    let short = (size * 8 / 7).max(size);
+    Resize::ShortSideCrop { short, crop_w: size, crop_h: size }
+}
+
+/// The frames of `clip` to embed (absolute indices in its video).
+pub fn select_frames(clip: &Clip, every: usize, fps: Option<f64>) -> Vec<usize> {
+    match fps {
+        Some(f) if f > 0.0 => {
+            let t0 = clip.video.timestamp(clip.start).unwrap_or(0.0);
+            let mut out: Vec<usize> = Vec::new();
+            let mut next = t0;
+            for i in clip.start..clip.end {
+                let t = clip.video.timestamp(i).unwrap_or(t0 + (i - clip.start) as f64 / clip.video.fps.max(1e-9));
+                if t + 1e-9 >= next {
+                    out.push(i);
+                    while next <= t + 1e-9 {
+                        next += 1.0 / f;
+                    }
+                }
+            }
+            out
+        }
+        _ => (clip.start..clip.end).step_by(every.max(1)).collect(),
+    }
+}
+
+/// The clips of shard `i` of `n`: every n-th clip starting at the i-th (clips are in source order,
+/// which is sorted and deterministic), so shards are balanced and together cover each clip once.
+pub fn shard(clips: &[Clip], i: usize, n: usize) -> Vec<Clip> {
+    clips.iter().enumerate().filter(|(k, _)| k % n.max(1) == i).map(|(_, c)| c.clone()).collect()
+}
+
+/// What one job did.
+#[derive(Debug, Clone, Default)]
+pub struct EmbedReport {
+    /// Rows in the output.
+    pub rows: u64,
+    /// Clips embedded.
+    pub clips: usize,
+    /// Pieces reused from an earlier run (`resume`).
+    pub pieces_reused: usize,
+    /// Clips that failed to decode: (video, reason). Their rows are left out.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+fn piece_plan(clips: &[Clip], frames: &[Vec<usize>], piece_frames: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut n) = (0, 0);
+    for (k, f) in frames.iter().enumerate() {
+        n += f.len();
+        if n >= piece_frames.max(1) {
+            out.push(start..k + 1);
+            (start, n) = (k + 1, 0);
+        }
+    }
+    if start < clips.len() {
+        out.push(start..clips.len());
+    }
+    out
+}
+
+/// Embeds `clips` (relative names from `root`) into the Parquet file `out` with `metadata`.
+/// `on_progress(frames)` is called as frames are done; returning `false` stops the job (finished
+/// pieces stay for `resume`).
+#[allow(clippy::too_many_arguments)]
+pub fn embed_clips(
+    encoder: &Encoder,
+    clips: &[Clip],
+    root: &Path,
+    cfg: &EmbedConfig,
+    out: &Path,
+    metadata: &[(String, String)],
+    resume: bool,
+    mut on_progress: impl FnMut(u64) -> bool,
+) -> Result<EmbedReport, ExportError> {
+    let frames: Vec<Vec<usize>> = clips.iter().map(|c| select_frames(c, cfg.every, cfg.fps)).collect();
+    let episodes = clips.iter().any(|c| c.episode.is_some());
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("embeddings.parquet");
+    let pieces_dir = out.with_file_name(format!("{name}.pieces"));
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| ExportError::Io { path: p, source: e }
+    };
+    if !resume && pieces_dir.exists() {
+        std::fs::remove_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
+    }
+    std::fs::create_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
+    // pieces are only reused when made with the same settings and inputs
+    let fingerprint = {
+        let mut s = format!("{metadata:?}|{}|{:?}|{}|{}|", cfg.every, cfg.fps, cfg.size, cfg.piece_frames);
+        for (c, f) in clips.iter().zip(&frames) {
+            s.push_str(&format!("{}:{}:{}:{};", c.video.path.display(), c.start, c.end, f.len()));
+        }
+        crate::sha256_hex(s.as_bytes())
+    };
+    let mut report = EmbedReport::default();
+    let plan = piece_plan(clips, &frames, cfg.piece_frames);
+    let pool = DecodePool::new(cfg.workers, DecodeOptions { resize: eval_resize(cfg.size), threads: 1, ..Default::default() }, cfg.workers * 2 + 2);
+    let dim = encoder.dim() as usize;
+    let mut piece_paths = Vec::new();
+    for (pi, range) in plan.iter().enumerate() {
+        let path = pieces_dir.join(format!("piece-{pi:05}.parquet"));
+        piece_paths.push(path.clone());
+        let piece_frames: usize = frames[range.clone()].iter().map(Vec::len).sum();
+        if resume && path.exists() {
+            if let Ok(e) = read_embeddings(&path) {
+                if e.metadata.get("r3m.piece").map(String::as_str) == Some(fingerprint.as_str()) {
+                    report.pieces_reused += 1;
+                    report.rows += e.len() as u64;
+                    report.clips += range.len();
+                    if !on_progress(piece_frames as u64) {
+                        return Ok(report);
+                    }
+                    continue;
+                }
+            }
+        }
+        let mut meta = metadata.to_vec();
+        meta.push(("r3m.piece".into(), fingerprint.clone()));
+        let mut writer = EmbeddingWriter::create(&path, dim, episodes, &meta)?;
+        // decode requests: each clip's selected frames in chunks
+        let mut requests = Vec::new();
+        let mut owner = Vec::new();
+        for k in range.clone() {
+            for chunk in frames[k].chunks(CHUNK_FRAMES) {
+                requests.push(Request::frames(clips[k].video.clone(), chunk.to_vec()));
+                owner.push(k);
+            }
+        }
+        let mut results = pool.run(requests);
+        let mut current: Option<usize> = None;
+        let mut clip_rows: Vec<(i64, f64)> = Vec::new();
+        let mut clip_emb: Vec<f32> = Vec::new();
+        let mut clip_failed: Option<String> = None;
+        let mut pending: Vec<(i64, f64, Vec<u8>)> = Vec::new();
+        let flush_clip = |k: usize, rows: &mut Vec<(i64, f64)>, emb: &mut Vec<f32>, failed: &mut Option<String>, writer: &mut EmbeddingWriter, report: &mut EmbedReport| -> Result<(), ExportError> {
+            let c = &clips[k];
+            if let Some(reason) = failed.take() {
+                report.failed.push((c.video.path.clone(), reason));
+            } else {
+                let rel = c.video.path.strip_prefix(root).unwrap_or(&c.video.path).to_string_lossy().into_owned();
+                for (j, (fi, t)) in rows.iter().enumerate() {
+                    writer.push(&rel, c.episode, *fi, *t, &emb[j * dim..(j + 1) * dim])?;
+                }
+                report.clips += 1;
+            }
+            rows.clear();
+            emb.clear();
+            Ok(())
+        };
+        for (r, &k) in (&mut results).zip(&owner) {
+            if current != Some(k) {
+                if let Some(prev) = current {
+                    encode(encoder, cfg, &mut pending, &mut clip_emb, true);
+                    flush_clip(prev, &mut clip_rows, &mut clip_emb, &mut clip_failed, &mut writer, &mut report)?;
+                }
+                current = Some(k);
+            }
+            let c = &clips[k];
+            let t0 = c.video.timestamp(c.start).unwrap_or(0.0);
+            match r {
+                Ok(fs) => {
+                    let n = fs.len() as u64;
+                    for f in fs {
+                        let fi = (f.index - c.start) as i64;
+                        clip_rows.push((fi, f.timestamp - t0));
+                        pending.push((fi, f.timestamp, f.data));
+                        if pending.len() >= cfg.batch {
+                            encode(encoder, cfg, &mut pending, &mut clip_emb, false);
+                        }
+                    }
+                    if !on_progress(n) {
+                        return Ok(report);
+                    }
+                }
+                Err(e) => {
+                    clip_failed.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        if let Some(prev) = current {
+            encode(encoder, cfg, &mut pending, &mut clip_emb, true);
+            flush_clip(prev, &mut clip_rows, &mut clip_emb, &mut clip_failed, &mut writer, &mut report)?;
+        }
+        report.rows += writer.finish()?;
+    }
+    // assemble the part from its pieces, renumbering `index` globally
+    let mut meta = metadata.to_vec();
+    meta.push(("r3m.rows".into(), report.rows.to_string()));
+    let mut writer = EmbeddingWriter::create(out, dim, episodes, &meta)?;
+    for p in &piece_paths {
+        let e = read_embeddings(p)?;
+        for i in 0..e.len() {
+            writer.push(&e.video[i], e.episode_index.as_ref().map(|v| v[i]), e.frame_index[i], e.timestamp[i], e.row(i))?;
+        }
+    }
+    writer.finish()?;
+    std::fs::remove_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
+    Ok(report)
+}
+
+/// Runs the encoder over `pending` frames when a batch is full (or `force`), appending the
+/// embeddings to `out`.
+fn encode(encoder: &Encoder, cfg: &EmbedConfig, pending: &mut Vec<(i64, f64, Vec<u8>)>, out: &mut Vec<f32>, force: bool) {
+    if pending.is_empty() || (!force && pending.len() < cfg.batch) {
+        return;
+    }
+    let n = pending.len() as i64;
+    let side = i64::from(cfg.size);
+    let mut data = Vec::with_capacity(pending.len() * (side * side * 3) as usize);
+    for (_, _, d) in pending.drain(..) {
+        data.extend_from_slice(&d);
+    }
+    let x = Tensor::from_slice(&data).view([n, side, side, 3]).permute([0, 3, 1, 2]);
+    let x = if cfg.channels_last { channels_last(&x) } else { x.contiguous() }.to_device(cfg.device);
+    let e = tch::no_grad(|| autocast(cfg.device, cfg.precision, || encoder.forward_u8(&x, false)))
+        .to_kind(Kind::Float)
+        .to_device(Device::Cpu)
+        .contiguous();
+    let len = e.numel();
+    let start = out.len();
+    out.resize(start + len, 0.0);
+    e.copy_data(&mut out[start..], len);
+}
+
+/// Embeds every frame of `frames` (RGB u8 `[n, size, size, 3]`, already preprocessed) — the
+/// reference the tests compare the Parquet rows against.
+pub fn embed_frames(encoder: &Encoder, cfg: &EmbedConfig, frames: &[Vec<u8>]) -> Vec<f32> {
+    let mut pending: Vec<(i64, f64, Vec<u8>)> = frames.iter().map(|f| (0, 0.0, f.clone())).collect();
+    let mut out = Vec::new();
+    encode(encoder, cfg, &mut pending, &mut out, true);
+    out
+}
+

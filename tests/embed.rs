@@ -1,0 +1,178 @@
+//! `r3m embed` end to end: rows read back by our reader and by pyarrow equal the encoder's output
+//! for the same frames, the schema and metadata are as documented, a corrupt video is skipped and
+//! reported, shards cover every frame once, a finished part is skipped on rerun, and a killed job
+//! resumes from its finished pieces to the same result.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use r3m_model::{checkpoint, Arch, Encoder};
+use r3m_suite::{make_video, r3m_bin};
+use r3m_video::{DecodeOptions, VideoReader};
+use tch::{nn, Device, Kind, Tensor};
+
+const SIZE: u32 = 48;
+
+fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
+    let v = dir.join("videos");
+    std::fs::create_dir_all(v.join("sub")).unwrap();
+    make_video(&v.join("a.mp4"), "80x60", 10, 23, &["-c:v", "libx264", "-g", "6"]);
+    make_video(&v.join("sub/b.webm"), "64x64", 10, 17, &["-c:v", "libvpx-vp9", "-deadline", "realtime"]);
+    make_video(&v.join("c.mkv"), "96x54", 10, 12, &["-c:v", "libx264"]);
+    std::fs::write(v.join("corrupt.mp4"), b"\x00\x00\x00\x18ftypmp42 not a real file").unwrap();
+    // a random-init encoder saved as a checkpoint (the format `r3m train` writes)
+    let ck = dir.join("ck");
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _enc = Encoder::new(&vs.root(), Arch::Resnet18);
+    checkpoint::save(&ck, &vs, &[], &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": SIZE, "step": 0}))
+        .unwrap();
+    (v, ck)
+}
+
+fn embed(args: &[&str]) -> (bool, String) {
+    let out = Command::new(r3m_bin()).arg("embed").args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The encoder's own embeddings of every frame of `video`, decoded the way `r3m embed` decodes.
+fn reference(ck: &Path, video: &Path) -> Vec<Vec<f32>> {
+    let frozen = checkpoint::load_encoder(ck, Device::Cpu).unwrap();
+    let mut r = VideoReader::open(video, DecodeOptions::with_resize(r3m_export::embed::eval_resize(SIZE))).unwrap();
+    let frames = r.read_all().unwrap();
+    let n = frames.len() as i64;
+    let data: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
+    let x = Tensor::from_slice(&data).view([n, SIZE as i64, SIZE as i64, 3]).permute([0, 3, 1, 2]).contiguous();
+    let e = tch::no_grad(|| frozen.encoder.forward_u8(&x, false)).to_kind(Kind::Float);
+    (0..n).map(|i| Vec::<f32>::try_from(e.get(i)).unwrap()).collect()
+}
+
+#[test]
+fn embeddings_match_the_encoder_and_read_back_everywhere() {
+    let d = tempfile::tempdir().unwrap();
+    let (v, ck) = fixture(d.path());
+    let out = d.path().join("emb.parquet");
+    let (ok, log) = embed(&["--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&out), "--device", "cpu", "--precision", "fp32", "--batch", "7"]);
+    assert!(ok, "{log}");
+    assert!(log.contains("3 clips") && log.contains("1 file(s) skipped") && log.contains("corrupt.mp4"), "{log}");
+    let e = r3m_export::read_embeddings(&out).unwrap();
+    assert_eq!(e.len(), 23 + 17 + 12);
+    assert_eq!(e.dim, 512);
+    assert_eq!(e.index, (0..52).collect::<Vec<i64>>());
+    let want = [("a.mp4", 23), ("c.mkv", 12), ("sub/b.webm", 17)];
+    let mut row = 0;
+    for (name, n) in want {
+        let refs = reference(&ck, &v.join(name));
+        assert_eq!(refs.len(), n);
+        for (i, r) in refs.iter().enumerate() {
+            assert_eq!((e.video[row].as_str(), e.frame_index[row]), (name, i as i64));
+            assert!((e.timestamp[row] - i as f64 / 10.0).abs() < 1e-6, "{name} frame {i}: t={}", e.timestamp[row]);
+            let diff = r.iter().zip(e.row(row)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-4, "{name} frame {i}: differs from the encoder by {diff}");
+            row += 1;
+        }
+    }
+    assert_eq!(e.metadata["r3m.arch"], "resnet18");
+    assert_eq!(e.metadata["r3m.dim"], "512");
+    assert_eq!(e.metadata["r3m.checkpoint_sha256"], r3m_export::sha256_file(&ck.join("model.safetensors")).unwrap());
+    assert!(e.metadata["r3m.preprocess"].contains("ShortSideCrop"));
+
+    // pyarrow, another reader: schema as documented, zstd, same values
+    let py = format!(
+        r#"
+import json, pyarrow.parquet as pq
+f = pq.ParquetFile("{}")
+t = f.read()
+md = {{k.decode(): v.decode() for k, v in (f.metadata.metadata or {{}}).items()}}
+print(json.dumps({{
+  "schema": [[x.name, str(x.type)] for x in t.schema],
+  "rows": t.num_rows,
+  "codec": f.metadata.row_group(0).column(0).compression,
+  "keys": sorted(k for k in md if k.startswith("r3m.")),
+  "row30": t.column("embedding")[30].as_py(),
+  "video30": t.column("video")[30].as_py(),
+}}))
+"#,
+        out.display()
+    );
+    let o = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        j["schema"],
+        serde_json::json!([["video", "string"], ["frame_index", "int64"], ["timestamp", "double"], ["index", "int64"],
+            ["embedding", "fixed_size_list<item: float not null>[512]"]])
+    );
+    assert_eq!(j["rows"], 52);
+    assert_eq!(j["codec"], "ZSTD");
+    for k in ["r3m.arch", "r3m.checkpoint", "r3m.checkpoint_sha256", "r3m.dim", "r3m.precision", "r3m.preprocess", "r3m.source", "r3m.version"] {
+        assert!(j["keys"].as_array().unwrap().iter().any(|x| x == k), "missing {k}: {}", j["keys"]);
+    }
+    let py_row: Vec<f32> = j["row30"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    assert_eq!(py_row, e.row(30));
+    assert_eq!(j["video30"], e.video[30]);
+}
+
+#[test]
+fn shards_cover_every_frame_once_and_resume_after_a_kill() {
+    let d = tempfile::tempdir().unwrap();
+    let (v, ck) = fixture(d.path());
+    let base = ["--checkpoint", s(&ck), "--videos", s(&v), "--device", "cpu", "--precision", "fp32"];
+    let full = d.path().join("full.parquet");
+    let (ok, log) = embed(&[&base[..], &["--out", s(&full), "--every", "2"]].concat());
+    assert!(ok, "{log}");
+    let all = r3m_export::read_embeddings(&full).unwrap();
+    assert_eq!(all.len(), 12 + 9 + 6, "every 2nd frame");
+    let parts = d.path().join("parts");
+    let mut seen = BTreeSet::new();
+    let mut rows = 0;
+    for i in 0..2 {
+        let shard = format!("{i}/2");
+        let (ok, log) = embed(&[&base[..], &["--out", s(&parts), "--every", "2", "--shard", &shard]].concat());
+        assert!(ok, "{log}");
+        let p = r3m_export::read_embeddings(&parts.join(format!("part-{i}-of-2.parquet"))).unwrap();
+        rows += p.len();
+        for r in 0..p.len() {
+            assert!(seen.insert((p.video[r].clone(), p.frame_index[r])), "frame in two shards");
+            let j = (0..all.len()).find(|&k| all.video[k] == p.video[r] && all.frame_index[k] == p.frame_index[r]).unwrap();
+            assert_eq!(all.row(j), p.row(r));
+        }
+    }
+    assert_eq!(rows, all.len(), "shards together cover every frame");
+    let (ok, log) = embed(&[&base[..], &["--out", s(&parts), "--every", "2", "--shard", "1/2"]].concat());
+    assert!(ok && log.contains("finished, skipping"), "{log}");
+    let (ok, log) = embed(&[&base[..], &["--out", s(&parts), "--shard", "2/2"]].concat());
+    assert!(!ok && log.contains("--shard 2/2"), "{log}");
+
+    // kill a job with small pieces once a piece is done, then resume: same rows as uninterrupted
+    let out = d.path().join("resumed.parquet");
+    let pieces = d.path().join("resumed.parquet.pieces");
+    let args = [&base[..], &["--out", s(&out), "--piece-frames", "5", "--workers", "1", "--batch", "2"]].concat();
+    let mut child = Command::new(r3m_bin()).arg("embed").args(&args).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_dir(&pieces).map(|r| r.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("piece-")).count()).unwrap_or(0);
+        if done >= 2 || t0.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists(), "killed before the end: no final file");
+    let (ok, log) = embed(&[&args[..], &["--resume"]].concat());
+    assert!(ok, "{log}");
+    assert!(log.contains("reused"), "{log}");
+    assert!(!pieces.exists(), "pieces are removed once the part is assembled");
+    let straight = d.path().join("straight.parquet");
+    let (ok, log) = embed(&[&base[..], &["--out", s(&straight), "--piece-frames", "5", "--workers", "1", "--batch", "2"]].concat());
+    assert!(ok, "{log}");
+    let (a, b) = (r3m_export::read_embeddings(&out).unwrap(), r3m_export::read_embeddings(&straight).unwrap());
+    assert_eq!((a.len(), &a.video, &a.frame_index, &a.index), (b.len(), &b.video, &b.frame_index, &b.index));
+    assert_eq!(a.values, b.values);
+}
