@@ -1,9 +1,19 @@
 //! # r3m-bc
 //!
-//! Few-demo behaviour cloning on a frozen encoder, R3M's evaluation protocol: demo loading, frozen
-//! features, the BatchNorm → MLP policy, offline metrics, and closed-loop rollouts through an
-//! environment trait (Meta-World via a Python subprocess bridge).
+//! Few-demo behaviour cloning on a frozen encoder, R3M's way: demonstrations from a LeRobot
+//! dataset ([`demos`]), the policy ([`policy`]), training and closed-loop evaluation with
+//! baselines ([`bc`]), and environments behind the [`bridge::Env`] trait, with the Meta-World
+//! bridge (a Python subprocess per environment, several stepping in parallel).
 //!
-//! It does not train encoders (that is `r3m-train`).
-//!
-//! Status: no code yet; the behaviour-cloning issue fills it.
+//! It does not train encoders (that is `r3m-train`; the `scratch` baseline trains one only for
+//! the demos at hand) and does not simulate anything itself.
+
+pub mod bc;
+pub mod bridge;
+pub mod demos;
+pub mod policy;
+
+pub use bc::{rollouts, run_cell, wilson, BcConfig, CellResult, EncoderKind, EvalPoint};
+pub use bridge::{BridgeConfig, Env, MetaWorldBridge, Observation};
+pub use demos::{load_demos, render_info, Demo, RenderInfo};
+pub use policy::Policy;

@@ -6,6 +6,7 @@
 mod device;
 mod doctor;
 mod embed;
+mod eval;
 mod probe;
 mod source;
 mod train;
@@ -41,6 +42,10 @@ enum Command {
     /// Write a frozen encoder's per-frame embeddings to Parquet (video / episode_index,
     /// frame_index, timestamp, index, embedding), streaming, resumable, shardable with --shard I/N.
     Embed(embed::Args),
+    /// Evaluate an encoder: `r3m eval bc` trains few-demo policies on its frozen features and
+    /// reports closed-loop success on Meta-World beside baselines.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
 }
 
 fn main() {
@@ -56,6 +61,7 @@ fn main() {
         Command::Probe(args) => probe::run(args),
         Command::Train(args) => train::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Eval(cmd) => eval::run(cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -18,7 +18,7 @@ pub mod manifest;
 pub mod rng;
 pub mod sampler;
 pub mod source;
-pub(crate) mod table;
+pub mod table;
 
 pub use augment::{Augment, Crop};
 pub use loader::{Batch, ClipWeighting, Loader, LoaderConfig, LoaderState, LoaderStats};

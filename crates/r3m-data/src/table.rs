@@ -71,3 +71,25 @@ pub fn string_lists(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Vec<St
     }
     Ok(Some(out))
 }
+
+/// Column `name` of fixed-size (or variable) lists of numbers as `Vec<f32>` rows; `Ok(None)` when
+/// the column is absent. (LeRobot's `observation.state` and `action`.)
+pub fn f32_lists(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Vec<f32>>>, String> {
+    let Some(a) = column(batch, name) else { return Ok(None) };
+    let (values, offsets): (ArrayRef, Vec<(usize, usize)>) = match a.data_type() {
+        DataType::FixedSizeList(_, n) => {
+            let l = a.as_fixed_size_list();
+            let n = *n as usize;
+            (l.values().clone(), (0..l.len()).map(|i| ((l.offset() + i) * n, n)).collect())
+        }
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let o = l.value_offsets();
+            (l.values().clone(), (0..l.len()).map(|i| (o[i] as usize, (o[i + 1] - o[i]) as usize)).collect())
+        }
+        other => return Err(format!("column '{name}' is {other}, not a list of numbers")),
+    };
+    let values = cast(&values, &DataType::Float64, name)?;
+    let v = values.as_primitive::<Float64Type>();
+    Ok(Some(offsets.into_iter().map(|(s, n)| (s..s + n).map(|j| v.value(j) as f32).collect()).collect()))
+}

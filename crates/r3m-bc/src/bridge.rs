@@ -1,0 +1,279 @@
+//! Environments: the [`Env`] trait and the Meta-World bridge, a Python server
+//! (`scripts/metaworld_bridge.py`) around one Meta-World env spoken to over stdin/stdout (one JSON
+//! line per request; a JSON line plus raw RGB bytes per answer; the protocol is in the script's
+//! docstring). A reader thread parses the answers, so a dead server is an error at once and a hung
+//! one is an error after `timeout`, never a hang.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+
+/// What an environment shows after a reset or a step.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Camera image, RGB u8 `[height, width, 3]`.
+    pub frame: Vec<u8>,
+    /// Proprioception (Meta-World: hand xyz + gripper).
+    pub proprio: Vec<f32>,
+    /// Reward of the last step.
+    pub reward: f64,
+    /// Whether the task is solved now.
+    pub success: bool,
+    /// Whether the episode is over (success or step limit).
+    pub done: bool,
+    /// Steps taken.
+    pub step: u64,
+}
+
+/// A simulated task the policy acts in.
+pub trait Env {
+    /// Image width and height.
+    fn frame_size(&self) -> (u32, u32);
+    /// Starts an episode on the layout of `seed`.
+    fn reset(&mut self, seed: u64) -> Result<Observation>;
+    /// Sends a reset without waiting (see [`Env::finish`]); for stepping many envs in parallel.
+    fn send_reset(&mut self, seed: u64) -> Result<()>;
+    /// Sends an action without waiting.
+    fn send_step(&mut self, action: &[f32]) -> Result<()>;
+    /// Waits for the answer to the last `send_*`.
+    fn finish(&mut self) -> Result<Observation>;
+    /// Applies `action`.
+    fn step(&mut self, action: &[f32]) -> Result<Observation> {
+        self.send_step(action)?;
+        self.finish()
+    }
+}
+
+struct Message {
+    header: serde_json::Value,
+    frame: Vec<u8>,
+}
+
+/// One Meta-World environment in a Python subprocess.
+pub struct MetaWorldBridge {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Result<Message, String>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    timeout: Duration,
+    width: u32,
+    height: u32,
+    task: String,
+}
+
+/// How to start bridges.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Python interpreter (with metaworld installed).
+    pub python: PathBuf,
+    /// `scripts/metaworld_bridge.py`.
+    pub script: PathBuf,
+    /// Meta-World task, e.g. `drawer-open-v3`.
+    pub task: String,
+    /// Camera name.
+    pub camera: String,
+    /// Square render size.
+    pub size: u32,
+    /// Step limit per episode.
+    pub max_episode_steps: u64,
+    /// How long an answer may take before the bridge counts as hung.
+    pub timeout: Duration,
+}
+
+impl BridgeConfig {
+    /// The bridge script shipped with r3m: `$R3M_BRIDGE`, else `scripts/metaworld_bridge.py` under
+    /// the current directory, else under the source tree this binary was built from.
+    pub fn default_script() -> PathBuf {
+        if let Some(p) = std::env::var_os("R3M_BRIDGE") {
+            return PathBuf::from(p);
+        }
+        let local = Path::new("scripts/metaworld_bridge.py");
+        if local.exists() {
+            return local.to_path_buf();
+        }
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/metaworld_bridge.py")
+    }
+}
+
+impl MetaWorldBridge {
+    /// Starts a bridge and waits for its hello.
+    pub fn start(cfg: &BridgeConfig) -> Result<Self> {
+        if !cfg.script.exists() {
+            bail!("{}: bridge script not found (set R3M_BRIDGE or --bridge)", cfg.script.display());
+        }
+        let mut child = Command::new(&cfg.python)
+            .arg(&cfg.script)
+            .args(["--task", &cfg.task, "--camera", &cfg.camera])
+            .args(["--size", &cfg.size.to_string(), "--max-episode-steps", &cfg.max_episode_steps.to_string()])
+            .env("MUJOCO_GL", std::env::var("MUJOCO_GL").unwrap_or_else(|_| "egl".into()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} {}", cfg.python.display(), cfg.script.display()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr_pipe = child.stderr.take().expect("piped");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                    let mut s = stderr.lock().expect("not poisoned");
+                    s.push(line);
+                    if s.len() > 20 {
+                        s.remove(0);
+                    }
+                }
+            });
+        }
+        let (tx, rx) = bounded(4);
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        break;
+                    }
+                }
+                let header: serde_json::Value = match serde_json::from_str(&line) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("unparsable answer ({e}): {}", line.trim())));
+                        break;
+                    }
+                };
+                let n = header["frame_bytes"].as_u64().unwrap_or(0) as usize;
+                let mut frame = vec![0u8; n];
+                if let Err(e) = r.read_exact(&mut frame) {
+                    let _ = tx.send(Err(format!("frame cut short: {e}")));
+                    break;
+                }
+                if tx.send(Ok(Message { header, frame })).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut b = MetaWorldBridge { child, stdin, rx, stderr, timeout: cfg.timeout, width: 0, height: 0, task: cfg.task.clone() };
+        // starting Python and MuJoCo takes a few seconds: allow more than one step's timeout
+        let hello = b.recv_within(cfg.timeout.max(Duration::from_secs(60)))?;
+        if hello.header["hello"] != "r3m-metaworld-bridge" {
+            bail!("bridge for {}: unexpected hello {}", cfg.task, hello.header);
+        }
+        b.width = hello.header["width"].as_u64().unwrap_or(0) as u32;
+        b.height = hello.header["height"].as_u64().unwrap_or(0) as u32;
+        Ok(b)
+    }
+
+    fn died(&mut self, what: &str) -> anyhow::Error {
+        let status = match self.child.try_wait() {
+            Ok(Some(s)) => format!("exited with {s}"),
+            _ => "stopped answering".to_string(),
+        };
+        let tail = self.stderr.lock().map(|s| s.join("\n  ")).unwrap_or_default();
+        anyhow!("Meta-World bridge for {} {status} {what}; its last stderr lines:\n  {tail}", self.task)
+    }
+
+    fn recv_within(&mut self, timeout: Duration) -> Result<Message> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(Ok(m)) => {
+                if m.header["ok"] != true {
+                    bail!("Meta-World bridge for {}: {}", self.task, m.header["error"].as_str().unwrap_or("error"));
+                }
+                Ok(m)
+            }
+            Ok(Err(e)) => Err(self.died(&format!("({e})"))),
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(50));
+                Err(self.died(""))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.child.kill();
+                bail!("Meta-World bridge for {} did not answer within {:.0?}: killed it (hung?)", self.task, timeout)
+            }
+        }
+    }
+
+    fn send(&mut self, v: &serde_json::Value) -> Result<()> {
+        let line = format!("{v}\n");
+        if self.stdin.write_all(line.as_bytes()).and_then(|_| self.stdin.flush()).is_err() {
+            return Err(self.died("(its stdin is closed)"));
+        }
+        Ok(())
+    }
+
+    fn observation(&self, m: Message) -> Observation {
+        let h = &m.header;
+        Observation {
+            proprio: h["proprio"].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default(),
+            reward: h["reward"].as_f64().unwrap_or(0.0),
+            success: h["success"] == true,
+            done: h["done"] == true,
+            step: h["step"].as_u64().unwrap_or(0),
+            frame: m.frame,
+        }
+    }
+
+    /// The scripted expert's action for the current state.
+    pub fn expert(&mut self) -> Result<Vec<f32>> {
+        self.send(&serde_json::json!({"cmd": "expert"}))?;
+        let m = self.recv_within(self.timeout)?;
+        Ok(m.header["action"].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default())
+    }
+
+    /// Process id of the server (for tests that kill it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Env for MetaWorldBridge {
+    fn frame_size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn reset(&mut self, seed: u64) -> Result<Observation> {
+        self.send_reset(seed)?;
+        self.finish()
+    }
+
+    fn send_reset(&mut self, seed: u64) -> Result<()> {
+        self.send(&serde_json::json!({"cmd": "reset", "seed": seed}))
+    }
+
+    fn send_step(&mut self, action: &[f32]) -> Result<()> {
+        if action.iter().any(|a| !a.is_finite()) {
+            bail!("policy produced a non-finite action {action:?}");
+        }
+        self.send(&serde_json::json!({"cmd": "step", "action": action}))
+    }
+
+    fn finish(&mut self) -> Result<Observation> {
+        let m = self.recv_within(self.timeout)?;
+        Ok(self.observation(m))
+    }
+}
+
+impl Drop for MetaWorldBridge {
+    fn drop(&mut self) {
+        let _ = self.stdin.write_all(b"{\"cmd\":\"close\"}\n");
+        let _ = self.stdin.flush();
+        for _ in 0..20 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
