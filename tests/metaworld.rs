@@ -1,0 +1,143 @@
+//! Meta-World end to end: the generator's LeRobot datasets (v2.1 and v3.0) read back by r3m with
+//! the right episodes, frames and actions; the bridge reproduces the scripted expert (same actions
+//! as the recorded demo, success within the limit); a tiny `r3m eval bc` run writes its table; and
+//! a dead or hung bridge is a clear error, not a hang. Needs the venv's metaworld (scripts/setup.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use r3m_bc::{BridgeConfig, Env, MetaWorldBridge};
+use r3m_suite::r3m_bin;
+
+const TASK: &str = "reach-v3";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn generate(out: &Path, format: &str) {
+    let o = Command::new("python3")
+        .arg(root().join("scripts/metaworld_demos.py"))
+        .args(["--tasks", TASK, "--episodes", "2", "--seed", "0", "--size", "64", "--format", format, "--stop-on-success", "3"])
+        .arg("--out")
+        .arg(out)
+        .env("MUJOCO_GL", "egl")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generator failed: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn bridge_cfg(script: PathBuf, timeout: u64) -> BridgeConfig {
+    BridgeConfig {
+        python: "python3".into(),
+        script,
+        task: TASK.into(),
+        camera: "corner4".into(),
+        size: 64,
+        max_episode_steps: 200,
+        timeout: Duration::from_secs(timeout),
+    }
+}
+
+#[test]
+fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
+    let d = tempfile::tempdir().unwrap();
+    let (v21, v30) = (d.path().join("v21"), d.path().join("v30"));
+    generate(&v21, "v2.1");
+    generate(&v30, "v3.0");
+    let a = r3m_bc::load_demos(&v21, Some(TASK), None).unwrap();
+    let b = r3m_bc::load_demos(&v30, Some(TASK), None).unwrap();
+    assert_eq!((a.len(), b.len()), (2, 2));
+    let meta = std::fs::read_to_string(v21.join("meta/episodes.jsonl")).unwrap();
+    for (i, line) in meta.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let len = v["length"].as_u64().unwrap() as usize;
+        assert_eq!((a[i].frames.len(), a[i].actions.len(), a[i].proprio.len()), (len, len, len), "v2.1 episode {i}");
+        assert_eq!(b[i].frames.len(), len, "v3.0 episode {i}: frames located by from/to timestamps");
+        assert_eq!(a[i].actions, b[i].actions, "same seed, same actions in both layouts");
+        assert_eq!((a[i].width, a[i].height), (64, 64));
+    }
+    let e = r3m_bc::load_demos(&v21, Some("hammer-v3"), None).unwrap_err().to_string();
+    assert!(e.contains("no episodes of task hammer-v3") && e.contains(TASK), "{e}");
+
+    // the bridge on the first demo's layout: the expert's actions are the recorded ones, and it succeeds
+    let mut env = MetaWorldBridge::start(&bridge_cfg(root().join("scripts/metaworld_bridge.py"), 60)).unwrap();
+    assert_eq!(env.frame_size(), (64, 64));
+    let seed = a[0].layout_seed.unwrap() as u64;
+    let obs = env.reset(seed).unwrap();
+    assert_eq!(obs.frame.len(), 64 * 64 * 3);
+    assert!(obs.frame.iter().any(|&p| p > 20), "frame is not black");
+    let mut success = false;
+    for t in 0..200 {
+        let act = env.expert().unwrap();
+        if t < a[0].actions.len() {
+            let diff = act.iter().zip(&a[0].actions[t]).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-6, "step {t}: expert {act:?} vs recorded {:?}", a[0].actions[t]);
+        }
+        let o = env.step(&act).unwrap();
+        success |= o.success;
+        if o.done {
+            break;
+        }
+    }
+    assert!(success, "the scripted expert solves {TASK} through the bridge");
+    // a bad request is an error that names the bridge, and the server keeps serving
+    let e = env.step(&[f32::NAN, 0.0, 0.0, 0.0]).unwrap_err().to_string();
+    assert!(e.contains("non-finite"), "{e}");
+    assert!(env.reset(seed).is_ok());
+
+    // a killed server: the next call says it exited, at once
+    let pid = env.pid();
+    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let e = env.step(&[0.0; 4]).unwrap_err().to_string();
+    assert!(e.contains("reach-v3") && (e.contains("exited") || e.contains("stdin is closed")), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+
+    // a tiny closed-loop BC run writes its table and JSON
+    let out = d.path().join("bc");
+    let o = Command::new(r3m_bin())
+        .args(["eval", "bc", "--task", TASK, "--encoders", "random", "--demos", "1", "--seeds", "1", "--steps", "20"])
+        .args(["--eval-every", "10", "--rollouts", "2", "--max-episode-steps", "15", "--envs", "2", "--size", "32", "--heldout", "1"])
+        .args(["--device", "cpu", "--data"])
+        .arg(&v21)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| random | 1 |"), "{md}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let cell = &j["cells"][0];
+    assert_eq!(cell["evals"].as_array().unwrap().len(), 2, "evaluated at steps 10 and 20");
+    assert_eq!(cell["evals"][1]["rollouts"], 2);
+    assert!(cell["heldout_mse"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn a_hung_or_broken_bridge_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    // a server that says hello and then never answers
+    let hung = d.path().join("hung.py");
+    std::fs::write(
+        &hung,
+        "import json, sys, time\nprint(json.dumps({'ok': True, 'hello': 'r3m-metaworld-bridge', 'width': 8, 'height': 8}), flush=True)\ntime.sleep(600)\n",
+    )
+    .unwrap();
+    let mut env = MetaWorldBridge::start(&bridge_cfg(hung, 2)).unwrap();
+    let t0 = Instant::now();
+    let e = env.reset(1_000_000).unwrap_err().to_string();
+    assert!(e.contains("did not answer within") && e.contains(TASK), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // a server that dies on start: the error carries its stderr
+    let broken = d.path().join("broken.py");
+    std::fs::write(&broken, "import sys\nprint('no metaworld here', file=sys.stderr)\nsys.exit(3)\n").unwrap();
+    let e = MetaWorldBridge::start(&bridge_cfg(broken, 2)).err().unwrap().to_string();
+    assert!(e.contains("no metaworld here"), "{e}");
+    let e = MetaWorldBridge::start(&bridge_cfg(d.path().join("missing.py"), 2)).err().unwrap().to_string();
+    assert!(e.contains("missing.py") && e.contains("not found"), "{e}");
+}
