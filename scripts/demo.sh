@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the sample data in datasets/: check the installation, look at the videos, and
-# train an encoder for a few steps straight from them. The embedding, evaluation and viewer stages
-# extend this script as they land. Call scripts/setup.sh first (the README's main command does).
+# The main job on the sample data in datasets/: check the installation, train an encoder straight
+# from the Meta-World demonstration videos (a LeRobot dataset), export per-frame embeddings to
+# Parquet, and run a quick closed-loop behaviour-cloning evaluation against a random encoder.
+# The rerun stage extends this script when it lands. Call scripts/setup.sh first (the README's main
+# command does). About 5 minutes on 2 CPU cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -11,8 +13,14 @@ cargo build --release --locked -p r3m-cli
 R3M="$CARGO_TARGET_DIR/release/r3m"
 RUN="${RUN:-$ROOT/runs/demo}"
 "$R3M" doctor
-"$R3M" probe datasets/synthetic
 rm -rf "$RUN"
-"$R3M" train --videos datasets/synthetic --out "$RUN" --steps 40 --batch 8 --size 64 \
-  --tuples-per-clip 4 --checkpoint-every 20 --device auto
-echo "run: $RUN (metrics.csv, checkpoints/)"
+# 1. train: R3M's objective on 50 expert episodes of 5 Meta-World tasks (no JPEGs extracted)
+"$R3M" train --lerobot datasets/metaworld --out "$RUN" --steps 60 --batch 8 --size 64 \
+  --tuples-per-clip 4 --checkpoint-every 30 --device auto
+# 2. embed: every 2nd frame of every episode → Parquet (episode_index, frame_index, timestamp, index, embedding)
+"$R3M" embed --checkpoint "$RUN" --lerobot datasets/metaworld --every 2 --out "$RUN/embeddings.parquet"
+# 3. eval bc (quick look, not the record): 5 demos, 1 seed, 4 rollouts on unseen layouts
+"$R3M" eval bc --checkpoint "$RUN" --data datasets/metaworld --task drawer-open-v3 --encoders pretrained,random \
+  --demos 5 --seeds 1 --steps 300 --eval-every 150 --rollouts 4 --max-episode-steps 150 --envs 2 \
+  --out "$RUN/eval-bc"
+echo "run: $RUN (metrics.csv, checkpoints/, embeddings.parquet, eval-bc/results.md)"
