@@ -117,9 +117,10 @@ pub fn prepare(frames: &[&[u8]], w: u32, h: u32, size: u32, device: Device) -> T
     for f in frames {
         data.extend_from_slice(f);
     }
+    // NHWC data viewed as NCHW: channels-last strides, which the frozen encoders use
     let x = Tensor::from_slice(&data).view([n, i64::from(h), i64::from(w), 3]).permute([0, 3, 1, 2]).to_device(device).to_kind(Kind::Float);
     if (w, h) == (size, size) {
-        x.contiguous()
+        x
     } else {
         x.upsample_bilinear2d([i64::from(size), i64::from(size)], false, None, None)
     }
@@ -211,11 +212,17 @@ pub fn run_cell(
     let encoder = match kind {
         EncoderKind::Pretrained(path) => {
             let f = r3m_model::checkpoint::load_encoder(path, cfg.device)?;
-            // the loaded store is separate; keep its encoder
+            // frozen inference: channels-last (1.36× NCHW in fp32 on CPU, benches/embed.rs)
+            r3m_model::precision::vars_to_channels_last(&f.vs);
             std::mem::drop(enc_vs);
             return run_with_encoder(kind, f.encoder, None, train, heldout, seed, cfg, envs, t0, &mut on_progress);
         }
-        EncoderKind::Random | EncoderKind::Scratch => Encoder::new(&enc_vs.root(), cfg.arch),
+        EncoderKind::Random => {
+            let e = Encoder::new(&enc_vs.root(), cfg.arch);
+            r3m_model::precision::vars_to_channels_last(&enc_vs);
+            e
+        }
+        EncoderKind::Scratch => Encoder::new(&enc_vs.root(), cfg.arch),
     };
     let trainable = (*kind == EncoderKind::Scratch).then_some(enc_vs);
     run_with_encoder(kind, encoder, trainable, train, heldout, seed, cfg, envs, t0, &mut on_progress)
