@@ -10,6 +10,7 @@ mod eval;
 mod probe;
 mod source;
 mod train;
+mod view;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,10 @@ enum Command {
     /// reports closed-loop success on Meta-World beside baselines.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// A rerun recording of what an encoder sees: per video its frames, the embedding trajectory
+    /// in 3-D (PCA), the frame-distance matrix and the distance to the final frame, from a
+    /// checkpoint or from an embeddings Parquet.
+    View(view::Args),
 }
 
 fn main() {
@@ -62,6 +67,7 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Eval(cmd) => eval::run(cmd),
+        Command::View(args) => view::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

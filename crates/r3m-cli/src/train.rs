@@ -75,6 +75,13 @@ pub struct Args {
     /// Add a linear projection head to this many dimensions after the trunk.
     #[arg(long)]
     proj_dim: Option<i64>,
+    /// Log to rerun: save:PATH.rrd, spawn, or connect[:URL] (loss terms, alignment, images/s and
+    /// data wait per step; sampled tuples with their distances every --rerun-every steps).
+    #[arg(long)]
+    rerun: Option<r3m_viz::Sink>,
+    /// Steps between sampled tuples in the rerun recording.
+    #[arg(long, default_value_t = 20)]
+    rerun_every: u64,
     /// How clips are drawn: length (proportional to frames) or uniform.
     #[arg(long, default_value = "length", value_parser = ["length", "uniform"])]
     clip_weighting: String,
@@ -116,6 +123,10 @@ pub fn run(args: Args) -> Result<i32> {
     cfg.seed = args.seed;
     cfg.checkpoint_every = args.checkpoint_every;
     cfg.keep_last = args.keep;
+    let viz = args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_train", s)).transpose().map_err(anyhow::Error::msg)?;
+    if viz.is_some() {
+        cfg.sample_every = args.rerun_every.max(1);
+    }
     cfg.objective = R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -139,6 +150,16 @@ pub fn run(args: Args) -> Result<i32> {
         }
         wait += m.wait_s;
         total += m.step_s;
+        if let Some(v) = &viz {
+            let logged = v.train_step(m.step, m.loss, m.tcn, m.aligned, images_per_step / m.step_s, 100.0 * m.wait_s / m.step_s.max(1e-9));
+            let logged = logged.and_then(|_| match &m.sample {
+                Some(t) => v.train_tuple(m.step, &t.frames, t.width, t.height, &t.distances),
+                None => Ok(()),
+            });
+            if let Err(e) = logged {
+                bar.println(format!("warning: {e}"));
+            }
+        }
         bar.set_message(format!(
             "loss {:.4} tcn {:.4} aligned {:.2} | {:.1} img/s, data wait {:.0}%",
             m.loss,
@@ -151,6 +172,12 @@ pub fn run(args: Args) -> Result<i32> {
         !stop.load(Ordering::SeqCst)
     })?;
     bar.finish();
+    if let Some(v) = viz {
+        v.finish().map_err(anyhow::Error::msg)?;
+        if let Some(r3m_viz::Sink::Save(p)) = &args.rerun {
+            eprintln!("rerun recording: {}", p.display());
+        }
+    }
     let ck = r3m_train::latest_checkpoint(&args.out).map(|p| p.display().to_string()).unwrap_or_default();
     if stop.load(Ordering::SeqCst) {
         eprintln!("interrupted at step {done}; checkpoint {ck}; continue with --resume");

@@ -11,6 +11,7 @@
 //! What it is not: no data loading, no training loop (that is `r3m-train`), no file formats other
 //! than the checkpoint.
 
+pub mod analysis;
 pub mod checkpoint;
 pub mod objective;
 pub mod precision;

@@ -57,6 +57,8 @@ pub struct TrainConfig {
     pub proj_dim: Option<i64>,
     /// How clips are drawn.
     pub weighting: ClipWeighting,
+    /// Hand a sampled tuple to the step callback every this many steps (0: never).
+    pub sample_every: u64,
 }
 
 impl TrainConfig {
@@ -82,12 +84,13 @@ impl TrainConfig {
             channels_last: Precision::auto(device) == Precision::Bf16,
             proj_dim: None,
             weighting: ClipWeighting::ByLength,
+            sample_every: 0,
         }
     }
 }
 
 /// One step's numbers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StepMetrics {
     /// Step number (1-based: the state after this many updates).
     pub step: u64,
@@ -105,6 +108,22 @@ pub struct StepMetrics {
     pub wait_s: f64,
     /// Seconds for the whole step.
     pub step_s: f64,
+    /// Every `sample_every` steps: the first tuple of the batch as the model saw it.
+    pub sample: Option<TupleSample>,
+}
+
+/// One tuple of a batch, for looking at: its 5 frames after augmentation (start, end, s0, s1, s2)
+/// and the 5×5 distances between their embeddings.
+#[derive(Debug, Clone)]
+pub struct TupleSample {
+    /// RGB u8 frames, `width`×`height` each.
+    pub frames: Vec<Vec<u8>>,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Row-major 5×5 embedding distances.
+    pub distances: Vec<f32>,
 }
 
 fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
@@ -251,6 +270,17 @@ pub fn train(
         let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]);
         let x = if cfg.channels_last { channels_last(&x) } else { x.contiguous() }.to_device(cfg.device);
         let emb = encoder.embed(&x, true, cfg.precision).view([b, 5, -1]);
+        let sample = (cfg.sample_every > 0 && (step + 1) % cfg.sample_every == 0).then(|| {
+            let frame = (h * w * 3) as usize;
+            let e0 = emb.get(0).detach().to_device(Device::Cpu);
+            let d = r3m_model::analysis::distance_matrix(&e0).contiguous().view([-1]);
+            TupleSample {
+                frames: (0..5).map(|i| batch.data[i * frame..(i + 1) * frame].to_vec()).collect(),
+                width: batch.width,
+                height: batch.height,
+                distances: Vec::<f32>::try_from(d).unwrap_or_default(),
+            }
+        });
         let k = cfg.objective.num_negatives;
         let perm = |rng: &mut Rng| {
             let p: Vec<i64> = rng.permutation(b as usize).into_iter().map(|i| i as i64).collect();
@@ -277,6 +307,7 @@ pub fn train(
             aligned: loss.aligned.to_kind(Kind::Double).double_value(&[]),
             wait_s,
             step_s: t0.elapsed().as_secs_f64(),
+            sample,
         };
         writeln!(metrics, "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4}", m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s)?;
         interval_sum += total;

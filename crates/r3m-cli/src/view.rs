@@ -1,0 +1,112 @@
+//! `r3m view`: a rerun recording of what an encoder sees in videos.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use r3m_video::{DecodeOptions, VideoReader};
+use tch::{Device, Kind, Tensor};
+
+/// Options for `r3m view`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Encoder (checkpoint or run directory) to embed the frames with.
+    #[arg(long, value_name = "RUN|DIR", required_unless_present = "embeddings")]
+    checkpoint: Option<PathBuf>,
+    /// Or: embeddings written by `r3m embed` for the same input (rows matched by video and frame).
+    #[arg(long, value_name = "PARQUET")]
+    embeddings: Option<PathBuf>,
+    #[command(flatten)]
+    source: crate::source::SourceArgs,
+    /// Where the recording goes: save:PATH.rrd, spawn, or connect[:URL].
+    #[arg(long, default_value = "save:view.rrd")]
+    rerun: r3m_viz::Sink,
+    /// Videos (clips/episodes) to show.
+    #[arg(long, default_value_t = 8)]
+    max_videos: usize,
+    /// Frames per video at most (evenly spaced).
+    #[arg(long, default_value_t = 300)]
+    max_frames: usize,
+    /// Decode size (default: the checkpoint's training size, else 128).
+    #[arg(long)]
+    size: Option<u32>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let dev = crate::device::parse(&args.device)?;
+    let frozen = args.checkpoint.as_ref().map(|c| r3m_model::checkpoint::load_encoder(c, dev)).transpose()?;
+    let table = args.embeddings.as_ref().map(|p| r3m_export::read_embeddings(p)).transpose()?;
+    let size = args.size.or(frozen.as_ref().map(|f| f.size)).unwrap_or(128);
+    let ds = args.source.open()?;
+    let root = match (&args.source.lerobot, &args.source.manifest) {
+        (Some(r), _) => r.clone(),
+        (_, Some(m)) => m.parent().map(PathBuf::from).unwrap_or_default(),
+        _ => args.source.path().to_path_buf(),
+    };
+    let rows: HashMap<(String, i64), usize> = table
+        .as_ref()
+        .map(|t| (0..t.len()).map(|i| ((t.video[i].clone(), t.frame_index[i]), i)).collect())
+        .unwrap_or_default();
+    let viz = r3m_viz::Viz::open("r3m_view", &args.rerun).map_err(anyhow::Error::msg)?;
+    for clip in ds.clips.iter().take(args.max_videos) {
+        let rel = clip.video.path.strip_prefix(&root).unwrap_or(&clip.video.path).to_string_lossy().into_owned();
+        let name = clip.episode.map(|e| format!("episode_{e:06}")).unwrap_or_else(|| rel.clone());
+        // with an embeddings table, only frames that have a row (it may hold every Nth frame)
+        let avail: Vec<usize> = match &table {
+            Some(_) => (clip.start..clip.end).filter(|&i| rows.contains_key(&(rel.clone(), (i - clip.start) as i64))).collect(),
+            None => (clip.start..clip.end).collect(),
+        };
+        if avail.is_empty() {
+            eprintln!("  {name}: no rows in the embeddings table, skipped");
+            continue;
+        }
+        let every = avail.len().div_ceil(args.max_frames.max(1)).max(1);
+        let idx: Vec<usize> = avail.into_iter().step_by(every).collect();
+        let mut reader = VideoReader::open_probed(clip.video.clone(), DecodeOptions::with_resize(r3m_export::embed::eval_resize(size)))?;
+        let frames = reader.read_frames(&idx)?;
+        if frames.len() < 2 {
+            continue;
+        }
+        let (w, h) = (frames[0].width, frames[0].height);
+        let t0 = clip.video.timestamp(clip.start).unwrap_or(0.0);
+        let emb: Tensor = if let Some(f) = &frozen {
+            let mut parts = Vec::new();
+            for chunk in frames.chunks(64) {
+                let data: Vec<u8> = chunk.iter().flat_map(|f| f.data.iter().copied()).collect();
+                let x = Tensor::from_slice(&data).view([chunk.len() as i64, i64::from(h), i64::from(w), 3]).permute([0, 3, 1, 2]).contiguous().to_device(dev);
+                parts.push(tch::no_grad(|| f.encoder.forward_u8(&x, false)).to_kind(Kind::Float).to_device(Device::Cpu));
+            }
+            Tensor::cat(&parts, 0)
+        } else {
+            let t = table.as_ref().expect("clap requires one");
+            let mut vals = Vec::with_capacity(frames.len() * t.dim);
+            for f in &frames {
+                let key = (rel.clone(), (f.index - clip.start) as i64);
+                let r = rows.get(&key).with_context(|| format!("{}: no row for {} frame {}", args.embeddings.as_ref().unwrap().display(), key.0, key.1))?;
+                vals.extend_from_slice(t.row(*r));
+            }
+            Tensor::from_slice(&vals).view([frames.len() as i64, t.dim as i64])
+        };
+        let d = r3m_model::analysis::distance_matrix(&emb).contiguous();
+        let n = frames.len();
+        let dist: Vec<f32> = Vec::try_from(d.view([-1]))?;
+        let to_final: Vec<f32> = (0..n).map(|i| dist[i * n + n - 1]).collect();
+        let p = r3m_model::analysis::pca3(&emb).contiguous();
+        let pv: Vec<f32> = Vec::try_from(p.view([-1]))?;
+        let points: Vec<[f32; 3]> = pv.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let fr: Vec<(i64, f64, &[u8])> = frames.iter().map(|f| ((f.index - clip.start) as i64, f.timestamp - t0, f.data.as_slice())).collect();
+        viz.video(&name, &fr, w, h, &to_final, &points, &dist).map_err(anyhow::Error::msg)?;
+        eprintln!("  {name}: {n} frames");
+    }
+    if ds.clips.is_empty() {
+        bail!("nothing to show");
+    }
+    viz.finish().map_err(anyhow::Error::msg)?;
+    if let r3m_viz::Sink::Save(p) = &args.rerun {
+        eprintln!("wrote {} (open it with `rerun {}`)", p.display(), p.display());
+    }
+    Ok(0)
+}
