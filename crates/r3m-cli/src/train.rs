@@ -124,6 +124,9 @@ pub fn run(args: Args) -> Result<i32> {
     cfg.checkpoint_every = args.checkpoint_every;
     cfg.keep_last = args.keep;
     let viz = args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_train", s)).transpose().map_err(anyhow::Error::msg)?;
+    if let Some(v) = &viz {
+        v.send_blueprint(r3m_viz::train_blueprint()).map_err(anyhow::Error::msg)?;
+    }
     if viz.is_some() {
         cfg.sample_every = args.rerun_every.max(1);
     }

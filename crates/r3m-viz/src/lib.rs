@@ -74,6 +74,52 @@ impl std::str::FromStr for Sink {
 /// An open recording.
 pub struct Viz {
     rec: rerun::RecordingStream,
+    videos: std::cell::RefCell<Vec<String>>,
+}
+
+/// The default layout of a training recording: loss terms, alignment and throughput curves on
+/// top; the sampled tuple's 5 frames and their distance matrix below.
+pub fn train_blueprint() -> rerun::blueprint::Blueprint {
+    use rerun::blueprint::{Blueprint, ContainerLike, Horizontal, Spatial2DView, TensorView, TimeSeriesView, Vertical};
+    let frames: Vec<ContainerLike> = ["start", "end", "s0", "s1", "s2"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Spatial2DView::new(*n).with_origin(format!("{}/frame_{i}", paths::TUPLE)).into())
+        .collect();
+    Blueprint::new(Vertical::new([
+        Horizontal::new([
+            TimeSeriesView::new("loss").with_contents(["/train/loss", "/train/tcn"]).into(),
+            TimeSeriesView::new("alignment accuracy").with_contents(["/train/aligned"]).into(),
+            TimeSeriesView::new("images/s").with_contents(["/train/images_per_s"]).into(),
+            TimeSeriesView::new("data wait %").with_contents(["/train/data_wait_pct"]).into(),
+        ])
+        .into(),
+        Horizontal::new([
+            Horizontal::new(frames).into(),
+            TensorView::new("tuple distances").with_origin(format!("{}/distances", paths::TUPLE)).into(),
+        ])
+        .into(),
+    ]))
+}
+
+/// The default layout of a `view` recording: one tab per video with its frames, the 3-D
+/// trajectory, the distance matrix and the distance-to-final curve.
+pub fn view_blueprint(videos: &[String]) -> rerun::blueprint::Blueprint {
+    use rerun::blueprint::{Blueprint, ContainerLike, Grid, Spatial2DView, Spatial3DView, Tabs, TensorView, TimeSeriesView};
+    let tabs: Vec<ContainerLike> = videos
+        .iter()
+        .map(|v| {
+            let base = format!("{}/{v}", paths::VIDEOS);
+            Grid::new([
+                Spatial2DView::new(format!("{v}: frames")).with_origin(format!("{base}/frame")).into(),
+                Spatial3DView::new(format!("{v}: embedding trajectory (PCA)")).with_origin(format!("{base}/embedding")).into(),
+                TensorView::new(format!("{v}: frame distances")).with_origin(format!("{base}/distance_matrix")).into(),
+                TimeSeriesView::new(format!("{v}: distance to final frame")).with_contents([format!("{base}/distance_to_final")]).into(),
+            ])
+            .into()
+        })
+        .collect();
+    Blueprint::new(Tabs::new(tabs))
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -95,7 +141,12 @@ impl Viz {
             Sink::Connect(None) => b.connect_grpc().map_err(err)?,
             Sink::Connect(Some(url)) => b.connect_grpc_opts(url.clone()).map_err(err)?,
         };
-        Ok(Viz { rec })
+        Ok(Viz { rec, videos: Default::default() })
+    }
+
+    /// Sends `blueprint` as the recording's active and default layout.
+    pub fn send_blueprint(&self, blueprint: rerun::blueprint::Blueprint) -> Result<(), String> {
+        blueprint.send(&self.rec, rerun::blueprint::BlueprintActivation::default()).map_err(err)
     }
 
     /// One training step's numbers on the `step` timeline.
@@ -122,7 +173,9 @@ impl Viz {
     /// as a curve, the 3-D trajectory (`points3`, one per frame) coloured from blue (start) to
     /// yellow (end), and the T×T distance matrix (row-major).
     pub fn video(&self, name: &str, frames: &[(i64, f64, &[u8])], w: u32, h: u32, to_final: &[f32], points3: &[[f32; 3]], distances: &[f32]) -> Result<(), String> {
-        let base = format!("{}/{}", paths::VIDEOS, name.replace(['/', '\\', ' '], "_"));
+        let clean = name.replace(['/', '\\', ' '], "_");
+        let base = format!("{}/{clean}", paths::VIDEOS);
+        self.videos.borrow_mut().push(clean);
         let n = points3.len().max(1);
         let colors: Vec<rerun::Color> = (0..points3.len())
             .map(|i| {
@@ -146,8 +199,12 @@ impl Viz {
         Ok(())
     }
 
-    /// Flushes everything to the sink.
+    /// Sends the `view` layout when videos were logged, and flushes everything to the sink.
     pub fn finish(self) -> Result<(), String> {
+        let videos = self.videos.borrow().clone();
+        if !videos.is_empty() {
+            self.send_blueprint(view_blueprint(&videos))?;
+        }
         self.rec.flush_blocking().map_err(err)
     }
 }
