@@ -22,9 +22,9 @@ rm -rf "$RUN"
 # 3. eval bc (quick look, not the record): 5 demos, 1 seed, 4 rollouts on unseen layouts
 "$R3M" eval bc --checkpoint "$RUN" --data datasets/metaworld --task drawer-open-v3 --encoders pretrained,random \
   --demos 5 --seeds 1 --steps 300 --eval-every 150 --rollouts 4 --max-episode-steps 150 --envs 2 \
-  --out "$RUN/eval-bc"
+  --out "$RUN/eval-bc" --rerun "save:$RUN/eval-bc.rrd"
 # 4. view: frames, 3-D embedding trajectories (PCA), distance matrices, distance to the final frame
 "$R3M" view --embeddings "$RUN/embeddings.parquet" --lerobot datasets/metaworld --max-videos 5 \
   --rerun "save:$RUN/view.rrd"
-echo "run: $RUN (metrics.csv, checkpoints/, embeddings.parquet, eval-bc/results.md, train.rrd, view.rrd)"
-echo "look: rerun $RUN/train.rrd $RUN/view.rrd"
+echo "run: $RUN (metrics.csv, checkpoints/, embeddings.parquet, eval-bc/results.md, train.rrd, view.rrd, eval-bc.rrd)"
+echo "look: rerun $RUN/train.rrd $RUN/view.rrd $RUN/eval-bc.rrd"

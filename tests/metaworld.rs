@@ -101,7 +101,7 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     let o = Command::new(r3m_bin())
         .args(["eval", "bc", "--task", TASK, "--encoders", "random", "--demos", "1", "--seeds", "1", "--steps", "20"])
         .args(["--eval-every", "10", "--rollouts", "2", "--max-episode-steps", "15", "--envs", "2", "--size", "32", "--heldout", "1"])
-        .args(["--device", "cpu", "--data"])
+        .args(["--device", "cpu", "--rerun", &format!("save:{}", d.path().join("bc.rrd").display()), "--data"])
         .arg(&v21)
         .arg("--out")
         .arg(&out)
@@ -116,6 +116,18 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     assert_eq!(cell["evals"].as_array().unwrap().len(), 2, "evaluated at steps 10 and 20");
     assert_eq!(cell["evals"][1]["rollouts"], 2);
     assert!(cell["heldout_mse"].as_f64().unwrap().is_finite());
+    // the rollouts in rerun: the first 2 rollouts of each evaluation, one frame per env step
+    let c = r3m_suite::rrd_contents(&d.path().join("bc.rrd"));
+    for step in [10, 20] {
+        for r in 0..2 {
+            let base = format!("/eval/random/demos_1/seed_0/step_{step}/rollout_{r}");
+            let (frames, tl) = &c[&format!("{base}/frame")];
+            assert!(*frames >= 1 && *frames <= 15, "{base}: {frames} frames");
+            assert!(tl.contains("env_step"), "{tl:?}");
+            assert_eq!(c[&format!("{base}/action/3")].0, *frames);
+            assert_eq!(c[&format!("{base}/success")].0, *frames);
+        }
+    }
 }
 
 #[test]

@@ -2,36 +2,10 @@
 //! that the venv's rerun-sdk==0.36.3 ships (`rerun rrd print -vv`): the entity paths, how many
 //! rows each got, and on which timelines.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use r3m_suite::{make_video, r3m_bin};
-
-/// entity path → (rows, timelines), from `rerun rrd print -vv`.
-fn contents(rrd: &Path) -> BTreeMap<String, (usize, BTreeSet<String>)> {
-    let out = Command::new("rerun").args(["rrd", "print", "-vv"]).arg(rrd).output().expect("the rerun CLI from the venv");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut map: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("Chunk(") {
-            let rows: usize = rest.split(" with ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
-            let path = rest.split(" - ").nth(1).unwrap().trim().to_string();
-            map.entry(path.clone()).or_default().0 += rows;
-            current = Some(path);
-        } else if let Some(p) = &current {
-            for part in line.split("index_name: ").skip(1) {
-                let name: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                if name != "log_time" {
-                    map.get_mut(p).unwrap().1.insert(name);
-                }
-            }
-        }
-    }
-    map
-}
+use r3m_suite::{make_video, r3m_bin, rrd_contents as contents};
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(r3m_bin()).args(args).output().unwrap();

@@ -144,9 +144,35 @@ fn stack_rows(demos: &[&Demo], f: impl Fn(&Demo) -> &Vec<Vec<f32>>, device: Devi
     Tensor::from_slice(&rows).view([-1, width]).to_device(device)
 }
 
+/// One environment step of a rollout, for observers (rerun).
+#[derive(Debug)]
+pub struct RolloutStep<'a> {
+    /// Policy step of the evaluation this rollout belongs to.
+    pub eval_step: u64,
+    /// Rollout number within the evaluation.
+    pub rollout: usize,
+    /// Environment step (1 after the first action).
+    pub t: u64,
+    /// The frame the action was chosen on (RGB u8, square).
+    pub frame: &'a [u8],
+    /// The action taken.
+    pub action: &'a [f32],
+    /// Whether the task is solved after the step.
+    pub success: bool,
+    /// Whether the episode ended with this step.
+    pub done: bool,
+}
+
 /// Runs `seeds.len()` rollouts over `envs` in parallel; `act` maps the frames and proprio of the
-/// envs still running to their actions (one batched call per step). Returns success per seed.
-pub fn rollouts(envs: &mut [Box<dyn Env>], seeds: &[u64], mut act: impl FnMut(&[&[u8]], &[&[f32]]) -> Result<Vec<Vec<f32>>>, mut on_done: impl FnMut(bool)) -> Result<Vec<bool>> {
+/// envs still running to their actions (one batched call per step); `on_step` sees every step.
+/// Returns success per seed.
+pub fn rollouts(
+    envs: &mut [Box<dyn Env>],
+    seeds: &[u64],
+    mut act: impl FnMut(&[&[u8]], &[&[f32]]) -> Result<Vec<Vec<f32>>>,
+    mut on_done: impl FnMut(bool),
+    mut on_step: impl FnMut(usize, u64, &[u8], &[f32], bool, bool),
+) -> Result<Vec<bool>> {
     let mut results = vec![false; seeds.len()];
     let mut next = 0;
     // per env: (rollout index, last observation)
@@ -175,9 +201,10 @@ pub fn rollouts(envs: &mut [Box<dyn Env>], seeds: &[u64], mut act: impl FnMut(&[
         for (&i, a) in running.iter().zip(&actions) {
             envs[i].send_step(a)?;
         }
-        for &i in &running {
+        for (k, &i) in running.iter().enumerate() {
             let obs = envs[i].finish()?;
-            let (r, _) = active[i].take().expect("running");
+            let (r, prev) = active[i].take().expect("running");
+            on_step(r, obs.step, &prev.frame, &actions[k], obs.success, obs.done);
             if obs.success {
                 results[r] = true;
             }
@@ -202,6 +229,7 @@ pub fn run_cell(
     cfg: &BcConfig,
     envs: &mut [Box<dyn Env>],
     mut on_progress: impl FnMut(&str),
+    observer: &mut dyn FnMut(&RolloutStep),
 ) -> Result<CellResult> {
     let t0 = Instant::now();
     if train.is_empty() {
@@ -215,7 +243,7 @@ pub fn run_cell(
             // frozen inference: channels-last (1.36× NCHW in fp32 on CPU, benches/embed.rs)
             r3m_model::precision::vars_to_channels_last(&f.vs);
             std::mem::drop(enc_vs);
-            return run_with_encoder(kind, f.encoder, None, train, heldout, seed, cfg, envs, t0, &mut on_progress);
+            return run_with_encoder(kind, f.encoder, None, train, heldout, seed, cfg, envs, t0, &mut on_progress, observer);
         }
         EncoderKind::Random => {
             let e = Encoder::new(&enc_vs.root(), cfg.arch);
@@ -225,7 +253,7 @@ pub fn run_cell(
         EncoderKind::Scratch => Encoder::new(&enc_vs.root(), cfg.arch),
     };
     let trainable = (*kind == EncoderKind::Scratch).then_some(enc_vs);
-    run_with_encoder(kind, encoder, trainable, train, heldout, seed, cfg, envs, t0, &mut on_progress)
+    run_with_encoder(kind, encoder, trainable, train, heldout, seed, cfg, envs, t0, &mut on_progress, observer)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -240,6 +268,7 @@ fn run_with_encoder(
     envs: &mut [Box<dyn Env>],
     t0: Instant,
     on_progress: &mut dyn FnMut(&str),
+    observer: &mut dyn FnMut(&RolloutStep),
 ) -> Result<CellResult> {
     let dev = cfg.device;
     let dim = encoder.dim();
@@ -265,7 +294,7 @@ fn run_with_encoder(
         let x = prepare(refs, w, h, cfg.size, dev);
         encoder.embed(&x, train_mode, cfg.precision)
     };
-    let evaluate = |step: u64, envs: &mut [Box<dyn Env>], on_progress: &mut dyn FnMut(&str)| -> Result<EvalPoint> {
+    let evaluate = |step: u64, envs: &mut [Box<dyn Env>], on_progress: &mut dyn FnMut(&str), observer: &mut dyn FnMut(&RolloutStep)| -> Result<EvalPoint> {
         let mut done = 0usize;
         let mut ok = 0usize;
         let res = rollouts(
@@ -283,6 +312,9 @@ fn run_with_encoder(
                 done += 1;
                 ok += usize::from(s);
                 on_progress(&format!("eval @ step {step}: rollout {done}/{} ({ok} succeeded)", seeds.len()));
+            },
+            |rollout, t, frame, action, success, done| {
+                observer(&RolloutStep { eval_step: step, rollout, t, frame, action, success, done });
             },
         )?;
         Ok(EvalPoint { step, successes: res.iter().filter(|&&s| s).count(), rollouts: res.len() })
@@ -318,7 +350,7 @@ fn run_with_encoder(
             on_progress(&format!("{} policy step {step}/{} mse {:.4}", kind.name(), cfg.steps, recent.iter().sum::<f64>() / recent.len() as f64));
         }
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
-            evals.push(evaluate(step, envs, on_progress)?);
+            evals.push(evaluate(step, envs, on_progress, observer)?);
         }
     }
     let heldout_mse = (!heldout.is_empty()).then(|| {

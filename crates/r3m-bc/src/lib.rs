@@ -13,7 +13,7 @@ pub mod bridge;
 pub mod demos;
 pub mod policy;
 
-pub use bc::{rollouts, run_cell, wilson, BcConfig, CellResult, EncoderKind, EvalPoint};
+pub use bc::{rollouts, run_cell, wilson, BcConfig, CellResult, EncoderKind, EvalPoint, RolloutStep};
 pub use bridge::{BridgeConfig, Env, MetaWorldBridge, Observation};
 pub use demos::{load_demos, render_info, Demo, RenderInfo};
 pub use policy::Policy;

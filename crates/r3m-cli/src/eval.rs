@@ -90,6 +90,12 @@ pub struct BcArgs {
     /// The bridge script (default: $R3M_BRIDGE or scripts/metaworld_bridge.py).
     #[arg(long)]
     bridge: Option<PathBuf>,
+    /// Log rollouts to rerun: save:PATH.rrd, spawn, or connect[:URL] (frames, actions, success).
+    #[arg(long)]
+    rerun: Option<r3m_viz::Sink>,
+    /// Rollouts per evaluation logged to rerun (the first ones).
+    #[arg(long, default_value_t = 2)]
+    rerun_rollouts: usize,
     /// Seconds an environment may take to answer before it counts as hung.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -179,6 +185,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let overall = multi.add(ProgressBar::new(cells as u64));
     overall.set_style(ProgressStyle::with_template("cells {bar:20} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"));
     let detail = multi.add(ProgressBar::new_spinner());
+    let viz = args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_eval_bc", s)).transpose().map_err(anyhow::Error::msg)?;
     let mut results: Vec<CellResult> = Vec::new();
     let t0 = std::time::Instant::now();
     for kind in &kinds {
@@ -187,10 +194,30 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             let heldout: Vec<&r3m_bc::Demo> = demos.iter().skip(n).take(args.heldout).collect();
             for seed in 0..args.seeds {
                 detail.set_message(format!("{} × {n} demos × seed {seed}", kind.name()));
-                let r = r3m_bc::run_cell(kind, &train, &heldout, seed, &cfg, &mut envs, |m| {
-                    detail.set_message(format!("{} × {n} demos × seed {seed}: {m}", kind.name()));
-                    detail.tick();
-                })?;
+                let prefix = format!("{}/demos_{n}/seed_{seed}", kind.name());
+                let mut observe = |s: &r3m_bc::RolloutStep| {
+                    if let Some(v) = &viz {
+                        if s.rollout < args.rerun_rollouts {
+                            let side = ((s.frame.len() / 3) as f64).sqrt() as u32;
+                            if let Err(e) = v.rollout_step(&prefix, s.eval_step, s.rollout, s.t, s.frame, side, s.action, s.success) {
+                                detail.println(format!("warning: {e}"));
+                            }
+                        }
+                    }
+                };
+                let r = r3m_bc::run_cell(
+                    kind,
+                    &train,
+                    &heldout,
+                    seed,
+                    &cfg,
+                    &mut envs,
+                    |m| {
+                        detail.set_message(format!("{} × {n} demos × seed {seed}: {m}", kind.name()));
+                        detail.tick();
+                    },
+                    &mut observe,
+                )?;
                 results.push(r);
                 overall.inc(1);
             }
@@ -199,6 +226,9 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     detail.finish_and_clear();
     overall.finish();
     let elapsed = t0.elapsed().as_secs_f64();
+    if let Some(v) = viz {
+        v.finish().map_err(anyhow::Error::msg)?;
+    }
     let md = table(&args, &kinds, &results, elapsed, size, precision);
     let json = serde_json::json!({
         "task": args.task, "data": args.data, "checkpoint": args.checkpoint, "demos": args.demos,

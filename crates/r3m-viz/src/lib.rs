@@ -15,6 +15,7 @@
 //! | `videos/<name>/distance_to_final` | ‖e_t − e_last‖ (the progress signal) | `frame_index`, `timestamp` |
 //! | `videos/<name>/embedding/points`, `.../trajectory` | embedding trajectory in 3-D (PCA), coloured by time | static |
 //! | `videos/<name>/distance_matrix` | T×T frame-distance matrix (tensor) | static |
+//! | `eval/<encoder>/demos_<n>/seed_<s>/step_<k>/rollout_<r>/frame`, `.../action/0..3`, `.../success` | a behaviour-cloning rollout: what the policy saw, did, and whether the task is solved | `env_step` |
 
 use std::path::PathBuf;
 
@@ -32,6 +33,10 @@ pub mod paths {
     pub const TUPLE: &str = "train/tuple";
     /// Per-video views.
     pub const VIDEOS: &str = "videos";
+    /// Behaviour-cloning rollouts.
+    pub const EVAL: &str = "eval";
+    /// Environment step timeline (rollouts).
+    pub const ENV_STEP: &str = "env_step";
 }
 
 /// Version of the rerun SDK this build links (the `.rrd` files it writes open in the viewer of the
@@ -197,6 +202,20 @@ impl Viz {
             }
         }
         Ok(())
+    }
+
+    /// One step of a behaviour-cloning rollout under `prefix` (`<encoder>/demos_<n>/seed_<s>`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rollout_step(&self, prefix: &str, eval_step: u64, rollout: usize, t: u64, frame: &[u8], side: u32, action: &[f32], success: bool) -> Result<(), String> {
+        let base = format!("{}/{prefix}/step_{eval_step}/rollout_{rollout}", paths::EVAL);
+        self.rec.set_time_sequence(paths::ENV_STEP, t as i64);
+        if frame.len() == (side * side * 3) as usize {
+            self.rec.log(format!("{base}/frame"), &rerun::Image::from_rgb24(frame.to_vec(), [side, side])).map_err(err)?;
+        }
+        for (i, a) in action.iter().enumerate() {
+            self.rec.log(format!("{base}/action/{i}"), &rerun::Scalars::single(f64::from(*a))).map_err(err)?;
+        }
+        self.rec.log(format!("{base}/success"), &rerun::Scalars::single(if success { 1.0 } else { 0.0 })).map_err(err)
     }
 
     /// Sends the `view` layout when videos were logged, and flushes everything to the sink.
