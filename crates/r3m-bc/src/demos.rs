@@ -1,7 +1,7 @@
 //! Demonstrations from a LeRobot dataset: per episode of one task, the camera frames (decoded from
 //! the dataset's videos), `observation.state` (proprio) and `action` rows, aligned by frame.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use r3m_data::{lerobot, table, Clip, ProbeCache};
@@ -53,7 +53,7 @@ fn episode_tasks(root: &Path, info: &lerobot::Info) -> Result<Vec<(i64, Option<S
     let mut out = Vec::new();
     if info.is_v3() {
         let mut files = Vec::new();
-        collect(&root.join("meta/episodes"), &mut files);
+        lerobot::parquet_files(&root.join("meta/episodes"), &mut files);
         for f in files {
             for b in table::read_parquet(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))? {
                 let idx = table::i64s(&b, "episode_index").map_err(anyhow::Error::msg)?.context("no episode_index")?;
@@ -79,24 +79,11 @@ fn episode_tasks(root: &Path, info: &lerobot::Info) -> Result<Vec<(i64, Option<S
     Ok(out)
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            collect(&p, out);
-        } else if p.extension().is_some_and(|e| e == "parquet") {
-            out.push(p);
-        }
-    }
-}
-
 /// Per-frame rows of `episode`: (proprio, action) from the data Parquet files.
 fn episode_rows(root: &Path, info_json: &serde_json::Value, v3: bool, episode: i64) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
     let files = if v3 {
         let mut f = Vec::new();
-        collect(&root.join("data"), &mut f);
+        lerobot::parquet_files(&root.join("data"), &mut f);
         f
     } else {
         let tpl = info_json["data_path"].as_str().unwrap_or("data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet");

@@ -23,3 +23,11 @@ pub fn name(d: Device) -> String {
         _ => "cpu".into(),
     }
 }
+
+/// Parses `--precision`: `auto` (bf16 on CUDA and on CPUs with bf16 units, else fp32), `fp32`, `bf16`.
+pub fn precision(s: &str, dev: Device) -> Result<r3m_model::Precision> {
+    match s {
+        "auto" => Ok(r3m_model::Precision::auto(dev)),
+        p => p.parse().map_err(|e| anyhow::anyhow!("--precision: {e}")),
+    }
+}

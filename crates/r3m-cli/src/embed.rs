@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use r3m_model::Precision;
 
 /// Options for `r3m embed`.
 #[derive(Debug, clap::Args)]
@@ -89,10 +88,7 @@ pub fn run(args: Args) -> Result<i32> {
         return Ok(0);
     }
     let dev = crate::device::parse(&args.device)?;
-    let precision = match args.precision.as_str() {
-        "auto" => Precision::auto(dev),
-        p => p.parse::<Precision>().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
-    };
+    let precision = crate::device::precision(&args.precision, dev)?;
     // inference: channels-last measured 1.36x NCHW fp32 on this CPU (benches/embed.rs), and it pays with bf16 too
     let channels_last = matches!(args.memory_format.as_str(), "auto" | "channels-last");
     let frozen = r3m_model::checkpoint::load_encoder(&args.checkpoint, dev)?;

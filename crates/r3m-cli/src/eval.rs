@@ -104,10 +104,7 @@ pub struct BcArgs {
 pub fn run(cmd: EvalCommand) -> Result<i32> {
     let EvalCommand::Bc(args) = cmd;
     let dev = crate::device::parse(&args.device)?;
-    let precision = match args.precision.as_str() {
-        "auto" => Precision::auto(dev),
-        p => p.parse::<Precision>().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
-    };
+    let precision = crate::device::precision(&args.precision, dev)?;
     if args.demos.is_empty() || args.demos.contains(&0) {
         bail!("--demos: give positive numbers, e.g. 5,10,25");
     }

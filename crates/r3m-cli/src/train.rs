@@ -101,10 +101,7 @@ pub fn run(args: Args) -> Result<i32> {
         }
     }
     let ds = args.source.open()?;
-    let precision = match args.precision.as_str() {
-        "auto" => Precision::auto(dev),
-        p => p.parse::<Precision>().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
-    };
+    let precision = crate::device::precision(&args.precision, dev)?;
     if matches!(args.proj_dim, Some(d) if d < 1) {
         bail!("--proj-dim must be ≥ 1");
     }

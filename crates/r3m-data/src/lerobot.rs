@@ -158,7 +158,8 @@ fn episodes_v2(root: &Path, info: &Info, key: &str) -> Result<Vec<Episode>, Sour
     Ok(out)
 }
 
-fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.parquet` file under `dir`, recursively, sorted.
+pub fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
     entries.sort();
