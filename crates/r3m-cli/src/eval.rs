@@ -224,6 +224,11 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     overall.finish();
     let elapsed = t0.elapsed().as_secs_f64();
     if let Some(v) = viz {
+        let evaluations: Vec<String> = results
+            .iter()
+            .flat_map(|r| r.evals.iter().map(move |e| format!("{}/demos_{}/seed_{}/step_{}", r.encoder, r.demos, r.seed, e.step)))
+            .collect();
+        v.send_blueprint(r3m_viz::eval_blueprint(&evaluations, args.rerun_rollouts.min(args.rollouts))).map_err(anyhow::Error::msg)?;
         v.finish().map_err(anyhow::Error::msg)?;
     }
     let md = table(&args, &kinds, &results, elapsed, size, precision);

@@ -107,6 +107,26 @@ pub fn train_blueprint() -> rerun::blueprint::Blueprint {
     ]))
 }
 
+/// The default layout of an `eval bc` recording: a tab per logged evaluation
+/// (`<encoder>/demos_<n>/seed_<s>/step_<k>`), each with the logged rollouts' frames, actions and
+/// success side by side.
+pub fn eval_blueprint(evaluations: &[String], rollouts: usize) -> rerun::blueprint::Blueprint {
+    use rerun::blueprint::{Blueprint, ContainerLike, Grid, Spatial2DView, Tabs, TimeSeriesView};
+    let tabs: Vec<ContainerLike> = evaluations
+        .iter()
+        .map(|e| {
+            let mut views: Vec<ContainerLike> = Vec::new();
+            for r in 0..rollouts {
+                let base = format!("{}/{e}/rollout_{r}", paths::EVAL);
+                views.push(Spatial2DView::new(format!("{e} rollout {r}")).with_origin(format!("{base}/frame")).into());
+                views.push(TimeSeriesView::new(format!("rollout {r}: action, success")).with_contents([format!("{base}/action/**"), format!("{base}/success")]).into());
+            }
+            Grid::new(views).into()
+        })
+        .collect();
+    Blueprint::new(Tabs::new(tabs))
+}
+
 /// The default layout of a `view` recording: one tab per video with its frames, the 3-D
 /// trajectory, the distance matrix and the distance-to-final curve.
 pub fn view_blueprint(videos: &[String]) -> rerun::blueprint::Blueprint {
