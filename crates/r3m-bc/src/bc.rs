@@ -297,11 +297,11 @@ fn run_with_encoder(
     let evaluate = |step: u64, envs: &mut [Box<dyn Env>], on_progress: &mut dyn FnMut(&str), observer: &mut dyn FnMut(&RolloutStep)| -> Result<EvalPoint> {
         let mut done = 0usize;
         let mut ok = 0usize;
+        let (w, h) = envs.first().map_or((train[0].width, train[0].height), |e| e.frame_size());
         let res = rollouts(
             envs,
             &seeds,
             |frames, prop| {
-                let (w, h) = envs_size(frames, train[0]);
                 let e = tch::no_grad(|| embed_now(frames, w, h, false));
                 let p: Vec<f32> = prop.iter().flat_map(|p| p.iter().copied()).collect();
                 let p = Tensor::from_slice(&p).view([frames.len() as i64, -1]).to_device(dev);
@@ -368,16 +368,6 @@ fn run_with_encoder(
         train_mse: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
         seconds: t0.elapsed().as_secs_f64(),
     })
-}
-
-fn envs_size(frames: &[&[u8]], demo: &Demo) -> (u32, u32) {
-    // the bridge renders squares; infer the side from the byte count, falling back to the demos'
-    let side = ((frames.first().map_or(0, |f| f.len()) / 3) as f64).sqrt() as u32;
-    if side * side * 3 == frames.first().map_or(0, |f| f.len()) as u32 && side > 0 {
-        (side, side)
-    } else {
-        (demo.width, demo.height)
-    }
 }
 
 /// Wilson score 95% interval for `k` successes in `n` trials.

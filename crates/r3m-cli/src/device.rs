@@ -31,3 +31,23 @@ pub fn precision(s: &str, dev: Device) -> Result<r3m_model::Precision> {
         p => p.parse().map_err(|e| anyhow::anyhow!("--precision: {e}")),
     }
 }
+
+/// `--device` and `--precision`, shared by every command that runs an encoder.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Compute {
+    /// cpu, cuda, cuda:N or auto (the first GPU when there is one).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Encoder arithmetic: fp32, bf16 (autocast; weights and loss stay fp32) or auto (bf16 on CUDA
+    /// and on CPUs with AMX/AVX512-BF16 units, fp32 elsewhere: emulated bf16 is slower).
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
+}
+
+impl Compute {
+    /// The device and precision these flags name.
+    pub fn resolve(&self) -> Result<(Device, r3m_model::Precision)> {
+        let dev = parse(&self.device)?;
+        Ok((dev, precision(&self.precision, dev)?))
+    }
+}

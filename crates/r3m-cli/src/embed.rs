@@ -35,12 +35,8 @@ pub struct Args {
     /// Decode threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// fp32, bf16 or auto (bf16 on CUDA and on CPUs with bf16 units).
-    #[arg(long, default_value = "auto")]
-    precision: String,
+    #[command(flatten)]
+    compute: crate::device::Compute,
     /// Memory layout: channels-last, nchw, or auto (channels-last: faster for inference in fp32 and bf16).
     #[arg(long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
     memory_format: String,
@@ -87,8 +83,7 @@ pub fn run(args: Args) -> Result<i32> {
         eprintln!("{} exists: finished, skipping (--overwrite to redo it)", out.display());
         return Ok(0);
     }
-    let dev = crate::device::parse(&args.device)?;
-    let precision = crate::device::precision(&args.precision, dev)?;
+    let (dev, precision) = args.compute.resolve()?;
     // inference: channels-last measured 1.36x NCHW fp32 on this CPU (benches/embed.rs), and it pays with bf16 too
     let channels_last = matches!(args.memory_format.as_str(), "auto" | "channels-last");
     let frozen = r3m_model::checkpoint::load_encoder(&args.checkpoint, dev)?;
@@ -143,7 +138,7 @@ pub fn run(args: Args) -> Result<i32> {
         clips.len(),
         frozen.dir.display(),
         frozen.encoder.dim(),
-        args.device
+        crate::device::name(dev)
     );
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -155,13 +150,7 @@ pub fn run(args: Args) -> Result<i32> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} frames [{elapsed_precise}<{eta_precise}] {per_sec}")
             .expect("valid template"),
     );
-    let root = match (&args.source.lerobot, &args.source.manifest) {
-        (Some(r), _) => r.clone(),
-        (_, Some(m)) => m.parent().map(PathBuf::from).unwrap_or_default(),
-        _ if args.source.path().is_file() => args.source.path().parent().map(PathBuf::from).unwrap_or_default(),
-        _ => args.source.path().to_path_buf(),
-    };
-    let report = r3m_export::embed_clips(&frozen.encoder, &clips, &root, &cfg, &out, &metadata, args.resume, |n| {
+    let report = r3m_export::embed_clips(&frozen.encoder, &clips, ds.name_root(), &cfg, &out, &metadata, args.resume, |n| {
         bar.inc(n);
         !stop.load(Ordering::SeqCst)
     })?;

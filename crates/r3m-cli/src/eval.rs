@@ -78,12 +78,8 @@ pub struct BcArgs {
     /// Output directory: results.json and results.md.
     #[arg(long, default_value = "runs/eval-bc")]
     out: PathBuf,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Encoder arithmetic: fp32, bf16 or auto.
-    #[arg(long, default_value = "auto")]
-    precision: String,
+    #[command(flatten)]
+    compute: crate::device::Compute,
     /// Python with metaworld (default: python3 on PATH, the project venv after env.sh).
     #[arg(long, default_value = "python3")]
     python: PathBuf,
@@ -103,8 +99,7 @@ pub struct BcArgs {
 
 pub fn run(cmd: EvalCommand) -> Result<i32> {
     let EvalCommand::Bc(args) = cmd;
-    let dev = crate::device::parse(&args.device)?;
-    let precision = crate::device::precision(&args.precision, dev)?;
+    let (dev, precision) = args.compute.resolve()?;
     if args.demos.is_empty() || args.demos.contains(&0) {
         bail!("--demos: give positive numbers, e.g. 5,10,25");
     }

@@ -61,13 +61,8 @@ pub struct Args {
     /// Frame similarity: l2 (R3M) or cosine.
     #[arg(long, default_value = "l2")]
     similarity: Similarity,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// Forward-pass arithmetic: fp32, bf16 (autocast; weights and loss stay fp32) or auto (bf16
-    /// on CUDA and on CPUs with AMX/AVX512-BF16 units, fp32 elsewhere: emulated bf16 is slower).
-    #[arg(long, default_value = "auto")]
-    precision: String,
+    #[command(flatten)]
+    compute: crate::device::Compute,
     /// Memory layout of images and conv weights: channels-last, nchw (as the reference recipe
     /// trains) or auto (channels-last with bf16, nchw with fp32, the faster ones measured).
     #[arg(long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
@@ -94,14 +89,13 @@ pub fn run(args: Args) -> Result<i32> {
     if args.size < 32 {
         bail!("--size {}: too small for a ResNet (use ≥ 32)", args.size);
     }
-    let dev = crate::device::parse(&args.device)?;
+    let (dev, precision) = args.compute.resolve()?;
     if let Device::Cuda(n) = dev {
         if n as i64 >= tch::Cuda::device_count() {
-            bail!("--device {}: no such GPU ({} available)", args.device, tch::Cuda::device_count());
+            bail!("--device {}: no such GPU ({} available)", args.compute.device, tch::Cuda::device_count());
         }
     }
     let ds = args.source.open()?;
-    let precision = crate::device::precision(&args.precision, dev)?;
     if matches!(args.proj_dim, Some(d) if d < 1) {
         bail!("--proj-dim must be ≥ 1");
     }
@@ -135,7 +129,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
     eprintln!(
         "training {} on {} ({}, {}), batch {} x 5 frames at {} px",
-        cfg.arch, args.device, cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
+        cfg.arch, crate::device::name(dev), cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
     );
     let bar = ProgressBar::new(args.steps);
     bar.set_style(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use r3m_video::{DecodeOptions, VideoReader};
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 /// Options for `r3m view`.
 #[derive(Debug, clap::Args)]
@@ -41,18 +41,13 @@ pub fn run(args: Args) -> Result<i32> {
     let table = args.embeddings.as_ref().map(|p| r3m_export::read_embeddings(p)).transpose()?;
     let size = args.size.or(frozen.as_ref().map(|f| f.size)).unwrap_or(128);
     let ds = args.source.open()?;
-    let root = match (&args.source.lerobot, &args.source.manifest) {
-        (Some(r), _) => r.clone(),
-        (_, Some(m)) => m.parent().map(PathBuf::from).unwrap_or_default(),
-        _ => args.source.path().to_path_buf(),
-    };
     let rows: HashMap<(String, i64), usize> = table
         .as_ref()
         .map(|t| (0..t.len()).map(|i| ((t.video[i].clone(), t.frame_index[i]), i)).collect())
         .unwrap_or_default();
     let viz = r3m_viz::Viz::open("r3m_view", &args.rerun).map_err(anyhow::Error::msg)?;
     for clip in ds.clips.iter().take(args.max_videos) {
-        let rel = clip.video.path.strip_prefix(&root).unwrap_or(&clip.video.path).to_string_lossy().into_owned();
+        let rel = ds.video_name(clip);
         let name = clip.episode.map(|e| format!("episode_{e:06}")).unwrap_or_else(|| rel.clone());
         // with an embeddings table, only frames that have a row (it may hold every Nth frame)
         let avail: Vec<usize> = match &table {
@@ -73,13 +68,13 @@ pub fn run(args: Args) -> Result<i32> {
         let (w, h) = (frames[0].width, frames[0].height);
         let t0 = clip.video.timestamp(clip.start).unwrap_or(0.0);
         let emb: Tensor = if let Some(f) = &frozen {
-            let mut parts = Vec::new();
+            // the same encoder path as `r3m embed` (fp32 here: the view is for looking, not speed)
+            let mut vals = Vec::with_capacity(frames.len() * f.encoder.dim() as usize);
             for chunk in frames.chunks(64) {
                 let data: Vec<u8> = chunk.iter().flat_map(|f| f.data.iter().copied()).collect();
-                let x = Tensor::from_slice(&data).view([chunk.len() as i64, i64::from(h), i64::from(w), 3]).permute([0, 3, 1, 2]).contiguous().to_device(dev);
-                parts.push(tch::no_grad(|| f.encoder.forward_u8(&x, false)).to_kind(Kind::Float).to_device(Device::Cpu));
+                r3m_export::embed::encode_batch(&f.encoder, &data, size, dev, r3m_model::Precision::Fp32, false, &mut vals);
             }
-            Tensor::cat(&parts, 0)
+            Tensor::from_slice(&vals).view([frames.len() as i64, f.encoder.dim()])
         } else {
             let t = table.as_ref().expect("clap requires one");
             let mut vals = Vec::with_capacity(frames.len() * t.dim);

@@ -69,6 +69,21 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The folder that video names are made relative to: the root itself, or the folder of a
+    /// manifest file.
+    pub fn name_root(&self) -> &Path {
+        if self.root.is_file() {
+            self.root.parent().unwrap_or(Path::new(""))
+        } else {
+            &self.root
+        }
+    }
+
+    /// `clip`'s video named relative to [`Dataset::name_root`].
+    pub fn video_name(&self, clip: &Clip) -> String {
+        clip.video.path.strip_prefix(self.name_root()).unwrap_or(&clip.video.path).to_string_lossy().into_owned()
+    }
+
     /// A one-line summary: clips, frames, skipped files grouped by reason.
     pub fn summary(&self) -> String {
         let frames: usize = self.clips.iter().map(Clip::len).sum();

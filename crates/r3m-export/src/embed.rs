@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use r3m_data::Clip;
-use r3m_model::precision::{autocast, channels_last};
+use r3m_model::precision::autocast;
 use r3m_model::{Encoder, Precision};
 use r3m_video::{DecodeOptions, DecodePool, Request, Resize};
 use tch::{Device, Kind, Tensor};
@@ -183,7 +183,13 @@ pub fn embed_clips(
         let mut clip_rows: Vec<(i64, f64)> = Vec::new();
         let mut clip_emb: Vec<f32> = Vec::new();
         let mut clip_failed: Option<String> = None;
-        let mut pending: Vec<(i64, f64, Vec<u8>)> = Vec::new();
+        // frames waiting for the encoder, packed as one batch buffer
+        let mut pending: Vec<u8> = Vec::new();
+        let frame_bytes = (cfg.size * cfg.size * 3) as usize;
+        let encode = |pending: &mut Vec<u8>, out: &mut Vec<f32>| {
+            encode_batch(encoder, pending, cfg.size, cfg.device, cfg.precision, cfg.channels_last, out);
+            pending.clear();
+        };
         let flush_clip = |k: usize, rows: &mut Vec<(i64, f64)>, emb: &mut Vec<f32>, failed: &mut Option<String>, writer: &mut EmbeddingWriter, report: &mut EmbedReport| -> Result<(), ExportError> {
             let c = &clips[k];
             if let Some(reason) = failed.take() {
@@ -202,7 +208,7 @@ pub fn embed_clips(
         for (r, &k) in (&mut results).zip(&owner) {
             if current != Some(k) {
                 if let Some(prev) = current {
-                    encode(encoder, cfg, &mut pending, &mut clip_emb, true);
+                    encode(&mut pending, &mut clip_emb);
                     flush_clip(prev, &mut clip_rows, &mut clip_emb, &mut clip_failed, &mut writer, &mut report)?;
                 }
                 current = Some(k);
@@ -215,9 +221,9 @@ pub fn embed_clips(
                     for f in fs {
                         let fi = (f.index - c.start) as i64;
                         clip_rows.push((fi, f.timestamp - t0));
-                        pending.push((fi, f.timestamp, f.data));
-                        if pending.len() >= cfg.batch {
-                            encode(encoder, cfg, &mut pending, &mut clip_emb, false);
+                        pending.extend_from_slice(&f.data);
+                        if pending.len() >= cfg.batch * frame_bytes {
+                            encode(&mut pending, &mut clip_emb);
                         }
                     }
                     if !on_progress(n) {
@@ -230,7 +236,7 @@ pub fn embed_clips(
             }
         }
         if let Some(prev) = current {
-            encode(encoder, cfg, &mut pending, &mut clip_emb, true);
+            encode(&mut pending, &mut clip_emb);
             flush_clip(prev, &mut clip_rows, &mut clip_emb, &mut clip_failed, &mut writer, &mut report)?;
         }
         report.rows += writer.finish()?;
@@ -250,21 +256,17 @@ pub fn embed_clips(
     Ok(report)
 }
 
-/// Runs the encoder over `pending` frames when a batch is full (or `force`), appending the
-/// embeddings to `out`.
-fn encode(encoder: &Encoder, cfg: &EmbedConfig, pending: &mut Vec<(i64, f64, Vec<u8>)>, out: &mut Vec<f32>, force: bool) {
-    if pending.is_empty() || (!force && pending.len() < cfg.batch) {
+/// Runs the frozen encoder (eval mode, no grad, `precision`, optionally channels-last) over square
+/// RGB u8 frames packed in `data` (`[n, side, side, 3]`) and appends the fp32 embeddings to `out`.
+pub fn encode_batch(encoder: &Encoder, data: &[u8], side: u32, device: Device, precision: Precision, channels_last: bool, out: &mut Vec<f32>) {
+    let side = i64::from(side);
+    let n = data.len() as i64 / (side * side * 3);
+    if n == 0 {
         return;
     }
-    let n = pending.len() as i64;
-    let side = i64::from(cfg.size);
-    let mut data = Vec::with_capacity(pending.len() * (side * side * 3) as usize);
-    for (_, _, d) in pending.drain(..) {
-        data.extend_from_slice(&d);
-    }
-    let x = Tensor::from_slice(&data).view([n, side, side, 3]).permute([0, 3, 1, 2]);
-    let x = if cfg.channels_last { channels_last(&x) } else { x.contiguous() }.to_device(cfg.device);
-    let e = tch::no_grad(|| autocast(cfg.device, cfg.precision, || encoder.forward_u8(&x, false)))
+    let x = Tensor::from_slice(data).view([n, side, side, 3]).permute([0, 3, 1, 2]);
+    let x = if channels_last { r3m_model::precision::channels_last(&x) } else { x.contiguous() }.to_device(device);
+    let e = tch::no_grad(|| autocast(device, precision, || encoder.forward_u8(&x, false)))
         .to_kind(Kind::Float)
         .to_device(Device::Cpu)
         .contiguous();
@@ -273,13 +275,3 @@ fn encode(encoder: &Encoder, cfg: &EmbedConfig, pending: &mut Vec<(i64, f64, Vec
     out.resize(start + len, 0.0);
     e.copy_data(&mut out[start..], len);
 }
-
-/// Embeds every frame of `frames` (RGB u8 `[n, size, size, 3]`, already preprocessed) — the
-/// reference the tests compare the Parquet rows against.
-pub fn embed_frames(encoder: &Encoder, cfg: &EmbedConfig, frames: &[Vec<u8>]) -> Vec<f32> {
-    let mut pending: Vec<(i64, f64, Vec<u8>)> = frames.iter().map(|f| (0, 0.0, f.clone())).collect();
-    let mut out = Vec::new();
-    encode(encoder, cfg, &mut pending, &mut out, true);
-    out
-}
-
