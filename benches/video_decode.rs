@@ -66,7 +66,7 @@ fn r3m_tuples(len: usize, n: usize, seed: u64) -> Vec<Vec<usize>> {
     let sampler = r3m_data::TupleSampler::default();
     (0..n)
         .map(|_| {
-            let t = sampler.sample(len, &mut rng).expect("bench videos are long");
+            let t = sampler.sample(len, 30.0, &mut rng).expect("bench videos are long");
             r3m_data::TupleSampler::decode_order(&t).0
         })
         .collect()

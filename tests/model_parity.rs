@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use r3m_model::objectives::{self, LangHead};
 use r3m_model::{Arch, Encoder, R3mObjective, Similarity};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -138,4 +139,107 @@ fn convert_r3m_checkpoint_then_embed_like_torchvision() {
     std::fs::write(&junk, b"not a pickle").unwrap();
     let o = Command::new("python3").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/convert_r3m.py")).arg(&junk).arg(dir.path().join("x")).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("junk.pt"));
+}
+
+// ---- objective variants against scripts/ref_objectives.py ------------------------------------
+
+
+/// Runs the reference for variant `which` on `tensors` (plus `which`, `params`) and checks the
+/// loss, the accuracy and the gradient of `wrt`.
+fn variant_parity(which: i64, params: [f64; 3], tensors: &[(&str, &Tensor)], loss: &Tensor, acc: &Tensor, wrt: &Tensor, what: &str) {
+    loss.backward();
+    let grad = wrt.grad();
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, out) = (dir.path().join("in.safetensors"), dir.path().join("out.safetensors"));
+    let w = Tensor::from_slice(&[which]);
+    let p = Tensor::from_slice(&params);
+    let mut all: Vec<(&str, Tensor)> = vec![("which", w), ("params", p)];
+    all.extend(tensors.iter().map(|(n, t)| (*n, t.detach().contiguous())));
+    Tensor::write_safetensors(&all, &inp).unwrap();
+    python("ref_objectives.py", &[&inp, &out]);
+    let reference: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&out).unwrap().into_iter().collect();
+    let (ours, theirs) = (scalar(loss), scalar(&reference["loss"]));
+    assert!((ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0), "{what}: loss ours {ours}, PyTorch {theirs}");
+    assert!(theirs.abs() > 1e-3, "{what}: reference loss {theirs} is ~0: the test would prove nothing");
+    let (oa, ta) = (scalar(acc), scalar(&reference["acc"]));
+    assert!((oa - ta).abs() <= 1e-6, "{what}: accuracy ours {oa}, PyTorch {ta}");
+    let gmax = reference["grad"].abs().max().double_value(&[]);
+    let gdiff = (&grad - &reference["grad"]).abs().max().double_value(&[]);
+    assert!(gmax > 1e-5, "{what}: reference gradient is ~0");
+    assert!(gdiff <= 1e-4 * gmax.max(1e-2), "{what}: gradient differs by {gdiff} (max |grad| {gmax})");
+}
+
+/// A batch of 8 rows from 4 clips (two tuples each, as the loader draws them).
+fn batch(seed: i64, d: i64, scale: f64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    let emb = (Tensor::randn([8, 5, d], (Kind::Float, Device::Cpu)) * scale).set_requires_grad(true);
+    let clips = Tensor::from_slice(&[3i64, 3, 7, 7, 1, 1, 9, 9]);
+    (emb, clips)
+}
+
+#[test]
+fn triplet_matches_pytorch_with_and_without_hard_negatives() {
+    for (hard, seed) in [(false, 1), (true, 2)] {
+        let (emb, clips) = batch(seed, 16, 0.3);
+        let neg = if hard { objectives::hardest_negatives(&emb, &clips) } else { emb.select(1, 2) };
+        let (loss, acc) = objectives::triplet(&emb.select(1, 4), &emb.select(1, 3), &neg, 1.0);
+        let what = if hard { "triplet (hard negatives)" } else { "triplet" };
+        variant_parity(0, [1.0, f64::from(u8::from(hard)), 0.1], &[("emb", &emb), ("clips", &clips)], &loss, &acc, &emb, what);
+    }
+}
+
+#[test]
+fn npair_simclr_proto_match_pytorch() {
+    let (emb, clips) = batch(3, 16, 0.3);
+    let (loss, acc) = objectives::npair(&emb.select(1, 4), &emb.select(1, 3), &emb, &clips);
+    variant_parity(1, [0.0, 0.0, 0.1], &[("emb", &emb), ("clips", &clips)], &loss, &acc, &emb, "npair");
+
+    let (emb, clips) = batch(4, 16, 1.0);
+    let (loss, acc) = objectives::nt_xent(&emb.select(1, 4), &emb.select(1, 3), &clips, 0.1);
+    variant_parity(2, [0.0, 0.0, 0.1], &[("emb", &emb), ("clips", &clips)], &loss, &acc, &emb, "simclr");
+
+    let (emb, clips) = batch(5, 16, 0.5);
+    let support = Tensor::stack(&[emb.select(1, 0), emb.select(1, 1), emb.select(1, 2)], 1);
+    let query = Tensor::stack(&[emb.select(1, 3), emb.select(1, 4)], 1);
+    let (loss, acc) = objectives::proto(&support, &query, &clips);
+    variant_parity(5, [0.0, 0.0, 0.1], &[("emb", &emb), ("clips", &clips)], &loss, &acc, &emb, "proto");
+}
+
+#[test]
+fn moco_and_byol_losses_match_pytorch() {
+    let (emb, clips) = batch(6, 16, 1.0);
+    let key = Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
+    let queue = Tensor::randn([32, 16], (Kind::Float, Device::Cpu));
+    let (loss, acc) = objectives::moco_logits_loss(&emb.select(1, 4), &key, &queue, 0.2);
+    variant_parity(3, [0.0, 0.0, 0.2], &[("emb", &emb), ("clips", &clips), ("key", &key), ("queue", &queue)], &loss, &acc, &emb, "moco");
+
+    let pred = Tensor::randn([16, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let target = Tensor::randn([16, 8], (Kind::Float, Device::Cpu));
+    let loss = objectives::byol_loss(&pred, &target);
+    let acc = tch::no_grad(|| {
+        (objectives::normalize(&pred) * objectives::normalize(&target)).sum_dim_intlist(&[-1i64][..], false, Kind::Float).gt(0.0).to_kind(Kind::Float).mean(Kind::Float)
+    });
+    variant_parity(4, [0.0, 0.0, 0.1], &[("emb", &emb), ("clips", &clips), ("pred", &pred), ("target", &target)], &loss, &acc, &pred, "byol");
+}
+
+#[test]
+fn language_term_matches_pytorch() {
+    let (emb, clips) = batch(7, 16, 0.5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let head = LangHead::new(&(vs.root() / "lang"), 16, 12, 32);
+    let lang = Tensor::randn([8, 12], (Kind::Float, Device::Cpu));
+    // two rows without a text
+    let mask = Tensor::from_slice(&[1.0f32, 1., 0., 1., 1., 1., 0., 1.]);
+    let perms: Vec<Tensor> = (0..9).map(|_| Tensor::randperm(8, (Kind::Int64, Device::Cpu))).collect();
+    let (loss, acc) = objectives::lang_loss(&head, &emb, &lang, &mask, &perms);
+    let vars = vs.variables();
+    let p = Tensor::stack(&perms, 0);
+    let mut tensors: Vec<(String, Tensor)> = vec![("lang".into(), lang), ("mask".into(), mask), ("perms".into(), p)];
+    for i in 0..5 {
+        tensors.push((format!("w{i}"), vars[&format!("lang.{i}.weight")].shallow_clone()));
+        tensors.push((format!("b{i}"), vars[&format!("lang.{i}.bias")].shallow_clone()));
+    }
+    let mut refs: Vec<(&str, &Tensor)> = vec![("emb", &emb), ("clips", &clips)];
+    refs.extend(tensors.iter().map(|(n, t)| (n.as_str(), t)));
+    variant_parity(6, [0.0, 0.0, 0.1], &refs, &loss, &acc, &emb, "language");
 }

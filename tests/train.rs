@@ -16,8 +16,12 @@ fn videos(dir: &Path) {
 }
 
 fn train(videos: &Path, out: &Path, steps: u64, resume: bool) -> String {
+    train_with(videos, out, steps, resume, &[])
+}
+
+fn train_with(videos: &Path, out: &Path, steps: u64, resume: bool, extra: &[&str]) -> String {
     let mut cmd = Command::new(r3m_bin());
-    cmd.args(["train", "--videos"]).arg(videos).arg("--out").arg(out);
+    cmd.args(["train", "--videos"]).arg(videos).arg("--out").arg(out).args(extra);
     cmd.args(["--steps", &steps.to_string(), "--batch", "3", "--size", "64", "--workers", "1", "--tuples-per-clip", "2"]);
     cmd.args(["--checkpoint-every", "2", "--seed", "5", "--device", "cpu", "--lr", "1e-3"]);
     if resume {
@@ -48,7 +52,7 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     assert!(log.contains("5 clips") && log.contains("1 file(s) skipped") && log.contains("corrupt.mp4"), "{log}");
     let metrics = std::fs::read_to_string(straight.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = metrics.lines().collect();
-    assert_eq!(rows[0], "step,loss,tcn,l1,l2,aligned,wait_s,step_s");
+    assert_eq!(rows[0], "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc");
     assert_eq!(rows.len(), 5, "{metrics}");
     for r in &rows[1..] {
         let loss: f64 = r.split(',').nth(1).unwrap().parse().unwrap();
@@ -129,4 +133,119 @@ fn bf16_loss_curve_tracks_fp32() {
         assert!((a.0 - c.0).abs() / a.0 < 2e-3, "step {}: channels-last changes fp32 loss {} → {}", i + 1, a.0, c.0);
     }
     assert_ne!(fp32, bf16, "bf16 ran in fp32 (identical curves)");
+}
+
+/// Every objective trains on the same tuples: finite losses, its own term and accuracy in
+/// metrics.csv, and the momentum variants keep their state beside the model.
+#[test]
+fn every_objective_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let clips = r3m_data::scan_videos(&v, &mut r3m_data::ProbeCache::default()).unwrap().clips;
+    for kind in r3m_model::ObjectiveKind::ALL {
+        let mut cfg = r3m_train::TrainConfig::new(tch::Device::Cpu);
+        (cfg.size, cfg.batch, cfg.steps, cfg.seed, cfg.checkpoint_every, cfg.tuples_per_clip) = (48, 4, 3, 1, 100, 2);
+        cfg.objective = r3m_model::ObjectiveConfig::new(kind);
+        cfg.objective.queue = 16;
+        cfg.objective.byol_hidden = 64;
+        let run = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        r3m_train::train(clips.clone(), &cfg, run.path(), false, |m| {
+            seen.push((m.loss, m.objective, m.objective_acc, m.tcn));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 3, "{kind:?}");
+        for (loss, own, acc, tcn) in &seen {
+            assert!(loss.is_finite() && own.is_finite() && tcn.is_finite() && (0.0..=1.0).contains(acc), "{kind:?}: {seen:?}");
+        }
+        assert!(seen.iter().any(|s| s.1 != 0.0), "{kind:?}: the objective's own term is always 0: {seen:?}");
+        let ck = run.path().join("checkpoints/step-00000003");
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ck.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["objective"]["name"], kind.name());
+        assert_eq!(ck.join("objective.safetensors").exists(), kind.has_target(), "{kind:?}");
+        // the embedding side of a checkpoint is the same for every objective
+        let frozen = r3m_model::checkpoint::load_encoder(&ck, tch::Device::Cpu).unwrap();
+        assert_eq!(frozen.encoder.dim(), 512);
+    }
+}
+
+/// MoCo's queue and momentum encoder are part of the state: a resumed run matches an
+/// uninterrupted one bit for bit, queue included; resuming with another objective is refused.
+#[test]
+fn moco_resumes_exactly_and_objectives_do_not_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let moco = ["--objective", "moco", "--queue", "8"];
+    let straight = dir.path().join("straight");
+    train_with(&v, &straight, 4, false, &moco);
+    let split = dir.path().join("split");
+    train_with(&v, &split, 2, false, &moco);
+    train_with(&v, &split, 4, true, &moco);
+    let state = |run: &Path| {
+        let mut t = Tensor::read_safetensors(run.join("checkpoints/step-00000004/objective.safetensors")).unwrap();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    let (a, b) = (state(&straight), state(&split));
+    assert!(a.iter().any(|(n, _)| n == "momentum.queue") && a.iter().any(|(n, _)| n.starts_with("momentum.encoder.")), "{:?}", a.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for ((n, x), (_, y)) in a.iter().zip(&b).chain(weights(&straight).iter().zip(&weights(&split))) {
+        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
+        assert!(d == 0.0, "{n} differs by {d} after resume");
+    }
+    let out = Command::new(r3m_bin()).args(["train", "--videos"]).arg(&v).arg("--out").arg(&split)
+        .args(["--steps", "6", "--batch", "3", "--size", "64", "--device", "cpu", "--resume", "--objective", "byol"]).output().unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--objective moco"), "{e}");
+}
+
+/// The language term: clips get texts from a manifest, embeddings from a Parquet file; rows
+/// without a text are masked; a text with no embedding is refused by name.
+#[test]
+fn language_term_and_time_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let manifest = dir.path().join("clips.csv");
+    std::fs::write(&manifest, "path,text\nvideos/clip0.mp4,open the drawer\nvideos/clip1.mp4,open the drawer\nvideos/clip2.mp4,press the button\nvideos/clip3.mp4,\nvideos/clip4.mp4,press the button\n").unwrap();
+    // embeddings for two texts (made here; scripts/embed_texts.py writes the same schema)
+    let texts = dir.path().join("texts.parquet");
+    let script = format!(
+        "import pyarrow as pa, pyarrow.parquet as pq\npq.write_table(pa.table({{'text': ['open the drawer', 'press the button'], 'embedding': pa.array([[0.1]*384, [-0.2]*384], pa.list_(pa.float32()))}}), '{}')",
+        texts.display()
+    );
+    let ok = Command::new("python3").args(["-c", &script]).status().unwrap();
+    assert!(ok.success());
+    let run = |out: &str, extra: &[&str]| {
+        Command::new(r3m_bin()).args(["train", "--manifest"]).arg(&manifest).arg("--out").arg(dir.path().join(out))
+            .args(["--steps", "3", "--batch", "4", "--size", "48", "--workers", "1", "--device", "cpu", "--lang-hidden", "32"])
+            .args(extra).output().unwrap()
+    };
+    let out = run("lang", &["--lang-weight", "1", "--text-embeddings", texts.to_str().unwrap(), "--positive-window", "2", "--negative-gap", "0.4s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics = std::fs::read_to_string(dir.path().join("lang/metrics.csv")).unwrap();
+    for row in metrics.lines().skip(1) {
+        let cols: Vec<&str> = row.split(',').collect();
+        let lang: f64 = cols[10].parse().unwrap_or(f64::NAN);
+        assert!(lang.is_finite() && lang > 0.0, "language term missing: {row}");
+    }
+    let config = std::fs::read_to_string(dir.path().join("lang/checkpoints/step-00000003/config.json")).unwrap();
+    assert!(config.contains("\"positive_window\": \"2f\"") && config.contains("\"negative_gap\": \"0.4s\""), "{config}");
+    // a text without an embedding
+    std::fs::write(&manifest, "path,text\nvideos/clip0.mp4,open the drawer\nvideos/clip1.mp4,close the window\nvideos/clip2.mp4,x\n").unwrap();
+    let out = run("missing", &["--lang-weight", "1", "--text-embeddings", texts.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("close the window") && e.contains("no embedding"), "{e}");
+    // the term without embeddings, and a gap inside the window
+    let out = run("noemb", &["--lang-weight", "1"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--text-embeddings"));
+    let out = run("gap", &["--positive-window", "5", "--negative-gap", "3"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--negative-gap"));
 }

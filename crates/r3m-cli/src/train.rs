@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use r3m_data::ClipWeighting;
-use r3m_model::{Arch, Precision, R3mObjective, Similarity};
+use r3m_data::Span;
+use r3m_model::{Arch, ObjectiveConfig, ObjectiveKind, Precision, R3mObjective, Similarity};
 use tch::Device;
 
 /// Options for `r3m train`.
@@ -58,9 +59,48 @@ pub struct Args {
     /// Weight of the L2 penalty.
     #[arg(long, default_value_t = 1e-5)]
     l2_weight: f64,
-    /// Frame similarity: l2 (R3M) or cosine.
+    /// Frame similarity of r3m-tcn: l2 (R3M) or cosine.
     #[arg(long, default_value = "l2")]
     similarity: Similarity,
+    /// The objective, over the same tuples (anchor s2, positive s1, in-clip negative s0):
+    /// r3m-tcn (R3M's time-contrastive InfoNCE), triplet, npair, simclr, moco, byol, proto.
+    #[arg(long, default_value = "r3m-tcn")]
+    objective: ObjectiveKind,
+    /// triplet: the margin.
+    #[arg(long, default_value_t = 1.0)]
+    margin: f64,
+    /// triplet: use the nearest negative in the batch (own far frame or any frame of another
+    /// clip) instead of the clip's own far frame.
+    #[arg(long)]
+    hard_negatives: bool,
+    /// simclr / moco: softmax temperature (default: simclr 0.1, moco 0.2).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// moco: length of the queue of past keys.
+    #[arg(long, default_value_t = 4096)]
+    queue: usize,
+    /// moco / byol: target momentum m in θ' ← m·θ' + (1−m)·θ.
+    #[arg(long, default_value_t = 0.99)]
+    momentum: f64,
+    /// Positives within this distance of the anchor: frames (8, 8f) or seconds (0.25s). Default:
+    /// R3M's ordering rule (any frame between the anchor and the negative).
+    #[arg(long)]
+    positive_window: Option<Span>,
+    /// In-clip negatives at least this far from the anchor: frames or seconds. Default: just
+    /// beyond the positive.
+    #[arg(long)]
+    negative_gap: Option<Span>,
+    /// Weight of R3M's language term G(e_start, e_t, text) (0: off). Needs --text-embeddings;
+    /// clips without a text are masked out.
+    #[arg(long, default_value_t = 0.0)]
+    lang_weight: f64,
+    /// Parquet of text embeddings (columns `text`, `embedding` list<float>), as written by
+    /// `scripts/embed_texts.py` (all-MiniLM-L6-v2, offline).
+    #[arg(long)]
+    text_embeddings: Option<PathBuf>,
+    /// Hidden width of the language head (R3M: 1024).
+    #[arg(long, default_value_t = 1024)]
+    lang_hidden: i64,
     #[command(flatten)]
     compute: crate::device::Compute,
     /// Memory layout of images and conv weights: channels-last, nchw (as the reference recipe
@@ -121,15 +161,51 @@ pub fn run(args: Args) -> Result<i32> {
     if viz.is_some() {
         cfg.sample_every = args.rerun_every.max(1);
     }
-    cfg.objective = R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
+    let mut objective = ObjectiveConfig::new(args.objective);
+    objective.r3m = R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
+    objective.margin = args.margin;
+    objective.hard_negatives = args.hard_negatives;
+    objective.temperature = args.temperature.unwrap_or(args.objective.default_temperature());
+    objective.queue = args.queue;
+    objective.momentum = args.momentum;
+    objective.lang_weight = args.lang_weight;
+    objective.lang_hidden = args.lang_hidden;
+    if !(objective.temperature > 0.0) {
+        bail!("--temperature must be > 0");
+    }
+    if !(0.0..1.0).contains(&objective.momentum) {
+        bail!("--momentum must be in [0, 1)");
+    }
+    if objective.queue == 0 {
+        bail!("--queue must be ≥ 1");
+    }
+    if args.lang_weight < 0.0 {
+        bail!("--lang-weight must be ≥ 0");
+    }
+    cfg.objective = objective;
+    cfg.sampler.positive_window = args.positive_window;
+    cfg.sampler.negative_gap = args.negative_gap;
+    if let (Some(w), Some(g)) = (args.positive_window, args.negative_gap) {
+        if matches!((w, g), (Span::Frames(a), Span::Frames(b)) if b <= a) || matches!((w, g), (Span::Seconds(a), Span::Seconds(b)) if b <= a) {
+            bail!("--negative-gap {g} must be larger than --positive-window {w}");
+        }
+    }
+    if args.lang_weight > 0.0 {
+        let Some(path) = &args.text_embeddings else {
+            bail!("--lang-weight {} needs --text-embeddings FILE.parquet (make it with scripts/embed_texts.py)", args.lang_weight)
+        };
+        cfg.text_embeddings = Some(read_text_embeddings(path)?);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
     eprintln!(
-        "training {} on {} ({}, {}), batch {} x 5 frames at {} px",
-        cfg.arch, crate::device::name(dev), cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
+        "training {} with {}{} on {} ({}, {}), batch {} x 5 frames at {} px",
+        cfg.arch,
+        objective_name_of(&cfg),
+        if cfg.objective.lang_weight > 0.0 { format!(" + language x{}", cfg.objective.lang_weight) } else { String::new() }, crate::device::name(dev), cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
     );
     let bar = ProgressBar::new(args.steps);
     bar.set_style(
@@ -138,6 +214,7 @@ pub fn run(args: Args) -> Result<i32> {
     );
     let (mut wait, mut total) = (0.0, 0.0);
     let images_per_step = (args.batch * 5) as f64;
+    let objective_name = cfg.objective.kind.name();
     let done = r3m_train::train(ds.clips, &cfg, &args.out, args.resume, |m| {
         if bar.position() == 0 {
             bar.set_position(m.step - 1);
@@ -154,8 +231,10 @@ pub fn run(args: Args) -> Result<i32> {
                 bar.println(format!("warning: {e}"));
             }
         }
+        let own = if objective_name == "r3m-tcn" { String::new() } else { format!("{objective_name} {:.4} acc {:.2} ", m.objective, m.objective_acc) };
+        let lang = m.lang.map(|(l, a)| format!("lang {l:.3} acc {a:.2} ")).unwrap_or_default();
         bar.set_message(format!(
-            "loss {:.4} tcn {:.4} aligned {:.2} | {:.1} img/s, data wait {:.0}%",
+            "loss {:.4} {own}tcn {:.4} aligned {:.2} {lang}| {:.1} img/s, data wait {:.0}%",
             m.loss,
             m.tcn,
             m.aligned,
@@ -179,4 +258,31 @@ pub fn run(args: Args) -> Result<i32> {
     }
     eprintln!("trained {done} steps; checkpoint {ck}; metrics {}", args.out.join("metrics.csv").display());
     Ok(0)
+}
+
+fn objective_name_of(cfg: &r3m_train::TrainConfig) -> &'static str {
+    cfg.objective.kind.name()
+}
+
+/// Reads `text` → `embedding` from a Parquet file written by `scripts/embed_texts.py`.
+fn read_text_embeddings(path: &std::path::Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
+    use anyhow::Context;
+    let batches = r3m_data::table::read_parquet(path).map_err(|e| anyhow::anyhow!("--text-embeddings {}: {e}", path.display()))?;
+    let mut out = std::collections::BTreeMap::new();
+    for b in &batches {
+        let err = |e: String| anyhow::anyhow!("{}: {e}", path.display());
+        let texts = r3m_data::table::strings(b, "text").map_err(err)?.with_context(|| format!("{}: no 'text' column", path.display()))?;
+        let embs = r3m_data::table::f32_lists(b, "embedding").map_err(err)?.with_context(|| format!("{}: no 'embedding' column", path.display()))?;
+        for (t, e) in texts.into_iter().zip(embs) {
+            let Some(t) = t else { continue };
+            if e.is_empty() || e.iter().any(|v| !v.is_finite()) {
+                bail!("{}: the embedding of '{t}' is empty or not finite", path.display());
+            }
+            out.insert(t.trim().to_string(), e);
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no text embeddings", path.display());
+    }
+    Ok(out)
 }

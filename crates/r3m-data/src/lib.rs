@@ -23,7 +23,7 @@ pub mod table;
 pub use augment::{Augment, Crop};
 pub use loader::{Batch, ClipWeighting, Loader, LoaderConfig, LoaderState, LoaderStats};
 pub use rng::Rng;
-pub use sampler::{Tuple, TupleSampler, MIN_CLIP_FRAMES};
+pub use sampler::{Span, Tuple, TupleSampler, MIN_CLIP_FRAMES};
 pub use lerobot::scan_lerobot;
 pub use manifest::scan_manifest;
 pub use source::{find_videos, probe_all, scan_videos, Clip, Dataset, ProbeCache, Skipped, SourceError};

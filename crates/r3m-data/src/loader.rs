@@ -223,9 +223,10 @@ impl Producer {
         let mut tuples = Vec::with_capacity(self.cfg.batch);
         for _ in 0..self.cfg.batch {
             let c = self.draw_clip(&clips)?;
-            let len = self.clips[c].len();
-            let ts: Vec<Tuple> =
-                (0..self.cfg.tuples_per_clip).map(|_| self.cfg.sampler.sample(len, &mut self.rng).expect("clip ≥ 3 frames")).collect();
+            let (len, fps) = (self.clips[c].len(), self.clips[c].video.fps);
+            let ts: Vec<Tuple> = (0..self.cfg.tuples_per_clip)
+                .map(|_| self.cfg.sampler.sample(len, fps, &mut self.rng).expect("clip ≥ 3 frames"))
+                .collect();
             clips.push(c);
             tuples.push(ts);
         }

@@ -38,6 +38,8 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Configuration file.
 pub const CONFIG_FILE: &str = "config.json";
+/// The objective's own state (heads, momentum encoders, queue), for objectives that have one.
+pub const OBJECTIVE_FILE: &str = "objective.safetensors";
 
 /// Writes a checkpoint to `dir` atomically: everything goes to `dir.tmp-<pid>` first, then
 /// replaces `dir` by rename. An existing checkpoint at `dir` stays intact until the new one is
@@ -47,6 +49,18 @@ pub fn save(
     vs: &nn::VarStore,
     optimizer: &[(String, Tensor)],
     config: &serde_json::Value,
+) -> Result<(), CheckpointError> {
+    save_with(dir, vs, optimizer, config, &[])
+}
+
+/// [`save`], plus the objective's own state (heads, momentum networks, queue) in
+/// [`OBJECTIVE_FILE`] when `objective` is not empty.
+pub fn save_with(
+    dir: &Path,
+    vs: &nn::VarStore,
+    optimizer: &[(String, Tensor)],
+    config: &serde_json::Value,
+    objective: &[(String, Tensor)],
 ) -> Result<(), CheckpointError> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
     let parent = dir.parent().unwrap_or(Path::new("."));
@@ -65,6 +79,10 @@ pub fn save(
     Tensor::write_safetensors(&vars, &model).map_err(|e| fmt(&model, e))?;
     let opt = tmp.join(OPTIMIZER_FILE);
     Tensor::write_safetensors(&optimizer, &opt).map_err(|e| fmt(&opt, e))?;
+    if !objective.is_empty() {
+        let obj = tmp.join(OBJECTIVE_FILE);
+        Tensor::write_safetensors(objective, &obj).map_err(|e| fmt(&obj, e))?;
+    }
     let cfg = tmp.join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("JSON values serialise");
     std::fs::write(&cfg, text).map_err(io(&cfg))?;

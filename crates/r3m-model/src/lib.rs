@@ -1,6 +1,6 @@
 //! # r3m-model
 //!
-//! Encoders, the R3M objective and the checkpoint format, on libtorch through `tch`.
+//! Encoders, the R3M objective and its variants, and the checkpoint format, on libtorch through `tch`.
 //!
 //! The encoders are torchvision's ResNet18/34/50 with torchvision's parameter names
 //! (`conv1.weight`, `layer1.0.bn1.running_mean`, `layer2.0.downsample.0.weight`, ...) and the final
@@ -14,10 +14,12 @@
 pub mod analysis;
 pub mod checkpoint;
 pub mod objective;
+pub mod objectives;
 pub mod precision;
 pub mod resnet;
 
 pub use objective::{Loss, R3mObjective, Similarity};
+pub use objectives::{Objective, ObjectiveConfig, ObjectiveInput, ObjectiveKind, Terms};
 pub use precision::Precision;
 pub use resnet::{Arch, Encoder};
 

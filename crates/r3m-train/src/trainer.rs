@@ -16,7 +16,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderState, Rng, TupleSampler};
 use r3m_model::precision::{channels_last, vars_to_channels_last};
-use r3m_model::{checkpoint, Arch, Encoder, Precision, R3mObjective};
+use r3m_model::objectives::LANG_DIM;
+use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, Precision};
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -45,8 +46,13 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept.
     pub keep_last: usize,
-    /// The objective.
-    pub objective: R3mObjective,
+    /// The objective (R3M's TCN by default) and the language term.
+    pub objective: ObjectiveConfig,
+    /// How tuples are drawn (R3M's ordering rule, or a positive window / negative gap).
+    pub sampler: TupleSampler,
+    /// Text → embedding, for the language term (`lang_weight > 0`); clips without a text are
+    /// masked out.
+    pub text_embeddings: Option<std::collections::BTreeMap<String, Vec<f32>>>,
     /// Where the model runs.
     pub device: Device,
     /// Arithmetic of the forward pass (the loss and the weights stay fp32).
@@ -76,7 +82,9 @@ impl TrainConfig {
             seed: 0,
             checkpoint_every: 500,
             keep_last: 3,
-            objective: R3mObjective::default(),
+            objective: ObjectiveConfig::default(),
+            sampler: TupleSampler::default(),
+            text_embeddings: None,
             device,
             precision: Precision::auto(device),
             // measured on a 2-core AMD EPYC (benches/train_step.rs): fp32 channels-last trains
@@ -96,8 +104,14 @@ pub struct StepMetrics {
     pub step: u64,
     /// Total loss.
     pub loss: f64,
-    /// TCN term.
+    /// R3M's TCN term, measured for every objective (it is the loss for `r3m-tcn`).
     pub tcn: f64,
+    /// The objective's own loss.
+    pub objective: f64,
+    /// The objective's own accuracy (its positive ranked first).
+    pub objective_acc: f64,
+    /// Language term and its accuracy, when on.
+    pub lang: Option<(f64, f64)>,
     /// Mean L1 norm.
     pub l1: f64,
     /// Mean L2 norm.
@@ -139,7 +153,7 @@ fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
             ..Default::default()
         },
         augment: Augment::rctraj(cfg.size),
-        sampler: TupleSampler::default(),
+        sampler: cfg.sampler,
         weighting: cfg.weighting,
         seed: cfg.seed,
         prefetch_groups: 2,
@@ -156,9 +170,9 @@ fn config_json(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clip
         "clip_weighting": format!("{:?}", cfg.weighting),
         "batch": cfg.batch, "tuples_per_clip": cfg.tuples_per_clip, "lr": cfg.lr, "seed": cfg.seed,
         "steps": cfg.steps,
-        "objective": {"name": "r3m-tcn", "w_tcn": cfg.objective.w_tcn, "w_l1": cfg.objective.w_l1,
-                      "w_l2": cfg.objective.w_l2, "num_negatives": cfg.objective.num_negatives,
-                      "similarity": format!("{:?}", cfg.objective.similarity)},
+        "objective": cfg.objective.to_json(),
+        "sampler": {"alpha": cfg.sampler.alpha, "positive_window": cfg.sampler.positive_window.map(|s| s.to_string()),
+                    "negative_gap": cfg.sampler.negative_gap.map(|s| s.to_string())},
         "preprocess": {"input": "u8 RGB", "scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "step": step,
         "loader_state": loader,
@@ -199,9 +213,17 @@ pub fn train(
     if cfg.channels_last {
         vars_to_channels_last(&vs);
     }
+    let lang_table = lang_table(&clips, cfg)?;
+    let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
+    let dim = cfg.proj_dim.unwrap_or(cfg.arch.dim());
+    let mut objective = Objective::new(cfg.objective, cfg.arch, cfg.proj_dim, dim, lang_dim, &vs);
+    if cfg.channels_last {
+        vars_to_channels_last(&objective.momentum);
+    }
     let mut params: Vec<(String, Tensor)> =
         vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
+    params.extend(objective.trainable());
     let mut adam = Adam::new(params, cfg.lr);
     let mut step = 0u64;
     let mut loader_state = None;
@@ -209,6 +231,16 @@ pub fn train(
     if resume {
         let Some(dir) = latest_checkpoint(run) else { bail!("{}: nothing to resume (no checkpoint)", run.display()) };
         let loaded = checkpoint::load(&dir, &mut vs)?;
+        let was = loaded.config["objective"]["name"].as_str().unwrap_or("r3m-tcn");
+        if was != cfg.objective.kind.name() {
+            bail!("{}: this run was trained with --objective {was}; resume it with the same objective", dir.display());
+        }
+        let state = objective.state();
+        if !state.is_empty() {
+            let file = dir.join(checkpoint::OBJECTIVE_FILE);
+            let saved = Tensor::read_safetensors(&file).with_context(|| format!("{}: the objective's state", file.display()))?;
+            objective.load_state(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        }
         adam.load_state(&loaded.optimizer).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         step = loaded.config["step"].as_u64().context("config.json: step")?;
         loader_state = Some(serde_json::from_value(loaded.config["loader_state"].clone()).context("config.json: loader_state")?);
@@ -227,7 +259,7 @@ pub fn train(
     }
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
     if metrics.metadata()?.len() == 0 {
-        writeln!(metrics, "step,loss,tcn,l1,l2,aligned,wait_s,step_s")?;
+        writeln!(metrics, "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc")?;
     }
     let mut loader = Loader::resume(clips.clone(), loader_config(cfg), loader_state);
     // the best checkpoint: lowest mean training loss over a checkpoint interval
@@ -238,15 +270,16 @@ pub fn train(
         .and_then(|v| v["interval_mean_loss"].as_f64())
         .unwrap_or(f64::INFINITY);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
-    let save = |step: u64, loader: &Loader, neg: &Rng, adam: &Adam, vs: &nn::VarStore, best: Option<f64>| -> Result<()> {
+    let save = |step: u64, loader: &Loader, neg: &Rng, adam: &Adam, vs: &nn::VarStore, objective: &Objective, best: Option<f64>| -> Result<()> {
         let name = format!("step-{step:08}");
         let dir = run.join("checkpoints").join(&name);
         let mut config = config_json(cfg, step, loader.state(), neg.state(), loader.clips());
-        checkpoint::save(&dir, vs, &adam.state(), &config)?;
+        let state = objective.state();
+        checkpoint::save_with(&dir, vs, &adam.state(), &config, &state)?;
         write_atomic(&run.join("latest"), &name)?;
         if let Some(mean) = best {
             config["interval_mean_loss"] = serde_json::json!(mean);
-            checkpoint::save(&best_dir, vs, &adam.state(), &config)?;
+            checkpoint::save_with(&best_dir, vs, &adam.state(), &config, &state)?;
         }
         // keep the last few
         let mut all: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))?
@@ -281,14 +314,31 @@ pub fn train(
                 distances: Vec::<f32>::try_from(d).unwrap_or_default(),
             }
         });
-        let k = cfg.objective.num_negatives;
+        let k = cfg.objective.r3m.num_negatives;
         let perm = |rng: &mut Rng| {
             let p: Vec<i64> = rng.permutation(b as usize).into_iter().map(|i| i as i64).collect();
             Tensor::from_slice(&p).to_device(cfg.device)
         };
         let p0: Vec<Tensor> = (0..k).map(|_| perm(&mut neg)).collect();
         let p2: Vec<Tensor> = (0..k).map(|_| perm(&mut neg)).collect();
-        let loss = cfg.objective.loss(&emb, &p0, &p2);
+        let clip_ids: Vec<i64> = batch.clips.iter().map(|&c| c as i64).collect();
+        let clip_ids = Tensor::from_slice(&clip_ids).to_device(cfg.device);
+        let lang = lang_table.as_ref().map(|(table, mask)| {
+            let idx = clip_ids.shallow_clone();
+            let backward: Vec<bool> = batch.tuples.iter().map(|t| t[2] > t[4]).collect();
+            // R3M: three negatives from other clips per language term
+            let perms: Vec<Tensor> = (0..9).map(|_| perm(&mut neg)).collect();
+            (table.index_select(0, &idx), mask.index_select(0, &idx), perms, Tensor::from_slice(&backward).to_device(cfg.device))
+        });
+        let loss = objective.loss(&ObjectiveInput {
+            emb: &emb,
+            images: &x,
+            clips: &clip_ids,
+            perms0: &p0,
+            perms2: &p2,
+            lang: lang.as_ref().map(|(t, m, p, b)| (t, m, p.as_slice(), b)),
+            precision: cfg.precision,
+        });
         let total = loss.total.double_value(&[]);
         if !total.is_finite() {
             bail!("loss became {total} at step {}: stopping; the last good checkpoint is {}", step + 1,
@@ -297,11 +347,15 @@ pub fn train(
         adam.zero_grad();
         loss.total.backward();
         adam.step();
+        objective.after_step(&vs);
         step += 1;
         let m = StepMetrics {
             step,
             loss: total,
             tcn: loss.tcn.double_value(&[]),
+            objective: loss.main.double_value(&[]),
+            objective_acc: loss.main_acc.to_kind(Kind::Double).double_value(&[]),
+            lang: loss.lang.as_ref().map(|(l, a)| (l.double_value(&[]), a.to_kind(Kind::Double).double_value(&[]))),
             l1: loss.l1.double_value(&[]),
             l2: loss.l2.double_value(&[]),
             aligned: loss.aligned.to_kind(Kind::Double).double_value(&[]),
@@ -309,14 +363,19 @@ pub fn train(
             step_s: t0.elapsed().as_secs_f64(),
             sample,
         };
-        writeln!(metrics, "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4}", m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s)?;
+        let (lang_loss, lang_acc) = m.lang.map_or((String::new(), String::new()), |(l, a)| (format!("{l:.6}"), format!("{a:.4}")));
+        writeln!(
+            metrics,
+            "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{lang_loss},{lang_acc}",
+            m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s, m.objective, m.objective_acc
+        )?;
         interval_sum += total;
         interval_n += 1;
         let go_on = on_step(&m);
         if step % cfg.checkpoint_every.max(1) == 0 || step == cfg.steps || !go_on {
             let mean = interval_sum / interval_n as f64;
             let best = (mean < best_loss).then_some(mean);
-            save(step, &loader, &neg, &adam, &vs, best)?;
+            save(step, &loader, &neg, &adam, &vs, &objective, best)?;
             if best.is_some() {
                 best_loss = mean;
             }
@@ -328,7 +387,56 @@ pub fn train(
         }
     }
     if last_saved != step {
-        save(step, &loader, &neg, &adam, &vs, None)?;
+        save(step, &loader, &neg, &adam, &vs, &objective, None)?;
     }
     Ok(step)
+}
+
+/// The language term's inputs per clip: `[clips, L]` text embeddings and a `[clips]` mask (1 for
+/// clips with a text). `None` when the term is off.
+fn lang_table(clips: &[Clip], cfg: &TrainConfig) -> Result<Option<(Tensor, Tensor)>> {
+    if cfg.objective.lang_weight <= 0.0 {
+        return Ok(None);
+    }
+    let Some(table) = &cfg.text_embeddings else {
+        bail!("the language term (lang weight {}) needs text embeddings (--text-embeddings)", cfg.objective.lang_weight)
+    };
+    let dim = table.values().next().map(|v| v.len()).context("the text embeddings are empty")?;
+    if let Some((t, v)) = table.iter().find(|(_, v)| v.len() != dim) {
+        bail!("text embeddings differ in size: '{t}' has {} values, others {dim}", v.len());
+    }
+    let mut rows = Vec::with_capacity(clips.len() * dim);
+    let mut mask = Vec::with_capacity(clips.len());
+    let mut missing = std::collections::BTreeSet::new();
+    for c in clips {
+        match c.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => match table.get(t) {
+                Some(v) => {
+                    rows.extend_from_slice(v);
+                    mask.push(1.0f32);
+                }
+                None => {
+                    missing.insert(t.to_string());
+                    rows.extend(std::iter::repeat_n(0.0, dim));
+                    mask.push(0.0);
+                }
+            },
+            None => {
+                rows.extend(std::iter::repeat_n(0.0, dim));
+                mask.push(0.0);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().take(5).map(|t| format!("'{t}'")).collect();
+        bail!("{} clip text(s) have no embedding in --text-embeddings: {}{}", missing.len(), list.join(", "), if missing.len() > 5 { ", ..." } else { "" });
+    }
+    if mask.iter().all(|&m| m == 0.0) {
+        bail!("the language term is on but no clip has a text (LeRobot tasks or a manifest 'text' column give them)");
+    }
+    let n = clips.len() as i64;
+    Ok(Some((
+        Tensor::from_slice(&rows).view([n, dim as i64]).to_device(cfg.device),
+        Tensor::from_slice(&mask).to_device(cfg.device),
+    )))
 }

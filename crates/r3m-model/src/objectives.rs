@@ -1,0 +1,620 @@
+//! The objective variants behind one interface, all over the same 5-frame tuples.
+//!
+//! Every variant reads the batch as R3M's tuples, embeddings `[B, 5, D]` in stack order
+//! `[start, end, s0, s1, s2]`, and gives the frames the same roles: the **anchor** is `s2`, its
+//! **positive** is `s1` (nearer in time: R3M's ordering rule, or within `--positive-window`), and
+//! `s0` is the **in-clip negative** (farther, or beyond `--negative-gap`). Rows whose clip is the
+//! same (the loader draws several tuples per clip) are never each other's negatives, except in
+//! `r3m-tcn`, which keeps the reference's plain permutations.
+//!
+//! | name | loss |
+//! | --- | --- |
+//! | `r3m-tcn` | R3M's time-contrastive InfoNCE ([`crate::R3mObjective`]) |
+//! | `triplet` | `mean max(0, ‖a−p‖² − ‖a−n‖² + margin)`; `n` = `s0`, or with hard mining the nearest of `s0` and every frame of the other clips |
+//! | `npair` | N-way softmax of `a·p` against `a·x` for every frame `x` of the other clips (Sohn 2016, inner products) |
+//! | `simclr` | NT-Xent over the 2B views `{a, p}` with cosine similarity / temperature |
+//! | `moco` | InfoNCE of `q = a` against the momentum encoder's `k = p` and a queue of past keys (MoCo v2) |
+//! | `byol` | `2 − 2 cos(pred(proj(a)), proj′(p′))`, symmetrised, with a momentum target, no negatives |
+//! | `proto` | prototypical networks: each clip a class, `start/end/s0` support, `s1/s2` queries, `−‖q − c‖²` logits |
+//!
+//! All of them add R3M's `w_l1 · mean‖e‖₁ + w_l2 · mean‖e‖₂`, and the language term when
+//! `lang_weight > 0`. The pure losses ([`triplet`], [`npair`], [`nt_xent`], [`moco_logits_loss`],
+//! [`byol_loss`], [`proto`], [`lang_loss`]) are checked against PyTorch in `tests/model_parity.rs`.
+
+use tch::{nn, nn::Module, nn::ModuleT, Device, Kind, Tensor};
+
+use crate::resnet::{Arch, Encoder};
+use crate::{Precision, R3mObjective};
+
+const EPS: f64 = 1e-8;
+
+/// The objective variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectiveKind {
+    /// R3M's TCN InfoNCE (the default).
+    R3mTcn,
+    /// Triplet margin loss on squared L2 distances.
+    Triplet,
+    /// N-pair softmax (Sohn 2016).
+    NPair,
+    /// NT-Xent (SimCLR).
+    SimClr,
+    /// Momentum encoder + queue (MoCo v2).
+    Moco,
+    /// Online/target networks with a predictor (BYOL).
+    Byol,
+    /// Prototypical networks over clips (Ni et al. 2022).
+    Proto,
+}
+
+impl ObjectiveKind {
+    /// All variants, in the order the ablation reports them.
+    pub const ALL: [ObjectiveKind; 7] = [
+        ObjectiveKind::R3mTcn,
+        ObjectiveKind::Triplet,
+        ObjectiveKind::NPair,
+        ObjectiveKind::SimClr,
+        ObjectiveKind::Moco,
+        ObjectiveKind::Byol,
+        ObjectiveKind::Proto,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectiveKind::R3mTcn => "r3m-tcn",
+            ObjectiveKind::Triplet => "triplet",
+            ObjectiveKind::NPair => "npair",
+            ObjectiveKind::SimClr => "simclr",
+            ObjectiveKind::Moco => "moco",
+            ObjectiveKind::Byol => "byol",
+            ObjectiveKind::Proto => "proto",
+        }
+    }
+
+    /// The temperature a variant uses unless told otherwise (SimCLR 0.1, MoCo v2 0.2).
+    pub fn default_temperature(self) -> f64 {
+        match self {
+            ObjectiveKind::Moco => 0.2,
+            _ => 0.1,
+        }
+    }
+
+    /// Whether the variant keeps a momentum copy of the encoder.
+    pub fn has_target(self) -> bool {
+        matches!(self, ObjectiveKind::Moco | ObjectiveKind::Byol)
+    }
+}
+
+impl std::str::FromStr for ObjectiveKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ObjectiveKind::ALL.into_iter().find(|k| k.name() == s || (s == "r3m" && *k == ObjectiveKind::R3mTcn)).ok_or_else(|| {
+            let names: Vec<&str> = ObjectiveKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown objective '{s}' (one of: {})", names.join(", "))
+        })
+    }
+}
+
+/// Settings of the objective (defaults: R3M's TCN, no language).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObjectiveConfig {
+    /// Which variant.
+    pub kind: ObjectiveKind,
+    /// R3M's weights (`w_tcn` weighs `r3m-tcn`; `w_l1`/`w_l2` apply to every variant), similarity
+    /// and cross-clip negatives.
+    pub r3m: R3mObjective,
+    /// Triplet margin.
+    pub margin: f64,
+    /// Triplet: the nearest in-batch negative instead of `s0`.
+    pub hard_negatives: bool,
+    /// SimCLR / MoCo temperature.
+    pub temperature: f64,
+    /// MoCo queue length.
+    pub queue: usize,
+    /// MoCo / BYOL target momentum (`θ′ ← m θ′ + (1 − m) θ`).
+    pub momentum: f64,
+    /// BYOL projector/predictor hidden width.
+    pub byol_hidden: i64,
+    /// BYOL projection size.
+    pub byol_dim: i64,
+    /// Weight of R3M's language term (0: off).
+    pub lang_weight: f64,
+    /// Width of the language head's hidden layers (R3M: 1024).
+    pub lang_hidden: i64,
+}
+
+impl ObjectiveConfig {
+    /// A variant with its defaults.
+    pub fn new(kind: ObjectiveKind) -> Self {
+        ObjectiveConfig {
+            kind,
+            r3m: R3mObjective::default(),
+            margin: 1.0,
+            hard_negatives: false,
+            temperature: kind.default_temperature(),
+            queue: 4096,
+            // short CPU budgets: 0.999 (MoCo's) would leave the key encoder near its init
+            momentum: 0.99,
+            byol_hidden: 1024,
+            byol_dim: 128,
+            lang_weight: 0.0,
+            lang_hidden: 1024,
+        }
+    }
+
+    /// The settings as JSON (stored in every checkpoint).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.kind.name(), "w_tcn": self.r3m.w_tcn, "w_l1": self.r3m.w_l1, "w_l2": self.r3m.w_l2,
+            "num_negatives": self.r3m.num_negatives, "similarity": format!("{:?}", self.r3m.similarity),
+            "margin": self.margin, "hard_negatives": self.hard_negatives, "temperature": self.temperature,
+            "queue": self.queue, "momentum": self.momentum, "byol_hidden": self.byol_hidden, "byol_dim": self.byol_dim,
+            "lang_weight": self.lang_weight, "lang_hidden": self.lang_hidden,
+        })
+    }
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        ObjectiveConfig::new(ObjectiveKind::R3mTcn)
+    }
+}
+
+/// Rows `[N, D]` scaled to unit L2 norm (as `F.normalize`, ε = 1e-12).
+pub fn normalize(x: &Tensor) -> Tensor {
+    x / x.linalg_norm(2.0, &[-1i64][..], true, Kind::Float).clamp_min(1e-12)
+}
+
+fn sq_dist(a: &Tensor, b: &Tensor) -> Tensor {
+    (a - b).square().sum_dim_intlist(&[-1i64][..], false, Kind::Float)
+}
+
+/// `[B, B]`: whether rows `i` and `j` come from the same clip.
+pub fn same_clip(clips: &Tensor) -> Tensor {
+    clips.unsqueeze(1).eq_tensor(&clips.unsqueeze(0))
+}
+
+/// For each row, the hardest negative of the batch: the frame nearest to its anchor (squared L2)
+/// among its own `s0` and all five frames of every row of another clip. `emb` `[B, 5, D]`,
+/// `clips` `[B]` (i64 clip ids); returns `[B, D]` (gradients flow into the chosen frames).
+pub fn hardest_negatives(emb: &Tensor, clips: &Tensor) -> Tensor {
+    let (b, d) = (emb.size()[0], emb.size()[2]);
+    let flat = emb.reshape([b * 5, d]);
+    let anchors = emb.select(1, 4);
+    let idx = tch::no_grad(|| {
+        let dist = (anchors.unsqueeze(1) - flat.unsqueeze(0)).square().sum_dim_intlist(&[-1i64][..], false, Kind::Float);
+        let other = same_clip(clips).logical_not().repeat_interleave_self_int(5, Some(1), None);
+        let own_s0 = Tensor::eye(b, (Kind::Bool, emb.device())).repeat_interleave_self_int(5, Some(1), None).logical_and(
+            &Tensor::arange(b * 5, (Kind::Int64, emb.device())).remainder(5).eq(2).unsqueeze(0),
+        );
+        dist.masked_fill(&other.logical_or(&own_s0).logical_not(), f64::INFINITY).argmin(1, false)
+    });
+    flat.index_select(0, &idx)
+}
+
+/// Triplet margin loss `mean max(0, ‖a−p‖² − ‖a−n‖² + margin)` and the fraction of rows with
+/// `‖a−p‖² < ‖a−n‖²`. `a`, `p`, `n`: `[B, D]`.
+pub fn triplet(a: &Tensor, p: &Tensor, n: &Tensor, margin: f64) -> (Tensor, Tensor) {
+    let (dp, dn) = (sq_dist(a, p), sq_dist(a, n));
+    let loss = (&dp - &dn + margin).relu().mean(Kind::Float);
+    let acc = tch::no_grad(|| dp.lt_tensor(&dn).to_kind(Kind::Float).mean(Kind::Float));
+    (loss, acc)
+}
+
+/// N-pair loss: for each anchor, softmax cross-entropy of `a·p` against `a·x` for every frame `x`
+/// (all five) of the rows of other clips. `a`, `p` `[B, D]`; `emb` `[B, 5, D]`; `clips` `[B]`.
+/// Returns the loss and the fraction of anchors whose positive scores highest.
+pub fn npair(a: &Tensor, p: &Tensor, emb: &Tensor, clips: &Tensor) -> (Tensor, Tensor) {
+    let (b, d) = (emb.size()[0], emb.size()[2]);
+    let pos = (a * p).sum_dim_intlist(&[-1i64][..], true, Kind::Float);
+    let neg = a.matmul(&emb.reshape([b * 5, d]).tr());
+    let same = same_clip(clips).repeat_interleave_self_int(5, Some(1), None);
+    let logits = Tensor::cat(&[pos, neg.masked_fill(&same, f64::NEG_INFINITY)], 1);
+    let loss = -logits.log_softmax(1, Kind::Float).select(1, 0).mean(Kind::Float);
+    let acc = tch::no_grad(|| logits.argmax(1, false).eq(0).to_kind(Kind::Float).mean(Kind::Float));
+    (loss, acc)
+}
+
+/// NT-Xent over the 2B views `[a; p]` (cosine similarity / `tau`): each view's positive is its
+/// pair, its negatives every other view of another clip. Returns the loss and the fraction of
+/// views whose pair scores highest.
+pub fn nt_xent(a: &Tensor, p: &Tensor, clips: &Tensor, tau: f64) -> (Tensor, Tensor) {
+    let b = a.size()[0];
+    let dev = a.device();
+    let z = normalize(&Tensor::cat(&[a, p], 0));
+    let sim = z.matmul(&z.tr()) / tau;
+    let c2 = Tensor::cat(&[clips, clips], 0);
+    let idx = Tensor::arange(2 * b, (Kind::Int64, dev));
+    let pair = (&idx + b).remainder(2 * b);
+    // exclude itself and same-clip views other than its pair
+    let pair_mask = idx.unsqueeze(1).eq_tensor(&idx.unsqueeze(0)).logical_not().logical_and(&pair.unsqueeze(1).eq_tensor(&idx.unsqueeze(0)));
+    let excluded = same_clip(&c2).logical_and(&pair_mask.logical_not());
+    let logits = sim.masked_fill(&excluded, f64::NEG_INFINITY);
+    let logp = logits.log_softmax(1, Kind::Float).gather(1, &pair.unsqueeze(1), false).squeeze_dim(1);
+    let loss = -logp.mean(Kind::Float);
+    let acc = tch::no_grad(|| logits.argmax(1, false).eq_tensor(&pair).to_kind(Kind::Float).mean(Kind::Float));
+    (loss, acc)
+}
+
+/// MoCo's InfoNCE: `q` `[B, D]` against its key `k` `[B, D]` (no grad) and the queue `[K, D]` of
+/// past keys, all L2-normalised, over temperature `tau`. Returns the loss and the fraction of
+/// queries whose key scores highest.
+pub fn moco_logits_loss(q: &Tensor, k: &Tensor, queue: &Tensor, tau: f64) -> (Tensor, Tensor) {
+    let q = normalize(q);
+    let k = normalize(k);
+    let pos = (&q * &k).sum_dim_intlist(&[-1i64][..], true, Kind::Float);
+    let neg = q.matmul(&normalize(queue).tr());
+    let logits = Tensor::cat(&[pos, neg], 1) / tau;
+    let loss = -logits.log_softmax(1, Kind::Float).select(1, 0).mean(Kind::Float);
+    let acc = tch::no_grad(|| logits.argmax(1, false).eq(0).to_kind(Kind::Float).mean(Kind::Float));
+    (loss, acc)
+}
+
+/// BYOL's regression loss `mean(2 − 2 cos(pred, target))` over matching rows.
+pub fn byol_loss(pred: &Tensor, target: &Tensor) -> Tensor {
+    let cos = (normalize(pred) * normalize(target)).sum_dim_intlist(&[-1i64][..], false, Kind::Float);
+    (cos * -2.0 + 2.0).mean(Kind::Float)
+}
+
+/// Prototypical-network loss: each distinct clip of the batch is a class whose prototype is the
+/// mean of its rows' `support` frames (`[B, S, D]`); each `query` frame (`[B, Q, D]`) is classified
+/// by `−‖q − c‖²` over the prototypes. Returns the mean cross-entropy and the accuracy.
+pub fn proto(support: &Tensor, query: &Tensor, clips: &Tensor) -> (Tensor, Tensor) {
+    let (b, s, d) = (support.size()[0], support.size()[1], support.size()[2]);
+    let q = query.size()[1];
+    let dev = support.device();
+    // class index of each row: position of its clip among the distinct clips
+    let (uniq, inverse, _) = clips.unique_dim(0, true, true, false);
+    let n = uniq.size()[0];
+    let onehot = inverse.unsqueeze(1).eq_tensor(&Tensor::arange(n, (Kind::Int64, dev)).unsqueeze(0)).to_kind(Kind::Float);
+    let sums = onehot.tr().matmul(&support.sum_dim_intlist(&[1i64][..], false, Kind::Float));
+    let counts = onehot.sum_dim_intlist(&[0i64][..], false, Kind::Float) * s as f64;
+    let protos = sums / counts.unsqueeze(1);
+    let qs = query.reshape([b * q, d]);
+    let logits = -(qs.unsqueeze(1) - protos.unsqueeze(0)).square().sum_dim_intlist(&[-1i64][..], false, Kind::Float);
+    let target = inverse.repeat_interleave_self_int(q, Some(0), None);
+    let loss = -logits.log_softmax(1, Kind::Float).gather(1, &target.unsqueeze(1), false).mean(Kind::Float);
+    let acc = tch::no_grad(|| logits.argmax(1, false).eq_tensor(&target).to_kind(Kind::Float).mean(Kind::Float));
+    (loss, acc)
+}
+
+/// R3M's language head G(e₀, eₜ, l): an MLP on `[e₀, eₜ, l]` (4 hidden ReLU layers) to a score.
+#[derive(Debug)]
+pub struct LangHead {
+    layers: Vec<nn::Linear>,
+}
+
+impl LangHead {
+    /// A head for `dim`-d image and `lang_dim`-d text embeddings.
+    pub fn new(p: &nn::Path, dim: i64, lang_dim: i64, hidden: i64) -> Self {
+        let sizes = [2 * dim + lang_dim, hidden, hidden, hidden, hidden, 1];
+        let layers = (0..5).map(|i| nn::linear(p / i.to_string(), sizes[i], sizes[i + 1], Default::default())).collect();
+        LangHead { layers }
+    }
+
+    /// Scores `[B]` for rows of `e0`, `et` `[B, D]` and `lang` `[B, L]`.
+    pub fn score(&self, e0: &Tensor, et: &Tensor, lang: &Tensor) -> Tensor {
+        let mut x = Tensor::cat(&[e0, et, lang], -1);
+        for (i, l) in self.layers.iter().enumerate() {
+            x = l.forward(&x);
+            if i + 1 < self.layers.len() {
+                x = x.relu();
+            }
+        }
+        x.squeeze_dim(-1)
+    }
+}
+
+/// R3M's language term, exactly as the reference computes it: three InfoNCE terms whose positive
+/// is progress towards the instruction (`(e0, end)`, `(e0, s1)`, `(e0, s2)`) and whose negatives
+/// are less progress in the same clip (`(e0, e0)`, `(e0, s0)`, `(e0, s1)`) and the same pair from
+/// `perms.len() / 3` other clips under this clip's text. `emb` `[B, 5, D]` with `s0 < s1 < s2` in
+/// time; `mask` `[B]` is 1 for rows with a text (the mean is over all rows, as in the reference).
+/// Returns the loss and the mean of the three accuracies over rows with a text.
+pub fn lang_loss(head: &LangHead, emb: &Tensor, lang: &Tensor, mask: &Tensor, perms: &[Tensor]) -> (Tensor, Tensor) {
+    assert!(perms.len() % 3 == 0, "three sets of permutations");
+    let k = perms.len() / 3;
+    let (e0, eg, es0, es1, es2) = (emb.select(1, 0), emb.select(1, 1), emb.select(1, 2), emb.select(1, 3), emb.select(1, 4));
+    let g = |a: &Tensor, b: &Tensor| head.score(a, b, lang);
+    let terms = [(&eg, &e0, &eg), (&es1, &es0, &es1), (&es2, &es1, &es2)];
+    let mut loss = Tensor::zeros([emb.size()[0]], (Kind::Float, emb.device()));
+    let mut acc = Tensor::zeros([emb.size()[0]], (Kind::Float, emb.device()));
+    for (t, (pos_e, neg_e, shuf_e)) in terms.iter().enumerate() {
+        let pos = g(&e0, pos_e);
+        let mut negs = vec![g(&e0, neg_e)];
+        for p in &perms[t * k..(t + 1) * k] {
+            negs.push(g(&e0.index_select(0, p), &shuf_e.index_select(0, p)));
+        }
+        let negs = Tensor::stack(&negs, -1);
+        let l = -((pos.exp() / (pos.exp() + negs.exp().sum_dim_intlist(&[-1i64][..], false, Kind::Float) + EPS)) + EPS).log();
+        loss += l;
+        acc += tch::no_grad(|| negs.amax(&[-1i64][..], false).lt_tensor(&pos).to_kind(Kind::Float));
+    }
+    let loss = (loss / 3.0 * mask).mean(Kind::Float);
+    let acc = tch::no_grad(|| (acc / 3.0 * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0));
+    (loss, acc)
+}
+
+/// A two-layer MLP with BatchNorm (BYOL's projector and predictor).
+#[derive(Debug)]
+struct Mlp {
+    l1: nn::Linear,
+    bn: nn::BatchNorm,
+    l2: nn::Linear,
+}
+
+impl Mlp {
+    fn new(p: &nn::Path, i: i64, h: i64, o: i64) -> Self {
+        Mlp { l1: nn::linear(p / "0", i, h, Default::default()), bn: nn::batch_norm1d(p / "1", h, Default::default()), l2: nn::linear(p / "3", h, o, Default::default()) }
+    }
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.l2.forward(&self.bn.forward_t(&self.l1.forward(x), train).relu())
+    }
+}
+
+/// What one evaluation of the objective needs from a training step.
+pub struct ObjectiveInput<'a> {
+    /// Online embeddings `[B, 5, D]` (with grad).
+    pub emb: &'a Tensor,
+    /// The images they came from, `[B·5, 3, H, W]` u8 (for the momentum encoders).
+    pub images: &'a Tensor,
+    /// Clip id of each row, `[B]` i64.
+    pub clips: &'a Tensor,
+    /// `r3m-tcn`'s negatives: permutations of `0..B` for the s0 and s2 anchors.
+    pub perms0: &'a [Tensor],
+    /// See `perms0`.
+    pub perms2: &'a [Tensor],
+    /// Language: text embeddings `[B, L]`, mask `[B]`, `3k` permutations, and `[B]` bool for rows
+    /// whose `s0 > s2` (the language term wants them in time order).
+    pub lang: Option<(&'a Tensor, &'a Tensor, &'a [Tensor], &'a Tensor)>,
+    /// Arithmetic of the momentum encoder's forward pass.
+    pub precision: Precision,
+}
+
+/// One evaluation's terms (scalars); `total` carries the graph.
+#[derive(Debug)]
+pub struct Terms {
+    /// Everything, weighted.
+    pub total: Tensor,
+    /// The variant's own loss.
+    pub main: Tensor,
+    /// R3M's TCN term (unweighted), measured for every variant.
+    pub tcn: Tensor,
+    /// The variant's own accuracy (positive ranked first; for `byol`, cosine > 0 of its pairs).
+    pub main_acc: Tensor,
+    /// Mean L1 norm of the embeddings.
+    pub l1: Tensor,
+    /// Mean L2 norm.
+    pub l2: Tensor,
+    /// R3M's alignment accuracy under −L2, the same measure for every variant.
+    pub aligned: Tensor,
+    /// Language term and its accuracy, when on.
+    pub lang: Option<(Tensor, Tensor)>,
+}
+
+/// The objective with its state: trainable heads (language head, BYOL projector/predictor) in
+/// `heads`, which the optimiser updates with the encoder, and the momentum copies and MoCo queue in
+/// `momentum`, which only [`Objective::after_step`] changes. Both are saved beside the model in a
+/// checkpoint's `objective.safetensors`.
+pub struct Objective {
+    /// Settings.
+    pub cfg: ObjectiveConfig,
+    /// Trainable heads.
+    pub heads: nn::VarStore,
+    /// Momentum networks and queue (no gradients).
+    pub momentum: nn::VarStore,
+    target: Option<Encoder>,
+    projector: Option<Mlp>,
+    predictor: Option<Mlp>,
+    target_projector: Option<Mlp>,
+    lang: Option<LangHead>,
+    queue: Option<Tensor>,
+    queue_ptr: Option<Tensor>,
+    pending_keys: Option<Tensor>,
+}
+
+impl std::fmt::Debug for Objective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objective").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+/// Text embedding size the language head expects by default (all-MiniLM-L6-v2).
+pub const LANG_DIM: i64 = 384;
+
+impl Objective {
+    /// Builds the objective for an encoder `arch` with optional projection `proj_dim`, embedding
+    /// size `dim`, text size `lang_dim`. Momentum copies start equal to `online`.
+    pub fn new(cfg: ObjectiveConfig, arch: Arch, proj_dim: Option<i64>, dim: i64, lang_dim: i64, online: &nn::VarStore) -> Self {
+        let device = online.device();
+        let heads = nn::VarStore::new(device);
+        let mut momentum = nn::VarStore::new(device);
+        let (mut target, mut projector, mut predictor, mut target_projector, mut queue, mut queue_ptr) = (None, None, None, None, None, None);
+        if cfg.kind.has_target() {
+            let enc = Encoder::with_head(&(momentum.root() / "encoder"), arch, proj_dim);
+            target = Some(enc);
+        }
+        if cfg.kind == ObjectiveKind::Byol {
+            projector = Some(Mlp::new(&(heads.root() / "projector"), dim, cfg.byol_hidden, cfg.byol_dim));
+            predictor = Some(Mlp::new(&(heads.root() / "predictor"), cfg.byol_dim, cfg.byol_hidden, cfg.byol_dim));
+            target_projector = Some(Mlp::new(&(momentum.root() / "projector"), dim, cfg.byol_hidden, cfg.byol_dim));
+        }
+        if cfg.kind == ObjectiveKind::Moco {
+            let root = momentum.root();
+            let mut q = root.var("queue", &[cfg.queue.max(1) as i64, dim], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+            tch::no_grad(|| {
+                let n = normalize(&q);
+                q.copy_(&n)
+            });
+            queue = Some(q);
+            // the write position, as a float so the whole state is one kind of tensor (exact to 2²⁴)
+            queue_ptr = Some(root.zeros_no_train("queue_ptr", &[1]));
+        }
+        let lang = (cfg.lang_weight > 0.0).then(|| LangHead::new(&(heads.root() / "lang"), dim, lang_dim, cfg.lang_hidden));
+        momentum.freeze();
+        let obj = Objective { cfg, heads, momentum, target, projector, predictor, target_projector, lang, queue, queue_ptr, pending_keys: None };
+        obj.copy_online_into_target(online);
+        obj
+    }
+
+    fn pairs(&self, online: &nn::VarStore) -> Vec<(Tensor, Tensor)> {
+        let mine = self.momentum.variables();
+        let theirs = online.variables();
+        let heads = self.heads.variables();
+        let mut out = Vec::new();
+        for (name, t) in &mine {
+            if let Some(rest) = name.strip_prefix("encoder.") {
+                if let Some(o) = theirs.get(rest) {
+                    out.push((t.shallow_clone(), o.shallow_clone()));
+                }
+            } else if name.starts_with("projector.") {
+                if let Some(o) = heads.get(name) {
+                    out.push((t.shallow_clone(), o.shallow_clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn copy_online_into_target(&self, online: &nn::VarStore) {
+        tch::no_grad(|| {
+            for (mut t, o) in self.pairs(online) {
+                t.copy_(&o);
+            }
+        });
+    }
+
+    /// Trainable head parameters, named `objective.<name>` (for the optimiser).
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> =
+            self.heads.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (format!("objective.{n}"), t)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Every state tensor (heads, momentum networks, queue), named for `objective.safetensors`.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.heads.variables().into_iter().map(|(n, t)| (format!("heads.{n}"), t.contiguous())).collect();
+        v.extend(self.momentum.variables().into_iter().map(|(n, t)| (format!("momentum.{n}"), t.contiguous())));
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Restores what [`Objective::state`] wrote; every tensor must be there with its shape.
+    pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), String> {
+        let by_name: std::collections::HashMap<&str, &Tensor> = state.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        tch::no_grad(|| {
+            for (prefix, vs) in [("heads", &self.heads), ("momentum", &self.momentum)] {
+                for (name, mut t) in vs.variables() {
+                    let key = format!("{prefix}.{name}");
+                    let src = by_name.get(key.as_str()).ok_or_else(|| format!("missing '{key}'"))?;
+                    if src.size() != t.size() {
+                        return Err(format!("'{key}' has shape {:?}, expected {:?}", src.size(), t.size()));
+                    }
+                    t.copy_(src);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Evaluates the objective on one batch.
+    pub fn loss(&mut self, inp: &ObjectiveInput) -> Terms {
+        let emb = inp.emb.to_kind(Kind::Float);
+        let (a, p, n) = (emb.select(1, 4), emb.select(1, 3), emb.select(1, 2));
+        let r3m = &self.cfg.r3m;
+        // R3M's TCN pieces: the loss for r3m-tcn, the shared alignment measure for everyone
+        let tcn = r3m.loss(&emb, inp.perms0, inp.perms2);
+        let (main, main_acc) = match self.cfg.kind {
+            ObjectiveKind::R3mTcn => (&tcn.tcn * r3m.w_tcn, tcn.aligned.shallow_clone()),
+            ObjectiveKind::Triplet => {
+                let neg = if self.cfg.hard_negatives { hardest_negatives(&emb, inp.clips) } else { n };
+                triplet(&a, &p, &neg, self.cfg.margin)
+            }
+            ObjectiveKind::NPair => npair(&a, &p, &emb, inp.clips),
+            ObjectiveKind::SimClr => nt_xent(&a, &p, inp.clips, self.cfg.temperature),
+            ObjectiveKind::Moco => {
+                let k = self.target_embed(inp, &[3]).squeeze_dim(1);
+                let out = moco_logits_loss(&a, &k, self.queue.as_ref().expect("moco has a queue"), self.cfg.temperature);
+                // enqueued after the step (MoCo: the queue holds keys of earlier batches only)
+                self.pending_keys = Some(normalize(&k));
+                out
+            }
+            ObjectiveKind::Byol => {
+                let (proj, pred, tproj) = (self.projector.as_ref().unwrap(), self.predictor.as_ref().unwrap(), self.target_projector.as_ref().unwrap());
+                let online = pred.forward(&proj.forward(&Tensor::cat(&[&a, &p], 0), true), true);
+                let t = self.target_embed(inp, &[3, 4]);
+                let target = tch::no_grad(|| tproj.forward(&Tensor::cat(&[t.select(1, 0), t.select(1, 1)], 0), true));
+                let loss = byol_loss(&online, &target);
+                let acc = tch::no_grad(|| {
+                    (normalize(&online) * normalize(&target)).sum_dim_intlist(&[-1i64][..], false, Kind::Float).gt(0.0).to_kind(Kind::Float).mean(Kind::Float)
+                });
+                (loss, acc)
+            }
+            ObjectiveKind::Proto => {
+                let support = Tensor::stack(&[emb.select(1, 0), emb.select(1, 1), n], 1);
+                let query = Tensor::stack(&[p, a], 1);
+                proto(&support, &query, inp.clips)
+            }
+        };
+        let mut total = &main + &tcn.l1 * r3m.w_l1 + &tcn.l2 * r3m.w_l2;
+        let lang = match (&self.lang, inp.lang) {
+            (Some(head), Some((text, mask, perms, backward))) => {
+                // the language term reads progress: put each row's s0/s2 in time order
+                let bw = backward.unsqueeze(-1);
+                let (s0, s2) = (emb.select(1, 2), emb.select(1, 4));
+                let ordered = Tensor::stack(
+                    &[emb.select(1, 0), emb.select(1, 1), s0.where_self(&bw.logical_not(), &s2), emb.select(1, 3), s2.where_self(&bw.logical_not(), &s0)],
+                    1,
+                );
+                let (l, acc) = lang_loss(head, &ordered, text, mask, perms);
+                total += &l * self.cfg.lang_weight;
+                Some((l, acc))
+            }
+            _ => None,
+        };
+        Terms { total, main, main_acc, tcn: tcn.tcn, l1: tcn.l1, l2: tcn.l2, aligned: tcn.aligned, lang }
+    }
+
+    /// The momentum encoder's embeddings of the given tuple slots, `[B, slots, D]`, no grad.
+    fn target_embed(&self, inp: &ObjectiveInput, slots: &[i64]) -> Tensor {
+        let enc = self.target.as_ref().expect("a target encoder");
+        let b = inp.emb.size()[0];
+        let s = inp.images.size();
+        let imgs = inp.images.reshape([b, 5, s[1], s[2], s[3]]);
+        let idx = Tensor::from_slice(slots).to_device(inp.images.device());
+        let x = imgs.index_select(1, &idx).reshape([b * slots.len() as i64, s[1], s[2], s[3]]);
+        tch::no_grad(|| enc.embed(&x, true, inp.precision).to_kind(Kind::Float).view([b, slots.len() as i64, -1]))
+    }
+
+    /// After the optimiser step: momentum update of the targets, and MoCo's queue takes this
+    /// batch's keys.
+    pub fn after_step(&mut self, online: &nn::VarStore) {
+        if !self.cfg.kind.has_target() {
+            return;
+        }
+        let m = self.cfg.momentum;
+        let keys = self.pending_keys.take();
+        tch::no_grad(|| {
+            for (mut t, o) in self.pairs(online) {
+                if t.is_floating_point() && o.requires_grad() {
+                    t.copy_(&(&t * m + &o * (1.0 - m)));
+                }
+            }
+            if let (Some(keys), Some(queue), Some(ptr)) = (keys, self.queue.as_mut(), self.queue_ptr.as_mut()) {
+                let k = queue.size()[0];
+                let start = ptr.double_value(&[0]) as i64;
+                let n = keys.size()[0];
+                let idx = (Tensor::arange(n, (Kind::Int64, queue.device())) + start).remainder(k);
+                let _ = queue.index_copy_(0, &idx, &keys.to_kind(queue.kind()));
+                let _ = ptr.fill_(((start + n) % k) as f64);
+            }
+        });
+    }
+
+    /// The device.
+    pub fn device(&self) -> Device {
+        self.heads.device()
+    }
+}
