@@ -35,10 +35,11 @@ enum Command {
     /// Show what r3m sees in video files: codec, size, rotation, frame count (`~` marks an
     /// estimate), fps, duration and keyframe interval. Unreadable files are reported and skipped.
     Probe(probe::Args),
-    /// Train an encoder with R3M's time-contrastive objective straight from videos (a folder, a
-    /// LeRobot dataset or a manifest):
-    /// 5-frame tuples per clip (nearby frames are positives, distant frames and other clips are
-    /// negatives), Adam, metrics in RUN/metrics.csv, atomic checkpoints, exact --resume.
+    /// Train an encoder with R3M's time-contrastive objective (or --objective triplet, npair,
+    /// simclr, moco, byol, proto; plus R3M's language term with --lang-weight) straight from
+    /// videos (a folder, a LeRobot dataset or a manifest): 5-frame tuples per clip (nearby frames
+    /// are positives, distant frames and other clips are negatives), Adam, metrics in
+    /// RUN/metrics.csv, atomic checkpoints, exact --resume.
     Train(train::Args),
     /// Write a frozen encoder's per-frame embeddings to Parquet (video / episode_index,
     /// frame_index, timestamp, index, embedding), streaming, resumable, shardable with --shard I/N.

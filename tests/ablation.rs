@@ -1,0 +1,66 @@
+//! The ablation's Python pieces: `scripts/alignment.py` scores a perfectly monotone embedding
+//! trajectory as aligned and a constant one as not, and `scripts/ablation_table.py` turns
+//! `r3m eval bc` results into the objective × task table with the right means and intervals.
+
+use std::path::Path;
+use std::process::Command;
+
+fn script(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new("python3").args(args).output().expect("python3 (run scripts/setup.sh)");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn alignment_scores_monotone_and_flat_trajectories() {
+    let dir = tempfile::tempdir().unwrap();
+    let (line, flat) = (dir.path().join("line.parquet"), dir.path().join("flat.parquet"));
+    // two clips of 30 frames: embeddings on a straight line (distance grows with time), or constant
+    let make = format!(
+        "import pyarrow as pa, pyarrow.parquet as pq\n\
+         rows = [(v, f) for v in ('a.mp4', 'b.mp4') for f in range(30)]\n\
+         for path, emb in (('{}', lambda f: [f * 0.1, 1.0]), ('{}', lambda f: [0.5, 0.5])):\n\
+         \x20   pq.write_table(pa.table({{'video': [v for v, _ in rows], 'frame_index': [f for _, f in rows],\n\
+         \x20       'embedding': pa.array([emb(f) for _, f in rows], pa.list_(pa.float32(), 2))}}), path)",
+        line.display(),
+        flat.display()
+    );
+    run(&["-c", &make]);
+    let score = |p: &Path| -> serde_json::Value { serde_json::from_str(run(&[script("alignment.py").to_str().unwrap(), p.to_str().unwrap(), "--tuples", "500"]).trim()).unwrap() };
+    let (l, f) = (score(&line), score(&flat));
+    assert_eq!(l["aligned"], 1.0, "{l}");
+    assert!((l["spearman_progress"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{l}");
+    assert_eq!(f["aligned"], 0.0, "{f}");
+    assert_eq!(l["clips"], 2);
+}
+
+#[test]
+fn ablation_table_reports_means_and_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let cell = |enc: &str, seed: u64, ok: usize| serde_json::json!({"encoder": enc, "demos": 5, "seed": seed,
+        "evals": [{"step": 500, "successes": ok + 2, "rollouts": 10}, {"step": 1000, "successes": ok, "rollouts": 10}],
+        "heldout_mse": 0.1, "train_mse": 0.01, "seconds": 3.0});
+    let write = |name: &str, task: &str, cells: Vec<serde_json::Value>| {
+        let d = out.join("bc").join(name).join(task);
+        std::fs::create_dir_all(&d).unwrap();
+        let r = serde_json::json!({"task": task, "demos": [5], "seeds": 2, "steps": 1000, "eval_every": 500, "rollouts": 10,
+            "max_episode_steps": 150, "size": 64, "cells": cells});
+        std::fs::write(d.join("results.json"), r.to_string()).unwrap();
+    };
+    write("baselines", "push-v3", vec![cell("random", 0, 1), cell("random", 1, 3)]);
+    write("simclr-b8", "push-v3", vec![cell("pretrained", 0, 6), cell("pretrained", 1, 8)]);
+    let pre = out.join("pretrain").join("simclr-b8");
+    std::fs::create_dir_all(&pre).unwrap();
+    std::fs::write(pre.join("done.json"), r#"{"objective": "simclr", "batch": 8, "steps": 300, "seconds": 120, "train_aligned_last50": 0.7, "train_objective_acc_last50": 0.6}"#).unwrap();
+    std::fs::write(pre.join("heldout-alignment.json"), r#"{"aligned": 0.642, "spearman_progress": 0.5}"#).unwrap();
+    let md = run(&[script("ablation_table.py").to_str().unwrap(), out.to_str().unwrap()]);
+    // simclr: final 60% and 80% → mean 70%, max (8/10, 10/10) → 90%; 14/20 pooled → Wilson 48%–85%
+    assert!(md.contains("| simclr-b8 | 2.0 min | 0.642 | 70% (48%–85%), max 90% | 70% |"), "{md}");
+    // random: 10% and 30% → 20%; max 30%, 50% → 40%; 4/20 → 8%–42%
+    assert!(md.contains("| random | – | – | 20% (8%–42%), max 40% | 20% |"), "{md}");
+}
