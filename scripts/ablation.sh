@@ -15,6 +15,7 @@
 #   BATCHES        extra batch sizes for the batch-size study [] (e.g. 4,16,32)
 #   BATCH_OBJECTIVES objectives in the batch-size study [r3m-tcn,simclr,moco]
 #   DEMOS SEEDS ROLLOUTS BC_STEPS EVAL_EVERY MAX_STEPS ENVS   eval bc [5 2 20 1000 500 150 4]
+#   PRECISION      of the frozen encoders in eval bc [auto]
 #   PRETRAIN_OUT   where pretrained runs go [OUT/pretrain] (share it between invocations)
 #   PRETRAIN_ONLY  1: stop after pretraining and the alignment measure
 set -euo pipefail
@@ -31,7 +32,7 @@ BASELINES="${BASELINES:-random}"
 STEPS="${STEPS:-300}"; BATCH="${BATCH:-8}"; SIZE="${SIZE:-64}"; SEED="${SEED:-0}"; LR="${LR:-1e-4}"
 BATCHES="${BATCHES:-}"; BATCH_OBJECTIVES="${BATCH_OBJECTIVES:-r3m-tcn,simclr,moco}"
 DEMOS="${DEMOS:-5}"; SEEDS="${SEEDS:-2}"; ROLLOUTS="${ROLLOUTS:-20}"; BC_STEPS="${BC_STEPS:-1000}"
-EVAL_EVERY="${EVAL_EVERY:-500}"; MAX_STEPS="${MAX_STEPS:-150}"; ENVS="${ENVS:-4}"
+EVAL_EVERY="${EVAL_EVERY:-500}"; MAX_STEPS="${MAX_STEPS:-150}"; ENVS="${ENVS:-4}"; PRECISION="${PRECISION:-auto}"
 PRETRAIN_OUT="${PRETRAIN_OUT:-$OUT/pretrain}"
 for d in "$PRETRAIN_DATA" "$EVAL_DATA"; do
   [ -f "$d/meta/info.json" ] || { echo "ablation: $d is not a LeRobot dataset (make it with scripts/metaworld_demos.py)" >&2; exit 2; }
@@ -47,7 +48,7 @@ bc() { # NAME ENCODERS [--checkpoint RUN] -> $OUT/bc/NAME/TASK
     echo "[ablation] eval bc $name on $t" >&2
     "$R3M" eval bc "$@" --data "$EVAL_DATA" --task "$t" --encoders "$encoders" --demos "$DEMOS" --seeds "$SEEDS" \
       --steps "$BC_STEPS" --eval-every "$EVAL_EVERY" --rollouts "$ROLLOUTS" --max-episode-steps "$MAX_STEPS" \
-      --envs "$ENVS" --size "$SIZE" --arch resnet18 --device cpu --out "$dir" >/dev/null
+      --envs "$ENVS" --size "$SIZE" --arch resnet18 --device cpu --precision "$PRECISION" --out "$dir" >/dev/null
   done
 }
 pretrain() { # OBJECTIVE BATCH -> $PRETRAIN_OUT/OBJECTIVE-bBATCH

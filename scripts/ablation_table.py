@@ -6,7 +6,8 @@ usage: ablation_table.py OUT [PRETRAIN_OUT]
 Reads OUT/bc/NAME/TASK/results.json (r3m eval bc) and PRETRAIN_OUT/OBJ-bB/{done,heldout-alignment}.json
 and prints markdown: objective x task (final success, mean over policy seeds, with the Wilson 95%
 interval over all final rollouts, and R3M's max-over-evaluations), pretraining time and
-alignment accuracy; and, when more than one batch size was trained, the batch-size study.
+alignment accuracy, and (from OBJ-bB/step_time.json when present) seconds per pretraining step
+measured alone; and, when more than one batch size was trained, the batch-size study.
 """
 import json
 import math
@@ -72,16 +73,20 @@ def main():
             a = d / "heldout-alignment.json"
             if a.exists():
                 j.update({"heldout_" + k: v for k, v in json.loads(a.read_text()).items() if k in ("aligned", "spearman_progress")})
+            st = d / "step_time.json"
+            if st.exists():
+                j["step_s"] = json.loads(st.read_text())["step_s"]
             info[d.name] = j
     ra = pre / "random" / "heldout-alignment.json"
     if ra.exists():
         info["random"] = {"heldout_" + k: v for k, v in json.loads(ra.read_text()).items() if k in ("aligned", "spearman_progress")}
     s = settings
-    print(f"Behaviour cloning: {s['demos']} demos, {s['seeds']} policy seed(s) x {s['rollouts']} rollouts per evaluation, "
+    demos = ",".join(map(str, s["demos"])) if isinstance(s["demos"], list) else s["demos"]
+    print(f"Behaviour cloning: {demos} demos, {s['seeds']} policy seed(s) x {s['rollouts']} rollouts per evaluation, "
           f"{s['steps']} policy steps (evaluated every {s['eval_every']}), {s['max_episode_steps']}-step limit, encoder input {s['size']} px.\n")
-    head = "| encoder | pretrain time | held-out aligned | " + " | ".join(tasks) + " | mean |"
+    head = "| encoder | pretrain time | s/step alone | held-out aligned | " + " | ".join(tasks) + " | mean |"
     print(head)
-    print("| --- | ---: | ---: | " + " | ".join("---:" for _ in tasks) + " | ---: |")
+    print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in tasks) + " | ---: |")
     def order(k):
         return (k in ("random", "scratch"), k)
     for name in sorted(rows, key=order):
@@ -89,13 +94,14 @@ def main():
         i = info.get(name, {})
         t = f"{i['seconds'] / 60:.1f} min" if "seconds" in i else "–"
         al = f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
+        st = f"{i['step_s']:.2f}" if "step_s" in i else "–"
         vals = []
         for task in tasks:
             c = r.get(task)
             vals.append("–" if c is None else f"{pct(c['final'])} ({pct(c['lo'])}–{pct(c['hi'])}), max {pct(c['max'])}")
         have = [r[t]["final"] for t in tasks if t in r]
         mean = pct(sum(have) / len(have)) if have else "–"
-        print(f"| {name} | {t} | {al} | " + " | ".join(vals) + f" | {mean} |")
+        print(f"| {name} | {t} | {st} | {al} | " + " | ".join(vals) + f" | {mean} |")
     info = {k: v for k, v in info.items() if k == "random" or "batch" in v} | {}
     batches = sorted({v["batch"] for v in info.values() if "batch" in v})
     if len(batches) > 1:
@@ -103,8 +109,8 @@ def main():
               "train aligned: mean over the last 50 training steps; BC: mean final success over the tasks above):\n")
         trained = [v for v in info.values() if "batch" in v]
         objs = sorted({v["objective"] for v in trained if sum(1 for w in trained if w["objective"] == v["objective"]) > 1})
-        print("| objective | batch | pretrain time | train aligned | held-out aligned | BC mean final |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print("| objective | batch | pretrain time | s/step alone | train aligned | held-out aligned | BC mean final |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for o in objs:
             for b in batches:
                 k = f"{o}-b{b}"
@@ -115,7 +121,8 @@ def main():
                 have = [r[t]["final"] for t in tasks if t in r]
                 bcm = pct(sum(have) / len(have)) if have else "–"
                 ha = f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
-                print(f"| {o} | {b} | {i['seconds'] / 60:.1f} min | {i['train_aligned_last50']:.3f} | {ha} | {bcm} |")
+                st = f"{i['step_s']:.2f}" if "step_s" in i else "–"
+                print(f"| {o} | {b} | {i['seconds'] / 60:.1f} min | {st} | {i['train_aligned_last50']:.3f} | {ha} | {bcm} |")
 
 
 if __name__ == "__main__":
