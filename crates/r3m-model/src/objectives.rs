@@ -313,7 +313,7 @@ impl LangHead {
 /// time; `mask` `[B]` is 1 for rows with a text (the mean is over all rows, as in the reference).
 /// Returns the loss and the mean of the three accuracies over rows with a text.
 pub fn lang_loss(head: &LangHead, emb: &Tensor, lang: &Tensor, mask: &Tensor, perms: &[Tensor]) -> (Tensor, Tensor) {
-    assert!(perms.len() % 3 == 0, "three sets of permutations");
+    assert!(perms.len().is_multiple_of(3), "three sets of permutations");
     let k = perms.len() / 3;
     let (e0, eg, es0, es1, es2) = (emb.select(1, 0), emb.select(1, 1), emb.select(1, 2), emb.select(1, 3), emb.select(1, 4));
     let g = |a: &Tensor, b: &Tensor| head.score(a, b, lang);
