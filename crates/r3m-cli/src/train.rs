@@ -204,7 +204,7 @@ pub fn run(args: Args) -> Result<i32> {
     eprintln!(
         "training {} with {}{} on {} ({}, {}), batch {} x 5 frames at {} px",
         cfg.arch,
-        objective_name_of(&cfg),
+        cfg.objective.kind.name(),
         if cfg.objective.lang_weight > 0.0 { format!(" + language x{}", cfg.objective.lang_weight) } else { String::new() }, crate::device::name(dev), cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
     );
     let bar = ProgressBar::new(args.steps);
@@ -258,10 +258,6 @@ pub fn run(args: Args) -> Result<i32> {
     }
     eprintln!("trained {done} steps; checkpoint {ck}; metrics {}", args.out.join("metrics.csv").display());
     Ok(0)
-}
-
-fn objective_name_of(cfg: &r3m_train::TrainConfig) -> &'static str {
-    cfg.objective.kind.name()
 }
 
 /// Reads `text` → `embedding` from a Parquet file written by `scripts/embed_texts.py`.

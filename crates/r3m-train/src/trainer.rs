@@ -324,11 +324,10 @@ pub fn train(
         let clip_ids: Vec<i64> = batch.clips.iter().map(|&c| c as i64).collect();
         let clip_ids = Tensor::from_slice(&clip_ids).to_device(cfg.device);
         let lang = lang_table.as_ref().map(|(table, mask)| {
-            let idx = clip_ids.shallow_clone();
             let backward: Vec<bool> = batch.tuples.iter().map(|t| t[2] > t[4]).collect();
             // R3M: three negatives from other clips per language term
             let perms: Vec<Tensor> = (0..9).map(|_| perm(&mut neg)).collect();
-            (table.index_select(0, &idx), mask.index_select(0, &idx), perms, Tensor::from_slice(&backward).to_device(cfg.device))
+            (table.index_select(0, &clip_ids), mask.index_select(0, &clip_ids), perms, Tensor::from_slice(&backward).to_device(cfg.device))
         });
         let loss = objective.loss(&ObjectiveInput {
             emb: &emb,
