@@ -8,7 +8,8 @@
 # env (defaults in brackets):
 #   PRETRAIN_DATA  LeRobot dataset of pretraining videos [runs/ho/pretrain-data]
 #   EVAL_DATA      LeRobot dataset with the held-out tasks' demos [runs/ho/eval-data]
-#   OBJECTIVES     [r3m-tcn,triplet,npair,simclr,moco,byol,proto]
+#   OBJECTIVES     [r3m-tcn,triplet,npair,simclr,moco,byol,proto]; OBJ+lang adds R3M's language term
+#                  (--lang-weight LANG_WEIGHT [1] with PRETRAIN_DATA's task texts, scripts/embed_texts.py)
 #   TASKS          held-out tasks [hammer-v3,...] (must not be in PRETRAIN_DATA)
 #   BASELINES      encoders evaluated once per task besides the pretrained ones [random]
 #   STEPS BATCH SIZE SEED LR       pretraining budget [300 8 64 0 1e-4]
@@ -51,22 +52,29 @@ bc() { # NAME ENCODERS [--checkpoint RUN] -> $OUT/bc/NAME/TASK
       --envs "$ENVS" --size "$SIZE" --arch resnet18 --device cpu --precision "$PRECISION" --out "$dir" >/dev/null
   done
 }
-pretrain() { # OBJECTIVE BATCH -> $PRETRAIN_OUT/OBJECTIVE-bBATCH
-  local obj="$1" b="$2" run="$PRETRAIN_OUT/$1-b$2"
+pretrain() { # OBJECTIVE[+lang] BATCH -> $PRETRAIN_OUT/OBJECTIVE[+lang]-bBATCH
+  local spec="$1" b="$2" run="$PRETRAIN_OUT/$1-b$2" obj="${1%+lang}" extra=()
+  if [ "$spec" != "$obj" ]; then
+    local texts="$PRETRAIN_OUT/texts.parquet"
+    [ -f "$texts" ] || python3 "$ROOT/scripts/embed_texts.py" --out "$texts" --lerobot "$PRETRAIN_DATA" >&2
+    extra=(--lang-weight "${LANG_WEIGHT:-1}" --text-embeddings "$texts")
+  fi
   if [ ! -f "$run/done.json" ]; then
-    echo "[ablation] pretrain $obj, batch $b, $STEPS steps at $SIZE px" >&2
+    echo "[ablation] pretrain $spec, batch $b, $STEPS steps at $SIZE px" >&2
     local resume=""; [ -f "$run/latest" ] && resume="--resume"
     local t0; t0=$(date +%s.%N)
     "$R3M" train --lerobot "$PRETRAIN_DATA" --objective "$obj" --steps "$STEPS" --batch "$b" --size "$SIZE" \
-      --seed "$SEED" --lr "$LR" --workers 1 --tuples-per-clip 4 --checkpoint-every 100 --device cpu --out "$run" $resume 2> "$run.log" \
+      --seed "$SEED" --lr "$LR" --workers 1 --tuples-per-clip 4 --checkpoint-every 100 --device cpu --out "$run" "${extra[@]}" $resume 2> "$run.log" \
       || { echo "[ablation] r3m train failed, see $run.log" >&2; exit 1; }
     local t1; t1=$(date +%s.%N)
-    python3 - "$run" "$obj" "$b" "$t0" "$t1" <<'PY'
+    python3 - "$run" "$spec" "$b" "$t0" "$t1" <<'PY'
 import csv, json, sys
 run, obj, b, t0, t1 = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 rows = list(csv.DictReader(open(f"{run}/metrics.csv")))
 last = rows[-50:]
+steady = rows[10:] or rows  # per-step time without the first steps' warm-up; alone only if nothing else ran
 json.dump({"objective": obj, "batch": b, "steps": len(rows), "seconds": t1 - t0,
+           "step_s": sum(float(r["step_s"]) for r in steady) / len(steady),
            "train_aligned_last50": sum(float(r["aligned"]) for r in last) / len(last),
            "train_objective_acc_last50": sum(float(r["objective_acc"]) for r in last) / len(last)},
           open(f"{run}/done.json", "w"), indent=1)
@@ -105,4 +113,4 @@ for b in ${BATCHES//,/ }; do
     bc "$obj-b$b" pretrained --checkpoint "$PRETRAIN_OUT/$obj-b$b"
   done
 done
-python3 "$ROOT/scripts/ablation_table.py" "$OUT" "$PRETRAIN_OUT" | tee "$OUT/summary.md"
+python3 "$ROOT/scripts/ablation_table.py" "$OUT" "$PRETRAIN_OUT" --batch "$BATCH" | tee "$OUT/summary.md"

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """The ablation's tables from the files scripts/ablation.sh leaves.
 
-usage: ablation_table.py OUT [PRETRAIN_OUT]
+usage: ablation_table.py OUT [PRETRAIN_OUT] [--batch B]
 
 Reads OUT/bc/NAME/TASK/results.json (r3m eval bc) and PRETRAIN_OUT/OBJ-bB/{done,heldout-alignment}.json
 and prints markdown: objective x task (final success, mean over policy seeds, with the Wilson 95%
 interval over all final rollouts, and R3M's max-over-evaluations), pretraining time and
-alignment accuracy, and (from OBJ-bB/step_time.json when present) seconds per pretraining step
-measured alone; and, when more than one batch size was trained, the batch-size study.
+alignment accuracy, and seconds per pretraining step (OBJ-bB/step_time.json, a separate run alone,
+when present; else done.json's mean over the run's steps 11 on, which is a time alone only when
+nothing else shared the CPU); and, when more than one batch size was trained, the batch-size study
+(objective x batch: held-out alignment and BC mean success). With --batch B the main table keeps
+only the pretrained encoders of batch B (and the baselines).
 """
+import argparse
 import json
 import math
 import sys
@@ -49,23 +53,7 @@ def pct(x):
     return f"{100 * x:.0f}%"
 
 
-def main():
-    out = Path(sys.argv[1])
-    pre = Path(sys.argv[2]) if len(sys.argv) > 2 else out / "pretrain"
-    rows = {}  # name -> task -> summary
-    tasks = []
-    settings = None
-    for f in sorted((out / "bc").glob("*/*/results.json")):
-        name, task = f.parent.parent.name, f.parent.name
-        r, by = cells(f)
-        settings = settings or r
-        if task not in tasks:
-            tasks.append(task)
-        for enc, cs in by.items():
-            key = name if enc == "pretrained" else enc
-            rows.setdefault(key, {})[task] = summarize(cs)
-    if not rows:
-        sys.exit(f"{out}: no results yet")
+def load_info(pre):
     info = {}
     for d in sorted(pre.glob("*-b*")):
         if (d / "done.json").exists():
@@ -80,16 +68,54 @@ def main():
     ra = pre / "random" / "heldout-alignment.json"
     if ra.exists():
         info["random"] = {"heldout_" + k: v for k, v in json.loads(ra.read_text()).items() if k in ("aligned", "spearman_progress")}
+    return info
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("pretrain_out", type=Path, nargs="?")
+    ap.add_argument("--batch", type=int, help="the main table's batch size (other batch sizes go to the batch-size study only)")
+    a = ap.parse_args()
+    out = a.out
+    pre = a.pretrain_out or out / "pretrain"
+    rows = {}  # name -> task -> summary
+    tasks = []
+    settings = None
+    for f in sorted((out / "bc").glob("*/*/results.json")):
+        name, task = f.parent.parent.name, f.parent.name
+        r, by = cells(f)
+        settings = settings or r
+        if task not in tasks:
+            tasks.append(task)
+        for enc, cs in by.items():
+            key = name if enc == "pretrained" else enc
+            rows.setdefault(key, {})[task] = summarize(cs)
+    if not rows:
+        sys.exit(f"{out}: no results yet")
+    info = load_info(pre)
     s = settings
     demos = ",".join(map(str, s["demos"])) if isinstance(s["demos"], list) else s["demos"]
     print(f"Behaviour cloning: {demos} demos, {s['seeds']} policy seed(s) x {s['rollouts']} rollouts per evaluation, "
           f"{s['steps']} policy steps (evaluated every {s['eval_every']}), {s['max_episode_steps']}-step limit, encoder input {s['size']} px.\n")
-    head = "| encoder | pretrain time | s/step alone | held-out aligned | " + " | ".join(tasks) + " | mean |"
+    head = "| encoder | pretrain time | s/step | held-out aligned | " + " | ".join(tasks) + " | mean |"
     print(head)
     print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in tasks) + " | ---: |")
+
     def order(k):
         return (k in ("random", "scratch"), k)
-    for name in sorted(rows, key=order):
+
+    def mean_final(r):
+        have = [r[t]["final"] for t in tasks if t in r]
+        return sum(have) / len(have) if have else None
+
+    def in_main(name):
+        if a.batch is None or name in ("random", "scratch"):
+            return True
+        b = info.get(name, {}).get("batch")
+        return b == a.batch if b is not None else name.endswith(f"-b{a.batch}")
+
+    for name in sorted(filter(in_main, rows), key=order):
         r = rows[name]
         i = info.get(name, {})
         t = f"{i['seconds'] / 60:.1f} min" if "seconds" in i else "–"
@@ -99,17 +125,30 @@ def main():
         for task in tasks:
             c = r.get(task)
             vals.append("–" if c is None else f"{pct(c['final'])} ({pct(c['lo'])}–{pct(c['hi'])}), max {pct(c['max'])}")
-        have = [r[t]["final"] for t in tasks if t in r]
-        mean = pct(sum(have) / len(have)) if have else "–"
-        print(f"| {name} | {t} | {st} | {al} | " + " | ".join(vals) + f" | {mean} |")
-    info = {k: v for k, v in info.items() if k == "random" or "batch" in v} | {}
-    batches = sorted({v["batch"] for v in info.values() if "batch" in v})
-    if len(batches) > 1:
+        m = mean_final(r)
+        print(f"| {name} | {t} | {st} | {al} | " + " | ".join(vals) + f" | {'–' if m is None else pct(m)} |")
+    trained = [v for v in info.values() if "batch" in v]
+    batches = sorted({v["batch"] for v in trained})
+    objs = sorted({v["objective"] for v in trained if sum(1 for w in trained if w["objective"] == v["objective"]) > 1})
+    if len(batches) > 1 and objs:
         print("\nBatch-size study (same steps; held-out aligned: R3M's alignment measure on the held-out tasks' videos; "
               "train aligned: mean over the last 50 training steps; BC: mean final success over the tasks above):\n")
-        trained = [v for v in info.values() if "batch" in v]
-        objs = sorted({v["objective"] for v in trained if sum(1 for w in trained if w["objective"] == v["objective"]) > 1})
-        print("| objective | batch | pretrain time | s/step alone | train aligned | held-out aligned | BC mean final |")
+        print("| objective | " + " | ".join(f"batch {b}" for b in batches) + " |")
+        print("| --- | " + " | ".join("---:" for _ in batches) + " |")
+        for o in objs:
+            cellv = []
+            for b in batches:
+                i = info.get(f"{o}-b{b}")
+                if i is None:
+                    cellv.append("–")
+                    continue
+                ha = f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
+                m = mean_final(rows.get(f"{o}-b{b}", {}))
+                cellv.append(f"{ha} / {'–' if m is None else pct(m)}")
+            print(f"| {o} | " + " | ".join(cellv) + " |")
+        if "random" in info and "heldout_aligned" in info["random"]:
+            print(f"\n(cells: held-out aligned / BC mean final; the random encoder's held-out aligned is {info['random']['heldout_aligned']:.3f})")
+        print("\n| objective | batch | pretrain time | s/step | train aligned | held-out aligned | BC mean final |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for o in objs:
             for b in batches:
@@ -117,12 +156,10 @@ def main():
                 if k not in info:
                     continue
                 i = info[k]
-                r = rows.get(k, {})
-                have = [r[t]["final"] for t in tasks if t in r]
-                bcm = pct(sum(have) / len(have)) if have else "–"
+                m = mean_final(rows.get(k, {}))
                 ha = f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
                 st = f"{i['step_s']:.2f}" if "step_s" in i else "–"
-                print(f"| {o} | {b} | {i['seconds'] / 60:.1f} min | {st} | {i['train_aligned_last50']:.3f} | {ha} | {bcm} |")
+                print(f"| {o} | {b} | {i['seconds'] / 60:.1f} min | {st} | {i['train_aligned_last50']:.3f} | {ha} | {'–' if m is None else pct(m)} |")
 
 
 if __name__ == "__main__":

@@ -63,4 +63,18 @@ fn ablation_table_reports_means_and_intervals() {
     assert!(md.contains("| simclr-b8 | 2.0 min | – | 0.642 | 70% (48%–85%), max 90% | 70% |"), "{md}");
     // random: 10% and 30% → 20%; max 30%, 50% → 40%; 4/20 → 8%–42%
     assert!(md.contains("| random | – | – | – | 20% (8%–42%), max 40% | 20% |"), "{md}");
+    assert!(!md.contains("Batch-size study"), "one batch size is no study: {md}");
+
+    // a second batch size: it joins the batch-size study and, with --batch 8, leaves the main table
+    write("simclr-b4", "push-v3", vec![cell("pretrained", 0, 2), cell("pretrained", 1, 4)]);
+    let pre4 = out.join("pretrain").join("simclr-b4");
+    std::fs::create_dir_all(&pre4).unwrap();
+    std::fs::write(pre4.join("done.json"), r#"{"objective": "simclr", "batch": 4, "steps": 300, "seconds": 60, "train_aligned_last50": 0.6, "train_objective_acc_last50": 0.5}"#).unwrap();
+    std::fs::write(pre4.join("heldout-alignment.json"), r#"{"aligned": 0.601, "spearman_progress": 0.4}"#).unwrap();
+    let md = run(&[script("ablation_table.py").to_str().unwrap(), out.to_str().unwrap(), "--batch", "8"]);
+    assert!(!md.contains("| simclr-b4 |"), "{md}");
+    assert!(md.contains("| simclr-b8 | 2.0 min |"), "{md}");
+    // objective x batch: held-out aligned / mean final success (20%, 40% → 30%)
+    assert!(md.contains("| simclr | 0.601 / 30% | 0.642 / 70% |"), "{md}");
+    assert!(md.contains("| simclr | 4 | 1.0 min | – | 0.600 | 0.601 | 30% |"), "{md}");
 }

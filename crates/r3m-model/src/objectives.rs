@@ -316,17 +316,27 @@ pub fn lang_loss(head: &LangHead, emb: &Tensor, lang: &Tensor, mask: &Tensor, pe
     assert!(perms.len().is_multiple_of(3), "three sets of permutations");
     let k = perms.len() / 3;
     let (e0, eg, es0, es1, es2) = (emb.select(1, 0), emb.select(1, 1), emb.select(1, 2), emb.select(1, 3), emb.select(1, 4));
-    let g = |a: &Tensor, b: &Tensor| head.score(a, b, lang);
     let terms = [(&eg, &e0, &eg), (&es1, &es0, &es1), (&es2, &es1, &es2)];
-    let mut loss = Tensor::zeros([emb.size()[0]], (Kind::Float, emb.device()));
-    let mut acc = Tensor::zeros([emb.size()[0]], (Kind::Float, emb.device()));
+    // all 3·(2 + k) pairs go through the head as one batch: one GEMM per layer instead of
+    // 3·(2 + k) small ones (and, under autocast, one weight cast per layer instead of many)
+    let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
     for (t, (pos_e, neg_e, shuf_e)) in terms.iter().enumerate() {
-        let pos = g(&e0, pos_e);
-        let mut negs = vec![g(&e0, neg_e)];
+        firsts.extend([e0.shallow_clone(), e0.shallow_clone()]);
+        seconds.extend([pos_e.shallow_clone(), neg_e.shallow_clone()]);
         for p in &perms[t * k..(t + 1) * k] {
-            negs.push(g(&e0.index_select(0, p), &shuf_e.index_select(0, p)));
+            firsts.push(e0.index_select(0, p));
+            seconds.push(shuf_e.index_select(0, p));
         }
-        let negs = Tensor::stack(&negs, -1);
+    }
+    let pairs = firsts.len() as i64;
+    let b = emb.size()[0];
+    let scores = head.score(&Tensor::cat(&firsts, 0), &Tensor::cat(&seconds, 0), &lang.repeat([pairs, 1])).view([3, 2 + k as i64, b]);
+    let mut loss = Tensor::zeros([b], (Kind::Float, emb.device()));
+    let mut acc = Tensor::zeros([b], (Kind::Float, emb.device()));
+    for t in 0..3 {
+        let s = scores.get(t);
+        let pos = s.get(0);
+        let negs = s.narrow(0, 1, 1 + k as i64).transpose(0, 1);
         let l = -((pos.exp() / (pos.exp() + negs.exp().sum_dim_intlist(&[-1i64][..], false, Kind::Float) + EPS)) + EPS).log();
         loss += l;
         acc += tch::no_grad(|| negs.amax(&[-1i64][..], false).lt_tensor(&pos).to_kind(Kind::Float));
