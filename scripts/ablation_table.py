@@ -45,8 +45,31 @@ def summarize(cs):
     lo, hi = wilson(k, n)
     mses = [c["heldout_mse"] for c in cs if c.get("heldout_mse") is not None]
     return {"final": sum(finals) / len(finals), "max": sum(maxes) / len(maxes), "lo": lo, "hi": hi,
-            "n": n, "seeds": len(cs), "per_seed": finals, "mse": sum(mses) / len(mses) if mses else None,
+            "k": k, "n": n, "seeds": len(cs), "per_seed": finals, "mse": sum(mses) / len(mses) if mses else None,
             "seconds": sum(c["seconds"] for c in cs)}
+
+
+def ranks(xs):
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    r = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for m in range(i, j + 1):
+            r[order[m]] = (i + j) / 2 + 1  # ties share their mean rank
+        i = j + 1
+    return r
+
+
+def spearman(xs, ys):
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = math.sqrt(sum((a - mx) ** 2 for a in rx))
+    vy = math.sqrt(sum((b - my) ** 2 for b in ry))
+    return cov / (vx * vy) if vx and vy else float("nan")
 
 
 def pct(x):
@@ -146,6 +169,23 @@ def main():
                 m = mean_final(rows.get(f"{o}-b{b}", {}))
                 cellv.append(f"{ha} / {'–' if m is None else pct(m)}")
             print(f"| {o} | " + " | ".join(cellv) + " |")
+        # every objective's final rollouts at one batch size pooled: the study's BC signal with the
+        # most rollouts behind it (aligned: the mean over objectives)
+        pooled = []
+        for b in batches:
+            ks = [f"{o}-b{b}" for o in objs if f"{o}-b{b}" in info]
+            al = [info[k]["heldout_aligned"] for k in ks if "heldout_aligned" in info[k]]
+            k_ok = sum(rows[k][t]["k"] for k in ks if k in rows for t in tasks if t in rows[k])
+            n = sum(rows[k][t]["n"] for k in ks if k in rows for t in tasks if t in rows[k])
+            lo, hi = wilson(k_ok, n)
+            mal = f"{sum(al) / len(al):.3f}" if al else "–"
+            pooled.append(f"{mal} / {pct(k_ok / n)} ({pct(lo)}–{pct(hi)}, n={n})" if n else f"{mal} / –")
+        print("| all, pooled | " + " | ".join(pooled) + " |")
+        pairs = [(i["heldout_aligned"], mean_final(rows[k])) for k, i in info.items()
+                 if "heldout_aligned" in i and k in rows and mean_final(rows[k]) is not None]
+        if len(pairs) >= 3:
+            print(f"\nSpearman correlation of held-out aligned and BC mean final over the {len(pairs)} encoders with both: "
+                  f"{spearman([p[0] for p in pairs], [p[1] for p in pairs]):.2f}")
         if "random" in info and "heldout_aligned" in info["random"]:
             print(f"\n(cells: held-out aligned / BC mean final; the random encoder's held-out aligned is {info['random']['heldout_aligned']:.3f})")
         print("\n| objective | batch | pretrain time | s/step | train aligned | held-out aligned | BC mean final |")

@@ -77,4 +77,13 @@ fn ablation_table_reports_means_and_intervals() {
     // objective x batch: held-out aligned / mean final success (20%, 40% → 30%)
     assert!(md.contains("| simclr | 0.601 / 30% | 0.642 / 70% |"), "{md}");
     assert!(md.contains("| simclr | 4 | 1.0 min | – | 0.600 | 0.601 | 30% |"), "{md}");
+    // every objective's final rollouts pooled per batch size: 6/20 → 15%–52%, 14/20 → 48%–85%
+    assert!(md.contains("| all, pooled | 0.601 / 30% (15%–52%, n=20) | 0.642 / 70% (48%–85%, n=20) |"), "{md}");
+    assert!(!md.contains("Spearman"), "two encoders are too few for a correlation: {md}");
+    // with the random encoder's alignment (0.5, 20%) the order agrees at all three: rho = 1
+    let rnd = out.join("pretrain").join("random");
+    std::fs::create_dir_all(&rnd).unwrap();
+    std::fs::write(rnd.join("heldout-alignment.json"), r#"{"aligned": 0.5, "spearman_progress": 0.1}"#).unwrap();
+    let md = run(&[script("ablation_table.py").to_str().unwrap(), out.to_str().unwrap(), "--batch", "8"]);
+    assert!(md.contains("over the 3 encoders with both: 1.00"), "{md}");
 }
