@@ -11,7 +11,7 @@
 #   OBJECTIVES     [r3m-tcn,triplet,npair,simclr,moco,byol,proto]; OBJ+lang adds R3M's language term
 #                  (--lang-weight LANG_WEIGHT [1] with PRETRAIN_DATA's task texts, scripts/embed_texts.py)
 #   TASKS          held-out tasks [hammer-v3,...] (must not be in PRETRAIN_DATA)
-#   BASELINES      encoders evaluated once per task besides the pretrained ones [random]
+#   BASELINES      encoders evaluated once per task besides the pretrained ones [random]; empty: none
 #   STEPS BATCH SIZE SEED LR       pretraining budget [300 8 64 0 1e-4]
 #   BATCHES        extra batch sizes for the batch-size study [] (e.g. 4,16,32)
 #   BATCH_OBJECTIVES objectives in the batch-size study [r3m-tcn,simclr,moco]
@@ -29,7 +29,7 @@ PRETRAIN_DATA="${PRETRAIN_DATA:-$ROOT/runs/ho/pretrain-data}"
 EVAL_DATA="${EVAL_DATA:-$ROOT/runs/ho/eval-data}"
 OBJECTIVES="${OBJECTIVES:-r3m-tcn,triplet,npair,simclr,moco,byol,proto}"
 TASKS="${TASKS:-hammer-v3,push-v3,coffee-push-v3}"
-BASELINES="${BASELINES:-random}"
+BASELINES="${BASELINES-random}"
 STEPS="${STEPS:-300}"; BATCH="${BATCH:-8}"; SIZE="${SIZE:-64}"; SEED="${SEED:-0}"; LR="${LR:-1e-4}"
 BATCHES="${BATCHES:-}"; BATCH_OBJECTIVES="${BATCH_OBJECTIVES:-r3m-tcn,simclr,moco}"
 DEMOS="${DEMOS:-5}"; SEEDS="${SEEDS:-2}"; ROLLOUTS="${ROLLOUTS:-20}"; BC_STEPS="${BC_STEPS:-1000}"
