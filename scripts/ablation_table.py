@@ -49,31 +49,16 @@ def summarize(cs):
             "seconds": sum(c["seconds"] for c in cs)}
 
 
-def ranks(xs):
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    r = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for m in range(i, j + 1):
-            r[order[m]] = (i + j) / 2 + 1  # ties share their mean rank
-        i = j + 1
-    return r
-
-
-def spearman(xs, ys):
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    vx = math.sqrt(sum((a - mx) ** 2 for a in rx))
-    vy = math.sqrt(sum((b - my) ** 2 for b in ry))
-    return cov / (vx * vy) if vx and vy else float("nan")
-
-
 def pct(x):
     return f"{100 * x:.0f}%"
+
+
+def pct_or_dash(x):
+    return "–" if x is None else pct(x)
+
+
+def aligned_or_dash(i):
+    return f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
 
 
 def load_info(pre):
@@ -142,14 +127,12 @@ def main():
         r = rows[name]
         i = info.get(name, {})
         t = f"{i['seconds'] / 60:.1f} min" if "seconds" in i else "–"
-        al = f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
         st = f"{i['step_s']:.2f}" if "step_s" in i else "–"
         vals = []
         for task in tasks:
             c = r.get(task)
             vals.append("–" if c is None else f"{pct(c['final'])} ({pct(c['lo'])}–{pct(c['hi'])}), max {pct(c['max'])}")
-        m = mean_final(r)
-        print(f"| {name} | {t} | {st} | {al} | " + " | ".join(vals) + f" | {'–' if m is None else pct(m)} |")
+        print(f"| {name} | {t} | {st} | {aligned_or_dash(i)} | " + " | ".join(vals) + f" | {pct_or_dash(mean_final(r))} |")
     trained = [v for v in info.values() if "batch" in v]
     batches = sorted({v["batch"] for v in trained})
     objs = sorted({v["objective"] for v in trained if sum(1 for w in trained if w["objective"] == v["objective"]) > 1})
@@ -165,9 +148,7 @@ def main():
                 if i is None:
                     cellv.append("–")
                     continue
-                ha = f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
-                m = mean_final(rows.get(f"{o}-b{b}", {}))
-                cellv.append(f"{ha} / {'–' if m is None else pct(m)}")
+                cellv.append(f"{aligned_or_dash(i)} / {pct_or_dash(mean_final(rows.get(f'{o}-b{b}', {})))}")
             print(f"| {o} | " + " | ".join(cellv) + " |")
         # every objective's final rollouts at one batch size pooled: the study's BC signal with the
         # most rollouts behind it (aligned: the mean over objectives)
@@ -184,8 +165,9 @@ def main():
         pairs = [(i["heldout_aligned"], mean_final(rows[k])) for k, i in info.items()
                  if "heldout_aligned" in i and k in rows and mean_final(rows[k]) is not None]
         if len(pairs) >= 3:
+            from scipy.stats import spearmanr  # scipy comes with metaworld
             print(f"\nSpearman correlation of held-out aligned and BC mean final over the {len(pairs)} encoders with both: "
-                  f"{spearman([p[0] for p in pairs], [p[1] for p in pairs]):.2f}")
+                  f"{spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic:.2f}")
         if "random" in info and "heldout_aligned" in info["random"]:
             print(f"\n(cells: held-out aligned / BC mean final; the random encoder's held-out aligned is {info['random']['heldout_aligned']:.3f})")
         print("\n| objective | batch | pretrain time | s/step | train aligned | held-out aligned | BC mean final |")
@@ -196,10 +178,9 @@ def main():
                 if k not in info:
                     continue
                 i = info[k]
-                m = mean_final(rows.get(k, {}))
-                ha = f"{i['heldout_aligned']:.3f}" if "heldout_aligned" in i else "–"
                 st = f"{i['step_s']:.2f}" if "step_s" in i else "–"
-                print(f"| {o} | {b} | {i['seconds'] / 60:.1f} min | {st} | {i['train_aligned_last50']:.3f} | {ha} | {'–' if m is None else pct(m)} |")
+                print(f"| {o} | {b} | {i['seconds'] / 60:.1f} min | {st} | {i['train_aligned_last50']:.3f} | "
+                      f"{aligned_or_dash(i)} | {pct_or_dash(mean_final(rows.get(k, {})))} |")
 
 
 if __name__ == "__main__":
