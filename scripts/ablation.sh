@@ -49,7 +49,7 @@ bc() { # NAME ENCODERS [--checkpoint RUN] -> $OUT/bc/NAME/TASK
     echo "[ablation] eval bc $name on $t" >&2
     "$R3M" eval bc "$@" --data "$EVAL_DATA" --task "$t" --encoders "$encoders" --demos "$DEMOS" --seeds "$SEEDS" \
       --steps "$BC_STEPS" --eval-every "$EVAL_EVERY" --rollouts "$ROLLOUTS" --max-episode-steps "$MAX_STEPS" \
-      --envs "$ENVS" --size "$SIZE" --arch resnet18 --device cpu --precision "$PRECISION" --out "$dir" >/dev/null
+      --envs "$ENVS" --size "$SIZE" --arch resnet18 --device cpu --precision "$PRECISION" --out "$dir" --resume >/dev/null
   done
 }
 pretrain() { # OBJECTIVE[+lang] BATCH -> $PRETRAIN_OUT/OBJECTIVE[+lang]-bBATCH

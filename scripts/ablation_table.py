@@ -46,7 +46,7 @@ def summarize(cs):
     mses = [c["heldout_mse"] for c in cs if c.get("heldout_mse") is not None]
     return {"final": sum(finals) / len(finals), "max": sum(maxes) / len(maxes), "lo": lo, "hi": hi,
             "k": k, "n": n, "seeds": len(cs), "per_seed": finals, "mse": sum(mses) / len(mses) if mses else None,
-            "seconds": sum(c["seconds"] for c in cs)}
+            "seconds": sum(c.get("timing", c).get("seconds", 0.0) for c in cs)}
 
 
 def pct(x):

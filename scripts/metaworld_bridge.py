@@ -2,31 +2,36 @@
 """Environment server: ONE Meta-World v3 env, driven by a client over stdin/stdout.
 
 Start:
-    MUJOCO_GL=egl python scripts/metaworld_bridge.py --task drawer-open-v3 --camera corner4 \
-        --size 224 --max-episode-steps 500
+    MUJOCO_GL=egl python scripts/metaworld_bridge.py --task drawer-open-v3 --camera corner2-close \
+        --size 128 --max-episode-steps 500
 
-Protocol (version 1). Requests are one line of JSON each on stdin. Every request gets exactly one
-response line of JSON on stdout; when that line has `"frame_bytes": n` with n > 0, exactly n raw
-bytes follow it: the camera image, RGB u8, height x width x 3, row-major, upright (the same
-pixels `metaworld_demos.py` writes into its videos, before compression, for the same task,
-layout seed, camera, size and actions). Nothing else is ever written to stdout (library output
-is sent to stderr), and stdout is flushed after every response.
+`--camera` is any camera `metaworld_env.py` knows (default `corner2-close`, its DEFAULT_CAMERA;
+the scene's own corner, corner2, corner3, corner4, topview, ... still work).
+
+Protocol (version 2: version 1 plus "state" in reset/step responses). Requests are one line of
+JSON each on stdin. Every request gets exactly one response line of JSON on stdout; when that
+line has `"frame_bytes": n` with n > 0, exactly n raw bytes follow it: the camera image, RGB u8,
+height x width x 3, row-major, upright (the same pixels `metaworld_demos.py` writes into its
+videos for the same task, layout seed, camera, size and actions; its default lossless videos
+decode to exactly these bytes). Nothing else is ever written to stdout (library output is sent
+to stderr), and stdout is flushed after every response.
 
   on start (before any request):
-    {"ok":true,"hello":"r3m-metaworld-bridge","version":1,"task":"drawer-open-v3",
-     "camera":"corner4","width":W,"height":H,"action_dim":4,"proprio_dim":4,"max_episode_steps":500}
+    {"ok":true,"hello":"r3m-metaworld-bridge","version":2,"task":"drawer-open-v3",
+     "camera":"corner2-close","width":W,"height":H,"action_dim":4,"proprio_dim":4,"state_dim":39,
+     "max_episode_steps":500}
 
   {"cmd":"reset","seed":S}
     Start an episode on the layout of integer seed S in [0, 2**32) (deterministic: the same S
     always gives the same layout; demonstration seeds are < 1_000_000, evaluation seeds should be
     >= 1_000_000). ->
-    {"ok":true,"proprio":[4 floats],"step":0,"reward":0.0,"success":false,"done":false,
-     "truncated":false,"frame_bytes":W*H*3} + frame
+    {"ok":true,"proprio":[4 floats],"state":[39 floats],"step":0,"reward":0.0,"success":false,
+     "done":false,"truncated":false,"frame_bytes":W*H*3} + frame
 
   {"cmd":"step","action":[4 numbers]}
     Apply the action, clipped to [-1, 1] (dx, dy, dz of the hand, gripper effort). ->
-    {"ok":true,"proprio":[...],"reward":r,"success":bool,"done":bool,"truncated":bool,"step":t,
-     "frame_bytes":W*H*3} + frame
+    {"ok":true,"proprio":[...],"state":[...],"reward":r,"success":bool,"done":bool,
+     "truncated":bool,"step":t,"frame_bytes":W*H*3} + frame
     `step` is the number of steps taken so far (1 after the first). `done` is true when this step
     reached success or the step count reached max_episode_steps; `truncated` is true when the
     step limit ended the episode without success. After `done`, steps are refused until `reset`.
@@ -47,7 +52,14 @@ is sent to stderr), and stdout is flushed after every response.
   after done) -> {"ok":false,"error":"..."} with no frame, and the server keeps serving.
 
 Floats are written with Python's shortest round-trip repr; proprio is the float32 hand xyz +
-gripper opening (observation[:4]) widened to double for JSON.
+gripper opening (observation[:4]) widened to double for JSON; state (protocol version 2) is the
+env's full 39-d observation, float32 widened to double (the `observation.environment_state` the
+generator records: [0:3] hand xyz, [3] gripper, [4:7] object 1 position, [7:11] its quaternion,
+[11:14] object 2 position, [14:18] its quaternion, [18:36] the previous step's [0:18], [36:39]
+goal xyz; names in metaworld_env.STATE_NAMES). proprio == state[:4].
+
+Changes from version 1: "state" in reset/step/step_expert responses, "state_dim" in the hello,
+the default camera (corner4 before). Clients that ignore unknown fields work unchanged.
 """
 
 from __future__ import annotations
@@ -66,7 +78,7 @@ sys.stdout = sys.stderr
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 def send(obj: dict, frame: bytes | None = None) -> None:
@@ -101,6 +113,7 @@ class Server:
             "height": e.height,
             "action_dim": 4,
             "proprio_dim": 4,
+            "state_dim": 39,
             "max_episode_steps": e.max_episode_steps,
         }
 
@@ -126,6 +139,7 @@ class Server:
         resp = {
             "ok": True,
             "proprio": floats(self.env.proprio()),
+            "state": floats(self.env.state()),
             "step": 0,
             "reward": 0.0,
             "success": False,
@@ -156,6 +170,7 @@ class Server:
         resp = {
             "ok": True,
             "proprio": floats(self.env.proprio()),
+            "state": floats(self.env.state()),
             "reward": float(reward),
             "success": bool(success),
             "done": self.done,
@@ -198,12 +213,15 @@ class Server:
 def main() -> int:
     p = argparse.ArgumentParser(description="Meta-World environment server (JSON lines on stdin/stdout).")
     p.add_argument("--task", required=True)
-    p.add_argument("--camera", default="corner4")
+    p.add_argument("--camera", default=None, help="camera name (default: metaworld_env.DEFAULT_CAMERA, corner2-close)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--max-episode-steps", type=int, default=500)
     args = p.parse_args()
 
     import metaworld_env as mwe
+
+    if args.camera is None:
+        args.camera = mwe.DEFAULT_CAMERA
 
     try:
         env = mwe.MetaWorldTask(args.task, camera=args.camera, size=args.size, max_episode_steps=args.max_episode_steps)

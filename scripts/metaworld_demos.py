@@ -9,8 +9,10 @@ evaluation seeds are >= 1_000_000) until `--episodes` successful episodes are ke
 
 Every step renders the camera (same code as the Rust side's environment server), so a row of
 the dataset holds the observation *before* the action: frame t, `observation.state` t (hand
-xyz + gripper), `action` t (the expert's, clipped to [-1, 1]), and what the action led to:
-`next.reward`, `next.success`, `next.done` (true on the episode's last row).
+xyz + gripper), `observation.environment_state` t (the env's full 39-d observation, the one
+the expert acts on: hand, gripper, object poses, previous step's copy, goal; see
+`metaworld_env.STATE_NAMES`), `action` t (the expert's, clipped to [-1, 1]), and what the
+action led to: `next.reward`, `next.success`, `next.done` (true on the episode's last row).
 
 Layouts written (`--format`):
 
@@ -36,19 +38,25 @@ v3.0, episodes concatenated into shared files (a new file when one passes the si
     videos/observation.images.<camera>/chunk-000/file-000.mp4
 
 Per-frame parquet columns (both formats): observation.state (fixed_size_list<float32>[4]),
-action (fixed_size_list<float32>[4]), next.reward (float32), next.success (bool), next.done
-(bool), timestamp (float32, frame_index / fps), frame_index (int64), episode_index (int64),
-index (int64, global), task_index (int64).
+observation.environment_state (fixed_size_list<float32>[39]), action
+(fixed_size_list<float32>[4]), next.reward (float32), next.success (bool), next.done (bool),
+timestamp (float32, frame_index / fps), frame_index (int64), episode_index (int64), index
+(int64, global), task_index (int64).
 
-Videos: H.264 (libx264, yuv420p) through the ffmpeg CLI fed raw RGB on stdin, `--fps` frames/s,
-keyframe every `--gop` frames, single-threaded (`-threads 1`) and bit-exact flags so the same
-arguments give byte-identical files with the same ffmpeg build. Parquet and JSON content depends
-only on the arguments. The dataset is written into a temporary sibling directory and renamed into
-place at the end; an interrupted run leaves nothing behind (rerun it: output is deterministic).
+Videos: H.264 through the ffmpeg CLI fed raw RGB on stdin, `--fps` frames/s, keyframe every
+`--gop` frames, single-threaded (`-threads 1`) and bit-exact flags so the same arguments give
+byte-identical files with the same ffmpeg build. `--codec lossless` (default): libx264rgb with
+`-qp 0`, RGB kept as is (pix_fmt gbrp in the stream): decoding to rgb24 gives back exactly the
+rendered frames, i.e. the pixels the bridge sends during evaluation rollouts (~10x the bytes of
+CRF 23: ~3.4-4 KB per 128 px frame against ~0.36-0.39 KB). `--codec lossy`: libx264 yuv420p at
+`--crf` (default 23), LeRobot's usual encoding (decodes to slightly different pixels). Parquet
+and JSON content depends only on the arguments. The dataset is written into a temporary sibling
+directory and renamed into place at the end; an interrupted run leaves nothing behind (rerun it:
+output is deterministic).
 
 Example:
     MUJOCO_GL=egl python scripts/metaworld_demos.py --tasks drawer-open-v3,reach-v3 \
-        --episodes 10 --size 224 --out datasets/mw_demo
+        --episodes 10 --size 128 --out datasets/mw_demo
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ class Episode:
         self.seed = seed
         self.frames: list[np.ndarray] = []
         self.states: list[np.ndarray] = []
+        self.env_states: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
         self.rewards: list[float] = []
         self.successes: list[bool] = []
@@ -114,6 +123,7 @@ def rollout(env: mwe.MetaWorldTask, seed: int, stop_on_success: int, render: boo
         if render:
             ep.frames.append(env.render())
         ep.states.append(env.proprio())
+        ep.env_states.append(env.state())
         action = env.expert_action()
         ep.actions.append(action)
         _, reward, success = env.step(action)
@@ -130,20 +140,33 @@ def rollout(env: mwe.MetaWorldTask, seed: int, stop_on_success: int, render: boo
 # Video
 
 
-class VideoWriter:
-    """H.264 mp4 through the ffmpeg CLI, raw RGB frames on its stdin."""
+# Video encodings (`--codec`): the pixel format of the encoded stream (as ffprobe reports it).
+CODECS = {"lossless": {"pix_fmt": "gbrp"}, "lossy": {"pix_fmt": "yuv420p"}}
 
-    def __init__(self, path: Path, width: int, height: int, fps: int, crf: int, gop: int):
+
+def codec_description(codec: str, crf: int) -> str:
+    return "libx264rgb qp 0 (lossless)" if codec == "lossless" else f"libx264 yuv420p crf {crf}"
+
+
+class VideoWriter:
+    """H.264 mp4 through the ffmpeg CLI, raw RGB frames on its stdin (`codec`: see CODECS)."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: int, crf: int, gop: int, codec: str = "lossless"):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.frames = 0
         self._log = tempfile.TemporaryFile()
+        if codec == "lossless":  # RGB in, RGB (gbrp planes) out: no colour conversion, exact
+            enc = ["-c:v", "libx264rgb", "-preset", "medium", "-qp", "0", "-g", str(gop), "-pix_fmt", "rgb24"]
+        elif codec == "lossy":
+            enc = ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-g", str(gop), "-pix_fmt", "yuv420p"]
+        else:
+            raise ValueError(f"unknown codec {codec!r} (lossless, lossy)")
         cmd = [
             "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps),
             "-i", "pipe:0",
-            "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-g", str(gop),
-            "-pix_fmt", "yuv420p", "-threads", "1",
+            "-an", *enc, "-threads", "1",
             "-fflags", "+bitexact", "-flags:v", "+bitexact",
             "-movflags", "+faststart", "-f", "mp4", str(path),
         ]  # fmt: skip
@@ -243,6 +266,7 @@ def fixed_list(rows: list[np.ndarray], dim: int) -> pa.Array:
 FRAME_SCHEMA = pa.schema(
     [
         ("observation.state", pa.list_(pa.float32(), mwe.PROPRIO_DIM)),
+        ("observation.environment_state", pa.list_(pa.float32(), mwe.STATE_DIM)),
         ("action", pa.list_(pa.float32(), mwe.ACTION_DIM)),
         ("next.reward", pa.float32()),
         ("next.success", pa.bool_()),
@@ -267,6 +291,7 @@ def hf_features_metadata() -> bytes:
 
     features = {
         "observation.state": seq("float32", mwe.PROPRIO_DIM),
+        "observation.environment_state": seq("float32", mwe.STATE_DIM),
         "action": seq("float32", mwe.ACTION_DIM),
         "next.reward": value("float32"),
         "next.success": value("bool"),
@@ -288,6 +313,7 @@ def frame_table(ep: Episode, episode_index: int, global_start: int, task_index: 
     table = pa.Table.from_arrays(
         [
             fixed_list(ep.states, mwe.PROPRIO_DIM),
+            fixed_list(ep.env_states, mwe.STATE_DIM),
             fixed_list(ep.actions, mwe.ACTION_DIM),
             pa.array(np.asarray(ep.rewards, dtype=np.float32)),
             pa.array(np.asarray(ep.successes, dtype=bool)),
@@ -306,6 +332,7 @@ def frame_table(ep: Episode, episode_index: int, global_start: int, task_index: 
 def episode_stats(ep: Episode, table: pa.Table, video_key: str) -> dict:
     stats = {
         "observation.state": array_stats(np.asarray(ep.states)),
+        "observation.environment_state": array_stats(np.asarray(ep.env_states)),
         "action": array_stats(np.asarray(ep.actions)),
         "next.reward": array_stats(np.asarray(ep.rewards)),
         "next.success": array_stats(np.asarray(ep.successes, dtype=np.float64)),
@@ -318,7 +345,7 @@ def episode_stats(ep: Episode, table: pa.Table, video_key: str) -> dict:
     return stats
 
 
-def features(video_key: str, size: int, fps: int, codec_info: bool = True) -> dict:
+def features(video_key: str, size: int, fps: int, codec: str = "lossless", crf: int = 23) -> dict:
     scalar = {"shape": [1], "names": None}
     feats = {
         video_key: {
@@ -329,7 +356,9 @@ def features(video_key: str, size: int, fps: int, codec_info: bool = True) -> di
                 "video.height": size,
                 "video.width": size,
                 "video.codec": "h264",
-                "video.pix_fmt": "yuv420p",
+                "video.pix_fmt": CODECS[codec]["pix_fmt"],
+                "video.encoding": codec_description(codec, crf),
+                "video.lossless": codec == "lossless",
                 "video.is_depth_map": False,
                 "video.fps": fps,
                 "video.channels": 3,
@@ -337,6 +366,7 @@ def features(video_key: str, size: int, fps: int, codec_info: bool = True) -> di
             },
         },
         "observation.state": {"dtype": "float32", "shape": [mwe.PROPRIO_DIM], "names": mwe.PROPRIO_NAMES},
+        "observation.environment_state": {"dtype": "float32", "shape": [mwe.STATE_DIM], "names": mwe.STATE_NAMES},
         "action": {"dtype": "float32", "shape": [mwe.ACTION_DIM], "names": mwe.ACTION_NAMES},
         "next.reward": {"dtype": "float32", **scalar},
         "next.success": {"dtype": "bool", **scalar},
@@ -406,7 +436,7 @@ class V21Writer:
         chunk = i // CHUNKS_SIZE
         video = VideoWriter(
             self.root / V21_VIDEO_PATH.format(episode_chunk=chunk, video_key=self.video_key, episode_index=i),
-            a.size, a.size, a.fps, a.crf, a.gop,
+            a.size, a.size, a.fps, a.crf, a.gop, a.codec,
         )  # fmt: skip
         try:
             video.write(ep.frames)
@@ -437,7 +467,7 @@ class V21Writer:
             "splits": {"train": f"0:{n}"},
             "data_path": V21_DATA_PATH,
             "video_path": V21_VIDEO_PATH,
-            "features": features(self.video_key, self.args.size, self.args.fps),
+            "features": features(self.video_key, self.args.size, self.args.fps, self.args.codec, self.args.crf),
             **info_extra,
         }
         write_json(self.root / "meta/info.json", info)
@@ -494,7 +524,7 @@ class V30Writer:
             path = self.root / V30_VIDEO_PATH.format(
                 video_key=self.video_key, chunk_index=self.video_file[0], file_index=self.video_file[1]
             )
-            self.video = VideoWriter(path, a.size, a.size, a.fps, a.crf, a.gop)
+            self.video = VideoWriter(path, a.size, a.size, a.fps, a.crf, a.gop, a.codec)
         from_ts = self.video_frames / a.fps
         self.video.write(ep.frames)
         self.video_frames += len(ep)
@@ -543,7 +573,7 @@ class V30Writer:
             "splits": {"train": f"0:{n}"},
             "data_path": V30_DATA_PATH,
             "video_path": V30_VIDEO_PATH,
-            "features": features(self.video_key, self.args.size, self.args.fps),
+            "features": features(self.video_key, self.args.size, self.args.fps, self.args.codec, self.args.crf),
             **info_extra,
         }
         write_json(self.root / "meta/info.json", info)
@@ -583,7 +613,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--camera",
         default=mwe.DEFAULT_CAMERA,
-        help="Meta-World camera (corner, corner2, corner3, corner4, topview, ...)",
+        help=f"camera: {', '.join(mwe.camera_names())} (default {mwe.DEFAULT_CAMERA}, see metaworld_env.py)",
     )
     p.add_argument("--fps", type=int, default=30, help="video frame rate; timestamps are frame_index / fps")
     p.add_argument("--format", choices=["v2.1", "v3.0"], default="v2.1", help="LeRobot dataset layout")
@@ -591,7 +621,13 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--max-episode-steps", type=int, default=mwe.DEFAULT_MAX_EPISODE_STEPS)
     p.add_argument("--stop-on-success", type=int, default=10, help="frames kept after the first success")
-    p.add_argument("--crf", type=int, default=23, help="x264 quality (lower is better and bigger)")
+    p.add_argument(
+        "--codec",
+        choices=["lossless", "lossy"],
+        default="lossless",
+        help="lossless: libx264rgb -qp 0, decodes to exactly the rendered RGB (default); lossy: libx264 yuv420p --crf",
+    )
+    p.add_argument("--crf", type=int, default=23, help="--codec lossy: x264 quality (lower is better and bigger)")
     p.add_argument("--gop", type=int, default=30, help="keyframe interval in frames")
     p.add_argument("--video-file-mb", type=float, default=200, help="v3.0: start a new video file past this size")
     p.add_argument("--data-file-mb", type=float, default=100, help="v3.0: start a new data file past this size")
@@ -612,7 +648,7 @@ def parse_args(argv=None):
     if a.seed < mwe.DEMO_SEED_MIN or a.seed + a.max_attempts > mwe.EVAL_SEED_MIN:
         p.error(f"demonstration seeds must stay in [0, {mwe.EVAL_SEED_MIN}) (evaluation layouts start there)")
     if a.size < 2 or a.size % 2:
-        p.error("--size must be an even number >= 2 (yuv420p)")
+        p.error("--size must be an even number >= 2")
     if a.video_file_mb <= 0 or a.data_file_mb <= 0:
         p.error("--video-file-mb and --data-file-mb must be positive")
     if a.fps < 1 or a.gop < 1 or a.stop_on_success < 0 or a.max_episode_steps < 1:
@@ -680,12 +716,19 @@ def main(argv=None) -> int:
                 "metaworld_version": _version("metaworld"),
                 "mujoco_version": _version("mujoco"),
                 "camera": a.camera,
+                "camera_pose": _camera_pose(a.camera),
                 "image_size": a.size,
+                "video_codec": codec_description(a.codec, a.crf),
                 "first_layout_seed": a.seed,
+                "episodes_per_task": a.episodes,
+                "max_attempts": a.max_attempts,
                 "eval_layout_seed_min": mwe.EVAL_SEED_MIN,
                 "max_episode_steps": a.max_episode_steps,
                 "stop_on_success": a.stop_on_success,
                 "proprio": "obs[:4] = hand xyz + gripper opening",
+                "environment_state": (
+                    "obs[0:39]: hand xyz, gripper, obj1 pos+quat, obj2 pos+quat, previous step's obs[0:18], goal xyz"
+                ),
                 "tasks": {t: {"task": d, **report[t]} for t, d in zip(a.tasks, descriptions)},
             }
         }
@@ -711,6 +754,13 @@ def main(argv=None) -> int:
         f"{dt / max(1, len(writer.episodes)):.2f} s/episode)"
     )
     return 0
+
+
+def _camera_pose(camera: str):
+    v = mwe.VIRTUAL_CAMERAS.get(camera)
+    if v is None:
+        return None
+    return {"base": v["base"], "pos": v["pos"], "quat": [round(q, 6) for q in v["quat"]], "fovy": v["fovy"]}
 
 
 def _num(x: float):

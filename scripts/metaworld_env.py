@@ -24,9 +24,20 @@ the Rust side sees is `proprio = obs[:4]` (hand xyz + gripper), as in R3M.
 
 Rendering. `mujoco.Renderer` on the env's model with shadows, reflections and multisampling
 turned off (`model.vis.quality.offsamples = 0` must be set before the renderer exists): ~40-70
-frames/s on llvmpipe instead of ~4. The `corner*` cameras render upside down; their images are
-rotated 180 degrees (both axes flipped) so frames come out upright. Never create or close a
-second renderer in the same process (closing one can silently blacken the other's frames).
+frames/s on llvmpipe instead of ~4. The scene's `corner*` cameras render upside down; their
+images are rotated 180 degrees (both axes flipped) so frames come out upright. Never create or
+close a second renderer in the same process (closing one can silently blacken the other's frames).
+
+Cameras. Any camera of the scene by name (topview, corner, corner2, corner3, corner4,
+behindGripper, gripperPOV), or a *virtual* camera from `VIRTUAL_CAMERAS`: one of the scene's
+cameras re-placed through the model (`model.cam_pos`, `cam_quat`, `cam_fovy`, fixed mode), the
+way Meta-World's docs and LeRobot's Meta-World envs re-aim `corner2`. The default,
+`corner2-close`, looks from the front-right corner, 35 degrees down, at the workspace
+(x 0.15, y 0.65, z 0.15) from 1.12 m with a 45-degree lens: the table area where objects,
+goals and the expert's hand move (x -0.3..0.5, y 0.36..0.89, z 0..0.45 across all 50 tasks
+and layouts) fills the frame with a margin, where `corner4` (60-degree lens aimed past the
+workspace, at the table's far-left) shows objects smaller and loses some at the frame's edges.
+Its orientation is built upright (camera y axis up), so its images are not flipped.
 
 Episode. `step` clips the action to [-1, 1] (as float32, so every caller feeds the simulator the
 same values) and returns Meta-World's reward and `info["success"]`. The raw env never terminates
@@ -57,7 +68,7 @@ DEMO_SEED_MIN = 0
 EVAL_SEED_MIN = 1_000_000
 SEED_MAX = 2**32  # exclusive: NumPy's legacy seeding range
 
-DEFAULT_CAMERA = "corner4"
+DEFAULT_CAMERA = "corner2-close"
 DEFAULT_SIZE = 224
 DEFAULT_MAX_EPISODE_STEPS = 500  # Meta-World's own horizon (SawyerXYZEnv.max_path_length)
 ACTION_DIM = 4
@@ -67,6 +78,70 @@ ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "grip_effort"]
 
 # Cameras whose images MuJoCo renders upside down in Meta-World's scene.
 FLIPPED_CAMERAS = {"corner", "corner2", "corner3", "corner4"}
+
+# Full observation (`MetaWorldTask.state()`): Meta-World's 39-d goal-observable observation:
+# [0:3] hand xyz, [3] gripper opening (0..1), [4:7] object 1 position, [7:11] object 1
+# quaternion, [11:14] object 2 position, [14:18] object 2 quaternion (zeros where a task has no
+# such object or reports no orientation), [18:36] the previous step's copy of [0:18], [36:39]
+# goal xyz. The quaternion order is the task's own: MuJoCo's (w, x, y, z) for tasks reading
+# `xquat`, SciPy's (x, y, z, w) for tasks using `Rotation.as_quat()`, hence the neutral q0..q3.
+STATE_DIM = 39
+_POSE = ["x", "y", "z", "q0", "q1", "q2", "q3"]
+_CURR = ["hand_x", "hand_y", "hand_z", "gripper"] + [f"obj1_{c}" for c in _POSE] + [f"obj2_{c}" for c in _POSE]
+STATE_NAMES = _CURR + [f"prev_{n}" for n in _CURR] + ["goal_x", "goal_y", "goal_z"]
+assert len(STATE_NAMES) == STATE_DIM
+
+
+def _lookat_quat(pos, target) -> list[float]:
+    """Quaternion (w, x, y, z) of an upright camera at `pos` looking at `target` (MuJoCo cameras
+    look along their -z axis with y up)."""
+    pos, target = np.asarray(pos, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    fwd = target - pos
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    mat = np.stack([right, up, -fwd], axis=1)  # columns: camera x, y, z in world coordinates
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, mat.reshape(-1))
+    return quat.tolist()
+
+
+def _spherical(target, azimuth_deg: float, elevation_deg: float, distance: float) -> list[float]:
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    d = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    return (np.asarray(target, dtype=np.float64) + distance * d).round(4).tolist()
+
+
+# Virtual cameras: a scene camera (`base`) re-placed through the model before rendering. `pos`,
+# `quat` (w, x, y, z) and `fovy` (degrees) replace the base camera's; `flip` says whether its
+# images come out upside down (then they are rotated 180 degrees like the corner cameras').
+#
+# corner2-close: from the front-right corner (azimuth -25 degrees from +x, 35 degrees down),
+# 1.12 m from (0.15, 0.65, 0.15), 45-degree lens. Chosen by projecting the hand, object and goal
+# positions of expert episodes of all 50 tasks (layout seeds 0-2 and 1_000_000-1_000_001) for
+# the largest image of the workspace centre under: every object/goal centre within the middle
+# 85% (eval tasks) / 92% (others) of the frame, every hand position within the middle 70% / 80%
+# (the gripper's body extends ~10 cm around that point). Binding: sweep's goal off the right
+# table edge, door-open's handle swinging left, the hand raised in lever-pull / window-open.
+# Workspace centre ~1.23x larger (linear) than in corner4, which also loses some of those.
+_CLOSE_TARGET = [0.15, 0.65, 0.15]
+_CLOSE_POS = _spherical(_CLOSE_TARGET, azimuth_deg=-25.0, elevation_deg=35.0, distance=1.12)
+VIRTUAL_CAMERAS = {
+    "corner2-close": {
+        "base": "corner2",
+        "pos": _CLOSE_POS,  # [0.9815, 0.2623, 0.7924]
+        "quat": _lookat_quat(_CLOSE_POS, _CLOSE_TARGET),
+        "fovy": 45.0,
+        "flip": False,
+    },
+}
+
+
+def camera_names() -> list[str]:
+    """Camera names `MetaWorldTask` accepts: the virtual ones, then the scene's own."""
+    return list(VIRTUAL_CAMERAS) + ["topview", "corner", "corner2", "corner3", "corner4", "behindGripper", "gripperPOV"]
+
 
 # Natural-language instruction per task (stored as the LeRobot task string).
 TASK_DESCRIPTIONS = {
@@ -180,8 +255,17 @@ class MetaWorldTask:
         if self.camera is not None:
             model = self.env.model
             names = [model.camera(i).name for i in range(model.ncam)]
-            if self.camera not in names:
-                raise ValueError(f"unknown camera {self.camera!r} (this scene has: {', '.join(names)})")
+            virtual = VIRTUAL_CAMERAS.get(self.camera)
+            self._scene_camera = virtual["base"] if virtual else self.camera
+            if self._scene_camera not in names:
+                known = ", ".join(list(VIRTUAL_CAMERAS) + names)
+                raise ValueError(f"unknown camera {self.camera!r} (known: {known})")
+            if virtual:
+                cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, virtual["base"])
+                model.cam_mode[cam] = mujoco.mjtCamLight.mjCAMLIGHT_FIXED
+                model.cam_pos[cam] = virtual["pos"]
+                model.cam_quat[cam] = virtual["quat"]
+                model.cam_fovy[cam] = virtual["fovy"]
             # Fast visuals; offsamples must be set before the renderer (its GL context) exists.
             model.vis.quality.offsamples = 0
             model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
@@ -190,7 +274,7 @@ class MetaWorldTask:
             flags = self.renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-            self._flip = self.camera in FLIPPED_CAMERAS
+            self._flip = virtual["flip"] if virtual else self.camera in FLIPPED_CAMERAS
         self.seed: int | None = None
         self.obs: np.ndarray | None = None
         self.steps = 0
@@ -239,6 +323,12 @@ class MetaWorldTask:
         """Hand xyz + gripper opening (the observation's first 4 entries) as float32."""
         return np.asarray(self.obs[:PROPRIO_DIM], dtype=np.float32)
 
+    def state(self) -> np.ndarray:
+        """The full 39-d observation (what the expert sees; names in STATE_NAMES) as float32."""
+        if self.obs is None:
+            raise RuntimeError("state before reset")
+        return np.asarray(self.obs, dtype=np.float32).reshape(STATE_DIM)
+
     def expert_action(self) -> np.ndarray:
         """The scripted expert's action for the current observation, clipped, float32."""
         if self.obs is None:
@@ -251,7 +341,7 @@ class MetaWorldTask:
         """The camera image of the current state: uint8 (height, width, 3), upright, contiguous."""
         if self.renderer is None:
             raise RuntimeError("this env was built without a camera")
-        self.renderer.update_scene(self.env.data, camera=self.camera)
+        self.renderer.update_scene(self.env.data, camera=self._scene_camera)
         img = self.renderer.render()
         if self._flip:
             img = img[::-1, ::-1]

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Self-check of the Python side of Meta-World support (20-40 s on 2 CPU cores).
 
-1. Generates a tiny dataset (1 task, 2 episodes, 64 px) in LeRobot v2.1 and v3.0 and checks
-   info.json, the metadata files, the parquet columns and their values, that ffprobe counts as
-   many video frames as parquet rows per episode (v2.1) / per file (v3.0, where the episodes'
-   from/to timestamps must tile the file), and that both formats hold the same rows.
-2. Runs the bridge as a subprocess, resets with a demonstration seed, drives it with `expert`
-   actions until done, and checks success within the step limit; checks the frames are not black
-   and are byte-equal to the generator's frames for the same seed, that the proprio matches
-   `observation.state`, that the decoded video matches the raw frames, and that bad requests get
-   errors without killing the server.
+1. Generates a tiny dataset (1 task, 2 episodes, 64 px, default camera and lossless codec) in
+   LeRobot v2.1 and v3.0 and checks info.json, the metadata files, the parquet columns and their
+   values (incl. the 39-d observation.environment_state), that ffprobe counts as many video
+   frames as parquet rows per episode (v2.1) / per file (v3.0, where the episodes' from/to
+   timestamps must tile the file), and that both formats hold the same rows.
+2. Runs the bridge (protocol 2) as a subprocess, resets with a demonstration seed, drives it
+   with `expert` actions until done, and checks success within the step limit; checks the frames
+   are not black and are byte-equal to the generator's frames for the same seed, that proprio and
+   state match `observation.state` / `observation.environment_state`, that the decoded (lossless)
+   video is byte-equal to the raw frames, and that bad requests get errors without killing the
+   server. A second bridge on the scene camera corner4 (as the Rust tests start it) still serves
+   upright, non-black frames, and `--codec lossy` still writes a yuv420p video close to them.
 
 Exit status 0 when everything passes, 1 otherwise.
     MUJOCO_GL=egl python scripts/test_metaworld.py [--keep DIR]
@@ -41,8 +44,10 @@ SIZE = 64
 FPS = 30
 SEED = 0
 STOP_ON_SUCCESS = 5
+CAMERA = "corner2-close"  # metaworld_env.DEFAULT_CAMERA
+VIDEO_KEY = f"observation.images.{CAMERA}"
 FRAME_COLUMNS = [
-    "observation.state", "action", "next.reward", "next.success", "next.done",
+    "observation.state", "observation.environment_state", "action", "next.reward", "next.success", "next.done",
     "timestamp", "frame_index", "episode_index", "index", "task_index",
 ]  # fmt: skip
 
@@ -73,11 +78,11 @@ def decode(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(-1, SIZE, SIZE, 3)
 
 
-def generate(out: Path, fmt: str) -> None:
+def generate(out: Path, fmt: str, *extra: str) -> None:
     cmd = [
         sys.executable, str(HERE / "metaworld_demos.py"), "--tasks", TASK, "--episodes", str(EPISODES),
         "--size", str(SIZE), "--fps", str(FPS), "--seed", str(SEED), "--format", fmt,
-        "--stop-on-success", str(STOP_ON_SUCCESS), "--out", str(out),
+        "--stop-on-success", str(STOP_ON_SUCCESS), "--out", str(out), *extra,
     ]  # fmt: skip
     t0 = time.time()
     subprocess.run(cmd, check=True)
@@ -89,6 +94,14 @@ def check_frames(table: pa.Table, episode_index: int, start: int, what: str) -> 
     check(table.column_names == FRAME_COLUMNS, f"{what}: columns {table.column_names}")
     check(table.schema.field("observation.state").type == pa.list_(pa.float32(), 4), f"{what}: state type")
     check(table.schema.field("action").type == pa.list_(pa.float32(), 4), f"{what}: action type")
+    env_type = table.schema.field("observation.environment_state").type
+    check(env_type == pa.list_(pa.float32(), 39), f"{what}: environment_state type")
+    state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))
+    env_state = np.stack(table.column("observation.environment_state").to_numpy(zero_copy_only=False))
+    check(np.array_equal(state, env_state[:, :4]), f"{what}: observation.state == environment_state[:4]")
+    check(np.array_equal(env_state[1:, 18:36], env_state[:-1, 0:18]), f"{what}: env state [18:36] = previous [0:18]")
+    goal = env_state[:, 36:39]
+    check(np.ptp(goal, axis=0).max() == 0 and np.abs(goal[0]).sum() > 0, f"{what}: fixed, non-zero goal")
     fi = table.column("frame_index").to_numpy()
     check(np.array_equal(fi, np.arange(n)), f"{what}: frame_index 0..n-1")
     check(np.array_equal(table.column("index").to_numpy(), np.arange(start, start + n)), f"{what}: global index")
@@ -107,13 +120,18 @@ def check_frames(table: pa.Table, episode_index: int, start: int, what: str) -> 
 
 def check_v21(root: Path) -> tuple[pa.Table, list[dict]]:
     info = json.loads((root / "meta/info.json").read_text())
-    key = "observation.images.corner4"
+    key = VIDEO_KEY
     for k in ["codebase_version", "robot_type", "total_episodes", "total_frames", "total_tasks", "total_videos",
               "total_chunks", "chunks_size", "fps", "splits", "data_path", "video_path", "features"]:  # fmt: skip
         check(k in info, f"v2.1 info.json has {k}")
     check(info["codebase_version"] == "v2.1", "v2.1 codebase_version")
     check(info["total_episodes"] == EPISODES and info["fps"] == FPS, "v2.1 totals/fps")
     check(info["features"][key]["shape"] == [SIZE, SIZE, 3], "v2.1 video feature shape")
+    check(info["features"][key]["info"]["video.pix_fmt"] == "gbrp", "v2.1 video feature: lossless gbrp")
+    es = info["features"].get("observation.environment_state", {})
+    check(es.get("shape") == [39] and len(es.get("names", [])) == 39, "v2.1 environment_state feature")
+    mw = info.get("metaworld", {})
+    check(mw.get("camera") == CAMERA and "lossless" in mw.get("video_codec", ""), f"v2.1 metaworld block {mw}")
     episodes = [json.loads(line) for line in (root / "meta/episodes.jsonl").read_text().splitlines()]
     tasks = [json.loads(line) for line in (root / "meta/tasks.jsonl").read_text().splitlines()]
     stats = [json.loads(line) for line in (root / "meta/episodes_stats.jsonl").read_text().splitlines()]
@@ -131,6 +149,7 @@ def check_v21(root: Path) -> tuple[pa.Table, list[dict]]:
         check(frames == table.num_rows, f"v2.1 episode {i}: video frames {frames} = rows {table.num_rows}")
         check(ep["tasks"] == ["reach the goal position"] and ep["layout_seed"] == SEED + i, f"v2.1 episode {i} meta")
         check(stats[i]["stats"]["observation.state"]["count"] == [table.num_rows], f"v2.1 episode {i} stats count")
+        check(len(stats[i]["stats"]["observation.environment_state"]["mean"]) == 39, f"v2.1 episode {i} env stats")
         tables.append(table)
         start += table.num_rows
     check(info["total_frames"] == start, f"v2.1 total_frames {info['total_frames']} = {start}")
@@ -139,7 +158,7 @@ def check_v21(root: Path) -> tuple[pa.Table, list[dict]]:
 
 def check_v30(root: Path) -> pa.Table:
     info = json.loads((root / "meta/info.json").read_text())
-    key = "observation.images.corner4"
+    key = VIDEO_KEY
     for k in ["codebase_version", "robot_type", "total_episodes", "total_frames", "total_tasks", "chunks_size",
               "data_files_size_in_mb", "video_files_size_in_mb", "fps", "splits", "data_path", "video_path",
               "features"]:  # fmt: skip
@@ -174,10 +193,10 @@ def check_v30(root: Path) -> pa.Table:
 
 
 class Bridge:
-    def __init__(self):
+    def __init__(self, camera: str | None = CAMERA):
         self.p = subprocess.Popen(
-            [sys.executable, str(HERE / "metaworld_bridge.py"), "--task", TASK, "--camera", "corner4",
-             "--size", str(SIZE), "--max-episode-steps", "500"],
+            [sys.executable, str(HERE / "metaworld_bridge.py"), "--task", TASK, "--size", str(SIZE),
+             "--max-episode-steps", "500", *(["--camera", camera] if camera else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         self.hello = self._read()[0]
@@ -201,13 +220,14 @@ def check_bridge(episodes: list[dict], video: Path) -> None:
     import metaworld_demos
     import metaworld_env as mwe
 
-    env = mwe.MetaWorldTask(TASK, camera="corner4", size=SIZE)
+    env = mwe.MetaWorldTask(TASK, camera=CAMERA, size=SIZE)
     ref = metaworld_demos.rollout(env, SEED, STOP_ON_SUCCESS)  # the generator's episode for this seed
     check(ref.success_step == episodes[0]["success_step"], "in-process rollout = generated episode 0")
 
-    b = Bridge()
+    b = Bridge(camera=None)  # the default camera
     h = b.hello
-    check(h.get("hello") == "r3m-metaworld-bridge" and h.get("version") == 1, f"bridge hello {h}")
+    check(h.get("hello") == "r3m-metaworld-bridge" and h.get("version") == 2, f"bridge hello {h}")
+    check(h.get("camera") == CAMERA and h.get("state_dim") == 39, f"bridge hello camera/state_dim {h}")
     check(
         (h.get("width"), h.get("height"), h.get("action_dim"), h.get("proprio_dim")) == (SIZE, SIZE, 4, 4), "hello dims"
     )
@@ -224,6 +244,10 @@ def check_bridge(episodes: list[dict], video: Path) -> None:
     check(img.mean() > 20 and img.std() > 10, f"reset frame is not black (mean {img.mean():.1f})")
     check(np.array_equal(img, ref.frames[0]), "bridge reset frame == generator's first frame (byte-equal)")
     check(np.array_equal(np.float32(r["proprio"]), ref.states[0]), "bridge proprio == observation.state[0]")
+    check(
+        len(r.get("state", [])) == 39 and np.array_equal(np.float32(r["state"]), ref.env_states[0]),
+        "bridge state == observation.environment_state[0]",
+    )
     _, frame2 = b({"cmd": "reset", "seed": SEED})
     check(frame2 == frame, "same seed, same frame")
     _, frame3 = b({"cmd": "reset", "seed": 1_000_000})
@@ -243,28 +267,53 @@ def check_bridge(episodes: list[dict], video: Path) -> None:
             break
         if t < len(ref.frames):
             frames_equal &= frame == ref.frames[t].tobytes()
+            frames_equal &= np.array_equal(np.float32(r.get("state", [])), ref.env_states[t])
         if r["done"]:
             break
     check(r.get("success") is True and r.get("truncated") is False, f"expert reaches success through the bridge: {r}")
     check(t <= h["max_episode_steps"], "success within max steps")
     check(t == ref.success_step + 1, f"bridge success after {t} steps = generator's {ref.success_step + 1}")
-    check(frames_equal, "bridge frames and expert actions == generator's (byte-equal)")
+    check(frames_equal, "bridge frames, states and expert actions == generator's (byte-equal)")
     r, _ = b({"cmd": "step", "action": [0, 0, 0, 0]})
     check(r.get("ok") is False, "step after done is an error")
     r, _ = b({"cmd": "close"})
     check(r == {"ok": True}, "close answers ok")
     check(b.p.wait(timeout=30) == 0, "bridge exits 0 after close")
 
-    # The encoded video shows the same (upright) frames, up to compression.
+    # The lossless video decodes to exactly the rendered frames.
     decoded = decode(video)
     check(len(decoded) == len(ref.frames), "decoded frames = rollout frames")
-    mae = [np.abs(decoded[i].astype(int) - ref.frames[i].astype(int)).mean() for i in range(len(decoded))]
-    flipped = np.abs(decoded[0].astype(int) - ref.frames[0][::-1, ::-1].astype(int)).mean()
     check(
-        max(mae) < 6.0 and flipped > 2 * max(mae),
-        f"video frames match raw frames (MAE max {max(mae):.2f}, flipped {flipped:.1f})",
+        len(decoded) == len(ref.frames) and all(np.array_equal(d, f) for d, f in zip(decoded, ref.frames)),
+        "lossless video decodes to the rendered frames (byte-equal)",
     )
     env.close()
+
+    # The scene camera corner4, as the Rust tests start the bridge: upright, not black, version 2.
+    b = Bridge(camera="corner4")
+    check(b.hello.get("camera") == "corner4" and b.hello.get("version") == 2, f"corner4 bridge hello {b.hello}")
+    r, frame = b({"cmd": "reset", "seed": SEED})
+    img = np.frombuffer(frame, np.uint8).reshape(SIZE, SIZE, 3).astype(int)
+    # upright: the bright wall/floor behind the table is at the top, the dark table edge at the bottom
+    check(img.mean() > 20 and img[: SIZE // 4].mean() > img[-SIZE // 4 :].mean(), "corner4 frame is upright, not black")
+    check(len(r.get("state", [])) == 39, "corner4 bridge sends state")
+    b({"cmd": "close"})
+    b.p.wait(timeout=30)
+
+
+def check_lossy(root: Path, lossless_video: Path) -> None:
+    """`--codec lossy` still writes the old yuv420p CRF video, close to the lossless frames."""
+    out = root / "lossy"
+    generate(out, "v2.1", "--codec", "lossy", "--crf", "23", "--episodes", "1")
+    info = json.loads((out / "meta/info.json").read_text())
+    check(info["features"][VIDEO_KEY]["info"]["video.pix_fmt"] == "yuv420p", "lossy: yuv420p feature")
+    check("crf 23" in info["metaworld"]["video_codec"], f"lossy: codec recorded {info['metaworld']['video_codec']}")
+    video = out / info["video_path"].format(episode_chunk=0, video_key=VIDEO_KEY, episode_index=0)
+    lossy, exact = decode(video), decode(lossless_video)
+    mae = np.abs(lossy.astype(int) - exact.astype(int)).mean()
+    flipped = np.abs(lossy[0].astype(int) - exact[0][::-1, ::-1].astype(int)).mean()
+    ok = len(lossy) == len(exact) and 0 < mae < 6.0 and flipped > 2 * mae
+    check(ok, f"lossy video close to the lossless one (MAE {mae:.2f}, flipped {flipped:.1f})")
 
 
 def main() -> int:
@@ -283,7 +332,9 @@ def main() -> int:
         rows21, episodes = check_v21(root / "v2.1")
         rows30 = check_v30(root / "v3.0")
         check(rows21.equals(rows30), "v2.1 and v3.0 hold the same rows (deterministic generator)")
-        check_bridge(episodes, root / "v2.1/videos/chunk-000/observation.images.corner4/episode_000000.mp4")
+        video = root / f"v2.1/videos/chunk-000/{VIDEO_KEY}/episode_000000.mp4"
+        check_bridge(episodes, video)
+        check_lossy(root, video)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

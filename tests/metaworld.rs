@@ -153,3 +153,184 @@ fn a_hung_or_broken_bridge_is_a_clear_error() {
     let e = MetaWorldBridge::start(&bridge_cfg(d.path().join("missing.py"), 2)).err().unwrap().to_string();
     assert!(e.contains("missing.py") && e.contains("not found"), "{e}");
 }
+
+/// Generates a 64-px v2.1 dataset of `TASK` with `episodes` expert episodes (lossless video, the
+/// generator's default camera) and returns its camera.
+fn generate_eval(out: &Path, episodes: usize) -> String {
+    let o = Command::new("python3")
+        .arg(root().join("scripts/metaworld_demos.py"))
+        .args(["--tasks", TASK, "--episodes", &episodes.to_string(), "--seed", "0", "--size", "64", "--stop-on-success", "3"])
+        .arg("--out")
+        .arg(out)
+        .env("MUJOCO_GL", "egl")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "generator failed: {}", String::from_utf8_lossy(&o.stderr));
+    r3m_bc::render_info(out).expect("generator metadata").camera
+}
+
+#[test]
+fn replayed_demo_actions_render_the_demo_pixels_and_embed_equals_eval_bc() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    let camera = generate_eval(&ds, 2);
+    let demos = r3m_bc::load_demos(&ds, Some(TASK), None).unwrap();
+    let demo = &demos[0];
+    assert_eq!(demo.state.as_ref().map(|s| (s.len(), s[0].len())), Some((demo.actions.len(), 39)), "environment_state per frame");
+
+    // demos and rollouts see the same pixels: replay the demo's actions on its layout through the
+    // bridge; every rendered frame equals the decoded (lossless) demo frame, byte for byte
+    let mut cfg = bridge_cfg(root().join("scripts/metaworld_bridge.py"), 60);
+    cfg.camera = camera.clone();
+    let mut env = MetaWorldBridge::start(&cfg).unwrap();
+    let mut obs = env.reset(demo.layout_seed.unwrap() as u64).unwrap();
+    let mut compared = 0;
+    for (t, action) in demo.actions.iter().enumerate() {
+        assert_eq!(obs.frame.len(), demo.frames[t].len());
+        let differing = obs.frame.iter().zip(&demo.frames[t]).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "frame {t}: {differing} bytes differ between the rollout and the decoded demo");
+        let state_diff = obs.state.iter().zip(&demo.state.as_ref().unwrap()[t]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert_eq!(obs.state.len(), 39);
+        assert!(state_diff < 1e-6, "frame {t}: state differs by {state_diff}");
+        compared += 1;
+        // the bridge ends the episode at the first success; the demo keeps a few frames after it
+        if obs.done || t + 1 == demo.actions.len() {
+            break;
+        }
+        obs = env.step(action).unwrap();
+    }
+    assert!(compared > 10 && obs.done && obs.success, "replayed {compared} frames to the expert's success");
+    drop(env);
+
+    // one frozen-encoder preprocessing: `r3m embed` rows equal eval bc's embeddings of the same
+    // frames (64-px renders, encoder input 56 = 64·7/8: a centre crop in both paths)
+    let ck = d.path().join("ck");
+    tch::manual_seed(3);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _enc = r3m_model::Encoder::new(&vs.root(), r3m_model::Arch::Resnet18);
+    r3m_model::checkpoint::save(&ck, &vs, &[], &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 56, "step": 0}))
+        .unwrap();
+    let emb = d.path().join("e.parquet");
+    let o = Command::new(r3m_bin())
+        .args(["embed", "--checkpoint"])
+        .arg(&ck)
+        .arg("--lerobot")
+        .arg(&ds)
+        .args(["--out"])
+        .arg(&emb)
+        .args(["--device", "cpu", "--precision", "fp32"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = r3m_export::read_embeddings(&emb).unwrap();
+    let frozen = r3m_model::checkpoint::load_encoder(&ck, tch::Device::Cpu).unwrap();
+    let mut prepared = demos.clone();
+    r3m_bc::prepare_demos(&mut prepared, 56).unwrap();
+    let refs: Vec<&[u8]> = prepared[0].frames.iter().map(Vec::as_slice).collect();
+    let ours = r3m_bc::embed_prepared(&frozen.encoder, &refs, 56, tch::Device::Cpu, r3m_model::Precision::Fp32);
+    let episodes = e.episode_index.as_ref().expect("episode_index column");
+    let mut compared = 0;
+    for row in 0..e.len() {
+        if episodes[row] != demo.episode {
+            continue;
+        }
+        let t = e.frame_index[row];
+        let mine = Vec::<f32>::try_from(ours.get(t)).unwrap();
+        let diff = mine.iter().zip(e.row(row)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "frame {t}: eval bc and r3m embed differ by {diff}");
+        compared += 1;
+    }
+    assert_eq!(compared, demo.actions.len());
+}
+
+fn strip_timing(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("timing");
+            m.values_mut().for_each(strip_timing);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_timing),
+        _ => {}
+    }
+}
+
+#[test]
+fn state_and_proprio_rows_and_cell_level_resume() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    generate_eval(&ds, 3);
+    let eval = |out: &Path, extra: &[&str]| {
+        let mut c = Command::new(r3m_bin());
+        c.args(["eval", "bc", "--task", TASK, "--encoders", "state,proprio", "--demos", "2", "--seeds", "2", "--steps", "200"])
+            .args(["--eval-every", "200", "--rollouts", "3", "--max-episode-steps", "60", "--envs", "2", "--heldout", "1"])
+            .args(["--device", "cpu", "--data"])
+            .arg(&ds)
+            .arg("--out")
+            .arg(out)
+            .args(extra);
+        c
+    };
+    // uninterrupted
+    let a = d.path().join("a");
+    let o = eval(&a, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    assert!(md.contains("| state | 2 | 2 |") && md.contains("| proprio | 2 | 2 |"), "{md}");
+    let mut ja: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
+    assert_eq!(ja["complete"], true);
+    assert_eq!(ja["cells"].as_array().unwrap().len(), 4);
+    for c in ja["cells"].as_array().unwrap() {
+        assert_eq!(c["evals"][0]["outcomes"].as_array().unwrap().len(), 3, "one outcome per layout");
+        assert!(c["timing"]["env_steps"].as_u64().unwrap() >= 3);
+    }
+    let row = &ja["rows"][0];
+    assert!(row["final_success"]["lo"].as_f64().unwrap() <= row["final_success"]["mean"].as_f64().unwrap());
+    // a second run into the same directory without --resume is refused
+    let o = eval(&a, &[]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--resume"));
+
+    // killed (-9) once the first cell is written, then resumed: the same results
+    let b = d.path().join("b");
+    let mut child = eval(&b, &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while std::fs::read_dir(b.join("cells")).map_or(0, |r| r.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count()) < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no cell written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(!b.join("results.json").exists() || !std::fs::read_to_string(b.join("results.json")).unwrap().contains("\"complete\": true"));
+    // a resume with another protocol is refused, naming the field
+    let o = eval(&b, &["--resume", "--lr", "0.002"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("lr: 0.001 → 0.002"), "{err}");
+    let o = eval(&b, &["--resume"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("resuming"), "{err}");
+    let mut jb: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).unwrap()).unwrap();
+    strip_timing(&mut ja);
+    strip_timing(&mut jb);
+    ja["protocol"]["data"] = serde_json::Value::Null;
+    jb["protocol"]["data"] = serde_json::Value::Null;
+    assert_eq!(ja, jb, "resumed results equal the uninterrupted run's");
+
+    // Ctrl-C: stops, keeps the finished cells, writes an incomplete table and exits 130
+    let c = d.path().join("c");
+    let child = eval(&c, &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while !c.join("cells").join("state.demos-2.seed-0.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no cell written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c.join("results.json")).unwrap()).unwrap();
+    if o.status.code() == Some(130) {
+        assert_eq!(j["complete"], false, "{err}");
+        assert!(err.contains("--resume"), "{err}");
+    } else {
+        // the run finished before the signal arrived
+        assert!(o.status.success() && j["complete"] == true, "{err}");
+    }
+}

@@ -1,42 +1,101 @@
 //! Few-demo behaviour cloning with a frozen (or scratch-trained) encoder, evaluated closed loop.
 //!
 //! For one cell (encoder × number of demos × policy seed): embed the demo frames once with the
-//! frozen encoder, train the policy on [embedding, proprio] → action with MSE (Adam, batch 32),
+//! frozen encoder, train the policy on [features, proprio] → action with MSE (Adam, batch 32),
 //! and every `eval_every` steps roll it out in fresh layouts (evaluation seeds, the same for
 //! every cell, so encoders are compared on the same layouts) with several environments stepping
-//! in parallel and one batched encoder call per step. The `scratch` baseline trains the encoder
-//! end to end with the policy instead.
+//! in parallel and one batched encoder call per step. Every frame the encoder sees, demo or
+//! rollout, goes through [`FramePrep`]: the frozen encoder's evaluation transform (shorter side
+//! → 8/7·size, centre crop), the same definition `r3m embed` and `r3m view` decode with.
+//!
+//! Rows that test the evaluation itself: `state` (the full simulator observation instead of an
+//! image: the ceiling), `proprio` (no image features at all: the floor), `scratch` (ResNet trained
+//! end to end on the demos) and `scratch-shallow` (DrQ's shallow ConvNet with random shifts).
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use r3m_data::Rng;
 use r3m_model::{Arch, Encoder, Precision};
+use r3m_video::{Resize, RgbTransform};
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use crate::bridge::Env;
 use crate::demos::Demo;
 use crate::policy::Policy;
+use crate::shallow::{random_shift, ShallowEncoder};
 
-/// Which encoder a cell uses.
+/// Which features a cell's policy sees.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EncoderKind {
-    /// A trained checkpoint, frozen.
-    Pretrained(std::path::PathBuf),
+    /// A trained checkpoint, frozen, under a row name (`pretrained` for `--checkpoint`).
+    Pretrained {
+        /// Row name.
+        name: String,
+        /// Checkpoint or run directory.
+        path: PathBuf,
+    },
     /// Random initialisation (seeded), frozen.
     Random,
     /// Random initialisation trained end to end on the demos.
     Scratch,
+    /// DrQ's shallow ConvNet with random-shift augmentation, trained end to end on the demos.
+    ScratchShallow,
+    /// No image: the simulator's full observation vector (the protocol's ceiling).
+    State,
+    /// No image features at all, proprioception only (the protocol's floor).
+    Proprio,
 }
 
+/// The names `--encoders` takes besides checkpoints.
+pub const BUILTIN_ENCODERS: &str = "state, proprio, random, scratch, scratch-shallow, pretrained (with --checkpoint), NAME=CHECKPOINT";
+
 impl EncoderKind {
-    /// `pretrained` / `random` / `scratch`.
-    pub fn name(&self) -> &'static str {
+    /// Parses one `--encoders` entry: a built-in name, `pretrained` (the `checkpoint`), or
+    /// `NAME=PATH` for a checkpoint shown under NAME.
+    pub fn parse(spec: &str, checkpoint: Option<&Path>) -> Result<Self> {
+        Ok(match spec {
+            "pretrained" => EncoderKind::Pretrained {
+                name: "pretrained".into(),
+                path: checkpoint.context("--encoders pretrained needs --checkpoint RUN")?.to_path_buf(),
+            },
+            "random" => EncoderKind::Random,
+            "scratch" => EncoderKind::Scratch,
+            "scratch-shallow" => EncoderKind::ScratchShallow,
+            "state" => EncoderKind::State,
+            "proprio" => EncoderKind::Proprio,
+            other => match other.split_once('=') {
+                Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+                    let builtin = ["random", "scratch", "scratch-shallow", "state", "proprio"];
+                    if builtin.contains(&name) || name.contains(['/', '\\']) {
+                        bail!("--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)");
+                    }
+                    EncoderKind::Pretrained { name: name.into(), path: path.into() }
+                }
+                _ => bail!("--encoders: unknown encoder '{other}' ({BUILTIN_ENCODERS})"),
+            },
+        })
+    }
+
+    /// Row name.
+    pub fn name(&self) -> &str {
         match self {
-            EncoderKind::Pretrained(_) => "pretrained",
+            EncoderKind::Pretrained { name, .. } => name,
             EncoderKind::Random => "random",
             EncoderKind::Scratch => "scratch",
+            EncoderKind::ScratchShallow => "scratch-shallow",
+            EncoderKind::State => "state",
+            EncoderKind::Proprio => "proprio",
         }
+    }
+
+    /// Whether rollouts need camera frames (the env renders only then).
+    pub fn uses_frames(&self) -> bool {
+        !matches!(self, EncoderKind::State | EncoderKind::Proprio)
     }
 }
 
@@ -53,22 +112,36 @@ pub struct BcConfig {
     pub batch: usize,
     /// Policy learning rate (R3M: 1e-3).
     pub lr: f64,
-    /// Encoder learning rate for `scratch`.
+    /// Encoder learning rate for `scratch` and `scratch-shallow`.
     pub encoder_lr: f64,
     /// Where the models run.
     pub device: Device,
     /// Encoder arithmetic.
     pub precision: Precision,
-    /// Encoder input side (frames are resized to it).
+    /// Encoder input side (see [`FramePrep`]).
     pub size: u32,
     /// First evaluation layout seed.
     pub eval_seed_base: u64,
     /// Architecture for `random` and `scratch`.
     pub arch: Arch,
+    /// Set from outside (Ctrl-C) to stop the cell at the next step with [`Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
-/// Success counts at one evaluation.
-#[derive(Debug, Clone, serde::Serialize)]
+/// The cell was stopped through [`BcConfig::stop`]; nothing of it is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Success at one evaluation, per layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalPoint {
     /// Policy step.
     pub step: u64,
@@ -76,12 +149,29 @@ pub struct EvalPoint {
     pub successes: usize,
     /// Rollouts.
     pub rollouts: usize,
+    /// Success per evaluation layout, in layout order (layout seed = base + position).
+    pub outcomes: Vec<bool>,
+}
+
+/// Where a cell's time went (differs between runs; kept apart from the results).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Wall time of the cell.
+    pub seconds: f64,
+    /// Policy (and scratch encoder) training.
+    pub train_seconds: f64,
+    /// Closed-loop rollouts.
+    pub rollout_seconds: f64,
+    /// Environment steps taken in rollouts.
+    pub env_steps: u64,
+    /// `env_steps / rollout_seconds`.
+    pub env_steps_per_s: f64,
 }
 
 /// One cell's results.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
-    /// Encoder kind.
+    /// Encoder row name.
     pub encoder: String,
     /// Demonstrations used.
     pub demos: usize,
@@ -93,8 +183,8 @@ pub struct CellResult {
     pub heldout_mse: Option<f64>,
     /// Training MSE over the last 100 steps.
     pub train_mse: f64,
-    /// Wall time.
-    pub seconds: f64,
+    /// Time and rollout cost.
+    pub timing: Timing,
 }
 
 impl CellResult {
@@ -103,37 +193,70 @@ impl CellResult {
         self.evals.last().map_or(0.0, |e| e.successes as f64 / e.rollouts.max(1) as f64)
     }
 
-    /// Best success rate over evaluations (R3M reports this).
+    /// Best success rate over evaluations (R3M reports this; optimistic).
     pub fn max_rate(&self) -> f64 {
         self.evals.iter().map(|e| e.successes as f64 / e.rollouts.max(1) as f64).fold(0.0, f64::max)
     }
 }
 
-/// Frames (RGB u8 `[h, w, 3]`) → float `[N, 3, size, size]` in 0..255 (bilinear resize when the
-/// size differs), the one preprocessing used for demos and rollouts alike.
-pub fn prepare(frames: &[&[u8]], w: u32, h: u32, size: u32, device: Device) -> Tensor {
-    let n = frames.len() as i64;
-    let mut data = Vec::with_capacity(frames.len() * (w * h * 3) as usize);
-    for f in frames {
-        data.extend_from_slice(f);
+/// The frozen encoder's evaluation transform on RGB frames in memory: shorter side → 8/7·size,
+/// centre crop size×size ([`Resize::eval`], applied by the same swscale code that decodes video).
+/// Rollout frames and demo frames both pass through it.
+pub struct FramePrep {
+    t: RgbTransform,
+    size: u32,
+}
+
+impl FramePrep {
+    /// For encoder input `size`.
+    pub fn new(size: u32) -> Self {
+        FramePrep { t: RgbTransform::new(Resize::eval(size)), size }
     }
-    // NHWC data viewed as NCHW: channels-last strides, which the frozen encoders use
-    let x = Tensor::from_slice(&data).view([n, i64::from(h), i64::from(w), 3]).permute([0, 3, 1, 2]).to_device(device).to_kind(Kind::Float);
-    if (w, h) == (size, size) {
-        x
-    } else {
-        x.upsample_bilinear2d([i64::from(size), i64::from(size)], false, None, None)
+
+    /// One `w`×`h` RGB frame → `size`×`size` RGB.
+    pub fn apply(&mut self, frame: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
+        let (ow, oh, data) = self.t.apply(frame, w, h).map_err(|e| anyhow::anyhow!("preparing a {w}x{h} frame: {e}"))?;
+        if (ow, oh) != (self.size, self.size) {
+            bail!("preparing a {w}x{h} frame gave {ow}x{oh}, expected {}x{}", self.size, self.size);
+        }
+        Ok(data)
     }
 }
 
-fn embed_all(enc: &Encoder, cfg: &BcConfig, demos: &[&Demo]) -> Tensor {
-    let mut out = Vec::new();
-    for d in demos {
-        for chunk in d.frames.chunks(64) {
-            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            let x = prepare(&refs, d.width, d.height, cfg.size, cfg.device);
-            out.push(tch::no_grad(|| enc.embed(&x, false, cfg.precision)));
+/// Replaces every demo's frames by their [`FramePrep`] output (`size`×`size`).
+pub fn prepare_demos(demos: &mut [Demo], size: u32) -> Result<()> {
+    let mut prep = FramePrep::new(size);
+    for d in demos.iter_mut() {
+        if (d.width, d.height) == (size, size) && d.prepared {
+            continue;
         }
+        let frames = d.frames.iter().map(|f| prep.apply(f, d.width, d.height)).collect::<Result<Vec<_>>>()?;
+        d.frames = frames;
+        (d.width, d.height, d.prepared) = (size, size, true);
+    }
+    Ok(())
+}
+
+/// Prepared square RGB frames (`size`×`size`, from [`FramePrep`]) → float `[N, 3, size, size]`
+/// in 0..255, channels-last strides (which the frozen encoders use).
+pub fn frames_tensor(frames: &[&[u8]], size: u32, device: Device) -> Tensor {
+    let n = frames.len() as i64;
+    let mut data = Vec::with_capacity(frames.len() * (size * size * 3) as usize);
+    for f in frames {
+        data.extend_from_slice(f);
+    }
+    let s = i64::from(size);
+    Tensor::from_slice(&data).view([n, s, s, 3]).permute([0, 3, 1, 2]).to_device(device).to_kind(Kind::Float)
+}
+
+/// Embeddings `[N, dim]` of prepared frames with a frozen encoder, in chunks of 64.
+pub fn embed_prepared(enc: &Encoder, frames: &[&[u8]], size: u32, device: Device, precision: Precision) -> Tensor {
+    let out: Vec<Tensor> = frames
+        .chunks(64)
+        .map(|c| tch::no_grad(|| enc.embed(&frames_tensor(c, size, device), false, precision)))
+        .collect();
+    if out.is_empty() {
+        return Tensor::zeros([0, enc.dim()], (Kind::Float, device));
     }
     Tensor::cat(&out, 0)
 }
@@ -144,37 +267,19 @@ fn stack_rows(demos: &[&Demo], f: impl Fn(&Demo) -> &Vec<Vec<f32>>, device: Devi
     Tensor::from_slice(&rows).view([-1, width]).to_device(device)
 }
 
-/// One environment step of a rollout, for observers (rerun).
-#[derive(Debug)]
-pub struct RolloutStep<'a> {
-    /// Policy step of the evaluation this rollout belongs to.
-    pub eval_step: u64,
-    /// Rollout number within the evaluation.
-    pub rollout: usize,
-    /// Environment step (1 after the first action).
-    pub t: u64,
-    /// The frame the action was chosen on (RGB u8, square).
-    pub frame: &'a [u8],
-    /// The action taken.
-    pub action: &'a [f32],
-    /// Whether the task is solved after the step.
-    pub success: bool,
-    /// Whether the episode ended with this step.
-    pub done: bool,
-}
-
-/// Runs `seeds.len()` rollouts over `envs` in parallel; `act` maps the frames and proprio of the
-/// envs still running to their actions (one batched call per step); `on_step` sees every step.
-/// Returns success per seed.
+/// Runs `seeds.len()` rollouts over `envs` in parallel; `act` maps the observations of the envs
+/// still running to their actions (one batched call per step); `on_step` sees every step.
+/// Returns success per seed and the number of environment steps taken.
 pub fn rollouts(
     envs: &mut [Box<dyn Env>],
     seeds: &[u64],
-    mut act: impl FnMut(&[&[u8]], &[&[f32]]) -> Result<Vec<Vec<f32>>>,
-    mut on_done: impl FnMut(bool),
+    mut act: impl FnMut(&[&crate::bridge::Observation]) -> Result<Vec<Vec<f32>>>,
+    mut on_done: impl FnMut(bool, u64),
     mut on_step: impl FnMut(usize, u64, &[u8], &[f32], bool, bool),
-) -> Result<Vec<bool>> {
+) -> Result<(Vec<bool>, u64)> {
     let mut results = vec![false; seeds.len()];
     let mut next = 0;
+    let mut env_steps = 0u64;
     // per env: (rollout index, last observation)
     let mut active: Vec<Option<(usize, crate::bridge::Observation)>> = (0..envs.len()).map(|_| None).collect();
     loop {
@@ -195,31 +300,74 @@ pub fn rollouts(
         if running.is_empty() {
             break;
         }
-        let frames: Vec<&[u8]> = running.iter().map(|&i| active[i].as_ref().map(|a| a.1.frame.as_slice()).unwrap_or(&[])).collect();
-        let proprio: Vec<&[f32]> = running.iter().map(|&i| active[i].as_ref().map(|a| a.1.proprio.as_slice()).unwrap_or(&[])).collect();
-        let actions = act(&frames, &proprio)?;
+        let obs: Vec<&crate::bridge::Observation> = running.iter().filter_map(|&i| active[i].as_ref().map(|a| &a.1)).collect();
+        let actions = act(&obs)?;
+        if actions.len() != running.len() {
+            bail!("the policy gave {} actions for {} environments", actions.len(), running.len());
+        }
         for (&i, a) in running.iter().zip(&actions) {
             envs[i].send_step(a)?;
         }
         for (k, &i) in running.iter().enumerate() {
             let obs = envs[i].finish()?;
-            let (r, prev) = active[i].take().expect("running");
+            env_steps += 1;
+            let Some((r, prev)) = active[i].take() else { continue };
             on_step(r, obs.step, &prev.frame, &actions[k], obs.success, obs.done);
             if obs.success {
                 results[r] = true;
             }
             if obs.done {
-                on_done(results[r]);
+                on_done(results[r], env_steps);
             } else {
                 active[i] = Some((r, obs));
             }
         }
     }
-    Ok(results)
+    Ok((results, env_steps))
+}
+
+/// The image part of a cell's policy input.
+enum Visual {
+    Frozen(Encoder),
+    ResNet(Encoder, nn::VarStore),
+    Shallow(ShallowEncoder, nn::VarStore),
+}
+
+impl Visual {
+    fn dim(&self) -> i64 {
+        match self {
+            Visual::Frozen(e) | Visual::ResNet(e, _) => e.dim(),
+            Visual::Shallow(..) => crate::shallow::SHALLOW_DIM,
+        }
+    }
+
+    fn trainable(&self) -> Option<&nn::VarStore> {
+        match self {
+            Visual::Frozen(_) => None,
+            Visual::ResNet(_, vs) | Visual::Shallow(_, vs) => Some(vs),
+        }
+    }
+
+    /// `[N, 3, s, s]` float 0..255 → `[N, dim]`.
+    fn embed(&self, x: &Tensor, train: bool, precision: Precision) -> Tensor {
+        match self {
+            Visual::Frozen(e) => e.embed(x, false, precision),
+            Visual::ResNet(e, _) => e.embed(x, train, precision),
+            Visual::Shallow(e, _) => e.forward(x),
+        }
+    }
+}
+
+/// What the policy sees besides proprioception.
+enum Features {
+    Visual(Visual),
+    State,
+    Nothing,
 }
 
 /// Trains and evaluates one cell. `train` are the demos to learn from, `heldout` demos only
-/// measure action MSE. `on_progress(what)` reports progress.
+/// measure action MSE; frames must be prepared ([`prepare_demos`]) for image rows.
+/// `on_progress(what)` reports progress.
 #[allow(clippy::too_many_arguments)]
 pub fn run_cell(
     kind: &EncoderKind,
@@ -235,32 +383,80 @@ pub fn run_cell(
     if train.is_empty() {
         bail!("no demonstrations to train on");
     }
+    if kind.uses_frames() {
+        if let Some(d) = train.iter().chain(heldout).find(|d| !d.prepared || (d.width, d.height) != (cfg.size, cfg.size)) {
+            bail!("episode {}: frames are not prepared for {} px (call prepare_demos)", d.episode, cfg.size);
+        }
+    }
+    if *kind == EncoderKind::State {
+        if let Some(d) = train.iter().chain(heldout).find(|d| d.state.is_none()) {
+            bail!(
+                "episode {} has no observation.environment_state: the `state` row needs a dataset made by the current \
+                 scripts/metaworld_demos.py",
+                d.episode
+            );
+        }
+    }
+    for env in envs.iter_mut() {
+        env.set_render(kind.uses_frames());
+    }
     tch::manual_seed(seed as i64);
-    let enc_vs = nn::VarStore::new(cfg.device);
-    let encoder = match kind {
-        EncoderKind::Pretrained(path) => {
+    let features = match kind {
+        EncoderKind::Pretrained { path, .. } => {
             let f = r3m_model::checkpoint::load_encoder(path, cfg.device)?;
             // frozen inference: channels-last (1.36× NCHW in fp32 on CPU, benches/embed.rs)
             r3m_model::precision::vars_to_channels_last(&f.vs);
-            std::mem::drop(enc_vs);
-            return run_with_encoder(kind, f.encoder, None, train, heldout, seed, cfg, envs, t0, &mut on_progress, observer);
+            Features::Visual(Visual::Frozen(f.encoder))
         }
         EncoderKind::Random => {
-            let e = Encoder::new(&enc_vs.root(), cfg.arch);
-            r3m_model::precision::vars_to_channels_last(&enc_vs);
-            e
+            let vs = nn::VarStore::new(cfg.device);
+            let e = Encoder::new(&vs.root(), cfg.arch);
+            r3m_model::precision::vars_to_channels_last(&vs);
+            Features::Visual(Visual::Frozen(e))
         }
-        EncoderKind::Scratch => Encoder::new(&enc_vs.root(), cfg.arch),
+        EncoderKind::Scratch => {
+            let vs = nn::VarStore::new(cfg.device);
+            let e = Encoder::new(&vs.root(), cfg.arch);
+            Features::Visual(Visual::ResNet(e, vs))
+        }
+        EncoderKind::ScratchShallow => {
+            let vs = nn::VarStore::new(cfg.device);
+            let e = ShallowEncoder::new(&vs.root(), i64::from(cfg.size));
+            Features::Visual(Visual::Shallow(e, vs))
+        }
+        EncoderKind::State => Features::State,
+        EncoderKind::Proprio => Features::Nothing,
     };
-    let trainable = (*kind == EncoderKind::Scratch).then_some(enc_vs);
-    run_with_encoder(kind, encoder, trainable, train, heldout, seed, cfg, envs, t0, &mut on_progress, observer)
+    run_with_features(kind, &features, train, heldout, seed, cfg, envs, t0, &mut on_progress, observer)
+}
+
+/// One environment step of a rollout, for observers (rerun).
+#[derive(Debug)]
+pub struct RolloutStep<'a> {
+    /// Policy step of the evaluation this rollout belongs to.
+    pub eval_step: u64,
+    /// Rollout number within the evaluation.
+    pub rollout: usize,
+    /// Environment step (1 after the first action).
+    pub t: u64,
+    /// The frame the action was chosen on (RGB u8, as rendered; empty for rows without images).
+    pub frame: &'a [u8],
+    /// The action taken.
+    pub action: &'a [f32],
+    /// Whether the task is solved after the step.
+    pub success: bool,
+    /// Whether the episode ended with this step.
+    pub done: bool,
+}
+
+fn stopped(cfg: &BcConfig) -> bool {
+    cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_with_encoder(
+fn run_with_features(
     kind: &EncoderKind,
-    encoder: Encoder,
-    trainable: Option<nn::VarStore>,
+    features: &Features,
     train: &[&Demo],
     heldout: &[&Demo],
     seed: u64,
@@ -271,66 +467,93 @@ fn run_with_encoder(
     observer: &mut dyn FnMut(&RolloutStep),
 ) -> Result<CellResult> {
     let dev = cfg.device;
-    let dim = encoder.dim();
     let proprio = stack_rows(train, |d| &d.proprio, dev);
     let actions = stack_rows(train, |d| &d.actions, dev);
     let (pdim, adim) = (proprio.size()[1], actions.size()[1]);
     let n = proprio.size()[0];
-    let feats = trainable.is_none().then(|| embed_all(&encoder, cfg, train));
-    let frames: Vec<(&[u8], u32, u32)> = train.iter().flat_map(|d| d.frames.iter().map(move |f| (f.as_slice(), d.width, d.height))).collect();
+    let frames: Vec<&[u8]> = train.iter().flat_map(|d| d.frames.iter().map(Vec::as_slice)).collect();
+    // fixed per-row features: frozen embeddings of the demo frames, or the simulator state
+    let fixed: Option<Tensor> = match features {
+        Features::Visual(Visual::Frozen(e)) => Some(embed_prepared(e, &frames, cfg.size, dev, cfg.precision)),
+        Features::State => Some(stack_rows(train, |d| d.state.as_ref().expect("checked in run_cell"), dev)),
+        Features::Visual(_) | Features::Nothing => None,
+    };
+    let fdim = match features {
+        Features::Visual(v) => v.dim(),
+        Features::State => fixed.as_ref().map_or(0, |f| f.size()[1]),
+        Features::Nothing => 0,
+    };
+    let trainable = match features {
+        Features::Visual(v) => v.trainable(),
+        _ => None,
+    };
     tch::manual_seed(seed as i64 + 1);
     let pvs = nn::VarStore::new(dev);
-    let policy = Policy::new(&pvs.root(), dim + pdim, adim);
+    let policy = Policy::new(&pvs.root(), fdim + pdim, adim);
     let mut opt = nn::Adam::default().build(&pvs, cfg.lr)?;
-    let mut enc_opt = match &trainable {
+    let mut enc_opt = match trainable {
         Some(vs) => Some(nn::Adam::default().build(vs, cfg.encoder_lr)?),
         None => None,
     };
     let mut rng = Rng::stream(seed, 0xBC);
+    let mut shift_rng = Rng::stream(seed, 0x5817);
     let seeds: Vec<u64> = (0..cfg.rollouts as u64).map(|i| cfg.eval_seed_base + i).collect();
     let mut evals = Vec::new();
     let mut recent = Vec::new();
-    let embed_now = |refs: &[&[u8]], w: u32, h: u32, train_mode: bool| -> Tensor {
-        let x = prepare(refs, w, h, cfg.size, dev);
-        encoder.embed(&x, train_mode, cfg.precision)
+    let mut timing = Timing::default();
+    let mut prep = FramePrep::new(cfg.size);
+    // policy input for observations: [features, proprio]
+    let mut input_for = |obs: &[&crate::bridge::Observation]| -> Result<Tensor> {
+        let p: Vec<f32> = obs.iter().flat_map(|o| o.proprio.iter().copied()).collect();
+        let p = Tensor::from_slice(&p).view([obs.len() as i64, -1]).to_device(dev);
+        let f = match features {
+            Features::Visual(v) => {
+                let prepared = obs
+                    .iter()
+                    .map(|o| {
+                        let (w, h) = o.frame_size;
+                        prep.apply(&o.frame, w, h)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let refs: Vec<&[u8]> = prepared.iter().map(Vec::as_slice).collect();
+                Some(tch::no_grad(|| v.embed(&frames_tensor(&refs, cfg.size, dev), false, cfg.precision)))
+            }
+            Features::State => {
+                let s: Vec<f32> = obs.iter().flat_map(|o| o.state.iter().copied()).collect();
+                if s.len() != obs.len() * fdim as usize {
+                    bail!("the environment sent a {}-value state, the demos have {fdim} (bridge protocol 2 needed)", s.len() / obs.len().max(1));
+                }
+                Some(Tensor::from_slice(&s).view([obs.len() as i64, fdim]).to_device(dev))
+            }
+            Features::Nothing => None,
+        };
+        Ok(match f {
+            Some(f) => Tensor::cat(&[f, p], 1),
+            None => p,
+        })
     };
-    let evaluate = |step: u64, envs: &mut [Box<dyn Env>], on_progress: &mut dyn FnMut(&str), observer: &mut dyn FnMut(&RolloutStep)| -> Result<EvalPoint> {
-        let mut done = 0usize;
-        let mut ok = 0usize;
-        let (w, h) = envs.first().map_or((train[0].width, train[0].height), |e| e.frame_size());
-        let res = rollouts(
-            envs,
-            &seeds,
-            |frames, prop| {
-                let e = tch::no_grad(|| embed_now(frames, w, h, false));
-                let p: Vec<f32> = prop.iter().flat_map(|p| p.iter().copied()).collect();
-                let p = Tensor::from_slice(&p).view([frames.len() as i64, -1]).to_device(dev);
-                let a = tch::no_grad(|| policy.forward_t(&Tensor::cat(&[e, p], 1), false)).to_device(Device::Cpu).to_kind(Kind::Float);
-                Ok((0..frames.len() as i64).map(|i| Vec::<f32>::try_from(a.get(i)).unwrap_or_default()).collect())
-            },
-            |s| {
-                done += 1;
-                ok += usize::from(s);
-                on_progress(&format!("eval @ step {step}: rollout {done}/{} ({ok} succeeded)", seeds.len()));
-            },
-            |rollout, t, frame, action, success, done| {
-                observer(&RolloutStep { eval_step: step, rollout, t, frame, action, success, done });
-            },
-        )?;
-        Ok(EvalPoint { step, successes: res.iter().filter(|&&s| s).count(), rollouts: res.len() })
-    };
+    let mut train_clock = Instant::now();
     for step in 1..=cfg.steps {
+        if stopped(cfg) {
+            return Err(Interrupted.into());
+        }
         let idx: Vec<i64> = (0..cfg.batch).map(|_| rng.below(n as u64) as i64).collect();
         let it = Tensor::from_slice(&idx).to_device(dev);
-        let emb = match &feats {
-            Some(f) => f.index_select(0, &it),
-            None => {
-                let refs: Vec<&[u8]> = idx.iter().map(|&i| frames[i as usize].0).collect();
-                let (w, h) = (frames[0].1, frames[0].2);
-                embed_now(&refs, w, h, true)
+        let feat = match (&fixed, features) {
+            (Some(f), _) => Some(f.index_select(0, &it)),
+            (None, Features::Visual(v)) => {
+                let refs: Vec<&[u8]> = idx.iter().map(|&i| frames[i as usize]).collect();
+                let x = frames_tensor(&refs, cfg.size, dev);
+                let x = if matches!(v, Visual::Shallow(..)) { random_shift(&x, 4, &mut shift_rng) } else { x };
+                Some(v.embed(&x, true, cfg.precision))
             }
+            (None, _) => None,
         };
-        let x = Tensor::cat(&[emb, proprio.index_select(0, &it)], 1);
+        let p = proprio.index_select(0, &it);
+        let x = match feat {
+            Some(f) => Tensor::cat(&[f, p], 1),
+            None => p,
+        };
         let pred = policy.forward_t(&x, true);
         let loss = pred.mse_loss(&actions.index_select(0, &it), tch::Reduction::Mean);
         opt.zero_grad();
@@ -350,15 +573,62 @@ fn run_with_encoder(
             on_progress(&format!("{} policy step {step}/{} mse {:.4}", kind.name(), cfg.steps, recent.iter().sum::<f64>() / recent.len() as f64));
         }
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
-            evals.push(evaluate(step, envs, on_progress, observer)?);
+            timing.train_seconds += train_clock.elapsed().as_secs_f64();
+            let clock = Instant::now();
+            let mut done = 0usize;
+            let mut ok = 0usize;
+            let total = seeds.len();
+            let (outcomes, env_steps) = rollouts(
+                envs,
+                &seeds,
+                |obs| {
+                    if stopped(cfg) {
+                        return Err(Interrupted.into());
+                    }
+                    let x = input_for(obs)?;
+                    let a = tch::no_grad(|| policy.forward_t(&x, false)).to_device(Device::Cpu).to_kind(Kind::Float);
+                    let a: Vec<f32> = Vec::<f32>::try_from(a.flatten(0, -1)).context("reading actions")?;
+                    Ok(a.chunks(adim as usize).map(<[f32]>::to_vec).collect())
+                },
+                |s, steps| {
+                    done += 1;
+                    ok += usize::from(s);
+                    let rate = steps as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+                    on_progress(&format!("eval @ step {step}: rollout {done}/{total} ({ok} succeeded), {rate:.0} env steps/s"));
+                },
+                |rollout, t, frame, action, success, done| {
+                    observer(&RolloutStep { eval_step: step, rollout, t, frame, action, success, done });
+                },
+            )?;
+            timing.rollout_seconds += clock.elapsed().as_secs_f64();
+            timing.env_steps += env_steps;
+            evals.push(EvalPoint { step, successes: outcomes.iter().filter(|&&s| s).count(), rollouts: outcomes.len(), outcomes });
+            train_clock = Instant::now();
         }
     }
     let heldout_mse = (!heldout.is_empty()).then(|| {
         let hp = stack_rows(heldout, |d| &d.proprio, dev);
         let ha = stack_rows(heldout, |d| &d.actions, dev);
-        let hf = embed_all(&encoder, cfg, heldout);
-        tch::no_grad(|| policy.forward_t(&Tensor::cat(&[hf, hp], 1), false).mse_loss(&ha, tch::Reduction::Mean).double_value(&[]))
+        let hframes: Vec<&[u8]> = heldout.iter().flat_map(|d| d.frames.iter().map(Vec::as_slice)).collect();
+        let f = match features {
+            Features::Visual(v) => {
+                let parts: Vec<Tensor> = hframes
+                    .chunks(64)
+                    .map(|c| tch::no_grad(|| v.embed(&frames_tensor(c, cfg.size, dev), false, cfg.precision)))
+                    .collect();
+                Some(Tensor::cat(&parts, 0))
+            }
+            Features::State => Some(stack_rows(heldout, |d| d.state.as_ref().expect("checked in run_cell"), dev)),
+            Features::Nothing => None,
+        };
+        let x = match f {
+            Some(f) => Tensor::cat(&[f, hp], 1),
+            None => hp,
+        };
+        tch::no_grad(|| policy.forward_t(&x, false).mse_loss(&ha, tch::Reduction::Mean).double_value(&[]))
     });
+    timing.seconds = t0.elapsed().as_secs_f64();
+    timing.env_steps_per_s = timing.env_steps as f64 / timing.rollout_seconds.max(1e-9);
     Ok(CellResult {
         encoder: kind.name().to_string(),
         demos: train.len(),
@@ -366,7 +636,7 @@ fn run_with_encoder(
         evals,
         heldout_mse,
         train_mse: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
-        seconds: t0.elapsed().as_secs_f64(),
+        timing,
     })
 }
 

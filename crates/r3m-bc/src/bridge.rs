@@ -16,8 +16,13 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 /// What an environment shows after a reset or a step.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    /// Camera image, RGB u8 `[height, width, 3]`.
+    /// Camera image, RGB u8 `[height, width, 3]` (empty when rendering is off).
     pub frame: Vec<u8>,
+    /// `(width, height)` of `frame`.
+    pub frame_size: (u32, u32),
+    /// The simulator's full observation vector (Meta-World: 39 values; empty when the env does
+    /// not send it).
+    pub state: Vec<f32>,
     /// Proprioception (Meta-World: hand xyz + gripper).
     pub proprio: Vec<f32>,
     /// Reward of the last step.
@@ -34,6 +39,8 @@ pub struct Observation {
 pub trait Env {
     /// Image width and height.
     fn frame_size(&self) -> (u32, u32);
+    /// Whether resets and steps render the camera (rows that use no image turn it off).
+    fn set_render(&mut self, on: bool);
     /// Starts an episode on the layout of `seed`.
     fn reset(&mut self, seed: u64) -> Result<Observation>;
     /// Sends a reset without waiting (see [`Env::finish`]); for stepping many envs in parallel.
@@ -64,6 +71,7 @@ pub struct MetaWorldBridge {
     width: u32,
     height: u32,
     task: String,
+    render: bool,
 }
 
 /// How to start bridges.
@@ -163,7 +171,7 @@ impl MetaWorldBridge {
                 }
             }
         });
-        let mut b = MetaWorldBridge { child, stdin, rx, stderr, timeout: cfg.timeout, width: 0, height: 0, task: cfg.task.clone() };
+        let mut b = MetaWorldBridge { child, stdin, rx, stderr, timeout: cfg.timeout, width: 0, height: 0, task: cfg.task.clone(), render: true };
         // starting Python and MuJoCo takes a few seconds: allow more than one step's timeout
         let hello = b.recv_within(cfg.timeout.max(Duration::from_secs(60)))?;
         if hello.header["hello"] != "r3m-metaworld-bridge" {
@@ -213,8 +221,11 @@ impl MetaWorldBridge {
 
     fn observation(&self, m: Message) -> Observation {
         let h = &m.header;
+        let floats = |key: &str| -> Vec<f32> { h[key].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default() };
         Observation {
-            proprio: h["proprio"].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default(),
+            frame_size: if m.frame.is_empty() { (0, 0) } else { (self.width, self.height) },
+            state: floats("state"),
+            proprio: floats("proprio"),
             reward: h["reward"].as_f64().unwrap_or(0.0),
             success: h["success"] == true,
             done: h["done"] == true,
@@ -241,20 +252,24 @@ impl Env for MetaWorldBridge {
         (self.width, self.height)
     }
 
+    fn set_render(&mut self, on: bool) {
+        self.render = on;
+    }
+
     fn reset(&mut self, seed: u64) -> Result<Observation> {
         self.send_reset(seed)?;
         self.finish()
     }
 
     fn send_reset(&mut self, seed: u64) -> Result<()> {
-        self.send(&serde_json::json!({"cmd": "reset", "seed": seed}))
+        self.send(&serde_json::json!({"cmd": "reset", "seed": seed, "render": self.render}))
     }
 
     fn send_step(&mut self, action: &[f32]) -> Result<()> {
         if action.iter().any(|a| !a.is_finite()) {
             bail!("policy produced a non-finite action {action:?}");
         }
-        self.send(&serde_json::json!({"cmd": "step", "action": action}))
+        self.send(&serde_json::json!({"cmd": "step", "action": action, "render": self.render}))
     }
 
     fn finish(&mut self) -> Result<Observation> {

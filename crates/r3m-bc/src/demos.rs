@@ -14,8 +14,11 @@ pub struct Demo {
     pub episode: i64,
     /// Layout seed it was recorded on, when the dataset says (Meta-World generator).
     pub layout_seed: Option<i64>,
-    /// Frames, RGB u8 `[h, w, 3]` each, at the dataset's native size.
+    /// Frames, RGB u8 `[h, w, 3]` each: the dataset's native size as loaded, the encoder's input
+    /// after [`crate::prepare_demos`].
     pub frames: Vec<Vec<u8>>,
+    /// Whether `frames` went through [`crate::FramePrep`].
+    pub prepared: bool,
     /// Frame width.
     pub width: u32,
     /// Frame height.
@@ -24,6 +27,9 @@ pub struct Demo {
     pub proprio: Vec<Vec<f32>>,
     /// Action per frame.
     pub actions: Vec<Vec<f32>>,
+    /// The simulator's full observation per frame (`observation.environment_state`), when the
+    /// dataset has it.
+    pub state: Option<Vec<Vec<f32>>>,
 }
 
 /// What the dataset says about how its frames were made (the generator's `metaworld` block).
@@ -79,8 +85,11 @@ fn episode_tasks(root: &Path, info: &lerobot::Info) -> Result<Vec<(i64, Option<S
     Ok(out)
 }
 
-/// Per-frame rows of `episode`: (proprio, action) from the data Parquet files.
-fn episode_rows(root: &Path, info_json: &serde_json::Value, v3: bool, episode: i64) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+/// Per-frame rows of one episode.
+type Rows = (Vec<Vec<f32>>, Vec<Vec<f32>>, Option<Vec<Vec<f32>>>);
+
+/// Per-frame rows of `episode`: (proprio, action, full state if present) from the data Parquet files.
+fn episode_rows(root: &Path, info_json: &serde_json::Value, v3: bool, episode: i64) -> Result<Rows> {
     let files = if v3 {
         let mut f = Vec::new();
         lerobot::parquet_files(&root.join("data"), &mut f);
@@ -92,21 +101,29 @@ fn episode_rows(root: &Path, info_json: &serde_json::Value, v3: bool, episode: i
         vec![root.join(rel)]
     };
     let (mut state, mut action) = (Vec::new(), Vec::new());
+    let mut env_state: Option<Vec<Vec<f32>>> = Some(Vec::new());
     for f in files {
         for b in table::read_parquet(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))? {
             let ep = table::i64s(&b, "episode_index").map_err(anyhow::Error::msg)?;
             let s = table::f32_lists(&b, "observation.state").map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.with_context(|| format!("{}: no observation.state", f.display()))?;
             let a = table::f32_lists(&b, "action").map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.with_context(|| format!("{}: no action", f.display()))?;
+            let full = table::f32_lists(&b, "observation.environment_state").map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            if full.is_none() {
+                env_state = None;
+            }
             for r in 0..b.num_rows() {
                 if ep.as_ref().is_some_and(|e| e[r] != Some(episode)) {
                     continue;
                 }
                 state.push(s[r].clone());
                 action.push(a[r].clone());
+                if let (Some(rows), Some(full)) = (env_state.as_mut(), full.as_ref()) {
+                    rows.push(full[r].clone());
+                }
             }
         }
     }
-    Ok((state, action))
+    Ok((state, action, env_state))
 }
 
 /// The demonstrations of `task` (Meta-World name; `None`: every episode) in the LeRobot dataset at
@@ -130,7 +147,7 @@ pub fn load_demos(root: &Path, task: Option<&str>, camera: Option<&str>) -> Resu
     let mut out = Vec::new();
     for (ep, seed) in wanted {
         let clip: &Clip = ds.clips.iter().find(|c| c.episode == Some(ep)).with_context(|| format!("{}: episode {ep} has no usable video", root.display()))?;
-        let (proprio, actions) = episode_rows(root, &info_json, info.is_v3(), ep)?;
+        let (proprio, actions, state) = episode_rows(root, &info_json, info.is_v3(), ep)?;
         let mut reader = VideoReader::open_probed(clip.video.clone(), DecodeOptions::default())?;
         let idx: Vec<usize> = (clip.start..clip.end).collect();
         let frames = reader.read_frames(&idx)?;
@@ -144,7 +161,8 @@ pub fn load_demos(root: &Path, task: Option<&str>, camera: Option<&str>) -> Resu
             );
         }
         let (width, height) = (frames[0].width, frames[0].height);
-        out.push(Demo { episode: ep, layout_seed: seed, frames: frames.into_iter().map(|f| f.data).collect(), width, height, proprio, actions });
+        let frames = frames.into_iter().map(|f| f.data).collect();
+        out.push(Demo { episode: ep, layout_seed: seed, frames, prepared: false, width, height, proprio, actions, state });
     }
     Ok(out)
 }

@@ -1,27 +1,36 @@
 //! `r3m eval bc`: few-demo behaviour cloning on Meta-World, closed loop, with baselines.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use r3m_bc::stats::{self, Interval};
 use r3m_bc::{BcConfig, BridgeConfig, CellResult, EncoderKind, Env, MetaWorldBridge};
-use r3m_model::{Arch, Precision};
+use r3m_model::Arch;
+use serde::{Deserialize, Serialize};
 
 /// `r3m eval` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum EvalCommand {
     /// Behaviour cloning: freeze the encoder, train R3M's policy (BatchNorm → 256 tanh → 256 tanh
     /// → action, MSE, Adam) on N demos, and report closed-loop success in fresh Meta-World layouts
-    /// (max over evaluations, as R3M reports, and final), with 95% Wilson intervals, beside
-    /// baselines on the same demos and seeds.
+    /// beside rows that test the evaluation itself (state: ceiling, proprio: floor, random,
+    /// scratch, scratch-shallow), every row on the same policy seeds and the same layouts. The
+    /// headline is the final evaluation's success with a bootstrap 95% interval over seeds and
+    /// layouts, and each row's paired difference from the frozen random encoder. Each finished
+    /// cell (encoder × demos × seed) is written at once to OUT/cells/; --resume skips them, and
+    /// Ctrl-C stops after writing what is done.
     Bc(BcArgs),
 }
 
 /// Options for `r3m eval bc`.
 #[derive(Debug, clap::Args)]
 pub struct BcArgs {
-    /// Trained encoder (checkpoint or run directory) for the `pretrained` rows.
+    /// Trained encoder (checkpoint or run directory) for the `pretrained` row.
     #[arg(long, value_name = "RUN|DIR")]
     checkpoint: Option<PathBuf>,
     /// LeRobot dataset with the task's demonstrations (made by scripts/metaworld_demos.py).
@@ -30,31 +39,34 @@ pub struct BcArgs {
     /// Meta-World task, e.g. drawer-open-v3.
     #[arg(long)]
     task: String,
-    /// Numbers of demonstrations, comma-separated.
-    #[arg(long, default_value = "5,10,25", value_delimiter = ',')]
+    /// Numbers of demonstrations, comma-separated (5, 10 and 25 are the protocol's).
+    #[arg(long, default_value = "10", value_delimiter = ',')]
     demos: Vec<usize>,
-    /// Policy seeds per cell.
-    #[arg(long, default_value_t = 3)]
+    /// Policy seeds per cell (0..N; the same for every encoder).
+    #[arg(long, default_value_t = 5)]
     seeds: u64,
-    /// Encoders to compare: pretrained (needs --checkpoint), random (frozen random init), scratch
-    /// (trained end to end on the demos). Default: pretrained,random with --checkpoint, else random.
+    /// Rows, comma-separated: state (full simulator state, no image: the ceiling), proprio (no
+    /// image: the floor), random (frozen random ResNet), scratch (ResNet trained on the demos),
+    /// scratch-shallow (DrQ's shallow ConvNet with random shifts), pretrained (--checkpoint), or
+    /// NAME=CHECKPOINT for any checkpoint under its own name. Default: pretrained,random with
+    /// --checkpoint, else random.
     #[arg(long, value_delimiter = ',')]
     encoders: Vec<String>,
     /// Policy training steps (R3M: 20000).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = 5000)]
     steps: u64,
-    /// Evaluate every N steps (R3M: 1000) and at the end.
-    #[arg(long, default_value_t = 1000)]
+    /// Evaluate every N steps and at the end (R3M: 1000; each evaluation costs --rollouts episodes).
+    #[arg(long, default_value_t = 5000)]
     eval_every: u64,
     /// Rollouts per evaluation, each on a fresh layout (evaluation seeds from 1,000,000; the same
     /// layouts for every encoder and seed).
     #[arg(long, default_value_t = 50)]
     rollouts: usize,
-    /// Step limit per rollout (Meta-World: 500).
+    /// Step limit per rollout (Meta-World and R3M: 500).
     #[arg(long, default_value_t = 500)]
     max_episode_steps: u64,
     /// Environments stepping in parallel (one Python process each).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     envs: usize,
     /// Policy batch size.
     #[arg(long, default_value_t = 32)]
@@ -65,8 +77,9 @@ pub struct BcArgs {
     /// Demos after the training ones kept aside to measure held-out action MSE.
     #[arg(long, default_value_t = 2)]
     heldout: usize,
-    /// Encoder input side (frames are resized to it); default: the checkpoint's training size,
-    /// else the dataset's render size.
+    /// Encoder input side: frames (demos and rollouts alike) go through the encoder's evaluation
+    /// transform, shorter side → 8/7·size, centre crop. Default: the checkpoint's training size,
+    /// else 7/8 of the dataset's render size (a pure centre crop: 112 for 128-px renders).
     #[arg(long)]
     size: Option<u32>,
     /// Architecture of the random and scratch encoders (default: the checkpoint's, else resnet18).
@@ -75,9 +88,15 @@ pub struct BcArgs {
     /// Camera (default: the one the dataset was rendered with).
     #[arg(long)]
     camera: Option<String>,
-    /// Output directory: results.json and results.md.
+    /// Output directory: cells/*.json (one per finished cell), results.json and results.md.
     #[arg(long, default_value = "runs/eval-bc")]
     out: PathBuf,
+    /// Continue in OUT: cells already there (made with the same protocol) are not run again.
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
+    /// Delete OUT's earlier cells and results first.
+    #[arg(long)]
+    overwrite: bool,
     #[command(flatten)]
     compute: crate::device::Compute,
     /// Python with metaworld (default: python3 on PATH, the project venv after env.sh).
@@ -97,184 +116,460 @@ pub struct BcArgs {
     timeout: u64,
 }
 
+/// Everything that decides a cell's outcome besides its encoder, demos and seed. Cells resume
+/// only into a run with an equal protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Protocol {
+    task: String,
+    data: PathBuf,
+    camera: String,
+    render_size: u32,
+    size: u32,
+    arch: String,
+    max_episode_steps: u64,
+    longest_demo: usize,
+    steps: u64,
+    eval_every: u64,
+    rollouts: usize,
+    eval_seed_base: u64,
+    batch: usize,
+    lr: f64,
+    heldout: usize,
+    precision: String,
+}
+
+const CELL_FORMAT: &str = "r3m-eval-bc-cell-1";
+const RESULTS_FORMAT: &str = "r3m-eval-bc-2";
+
+/// One finished cell as written to OUT/cells/.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CellFile {
+    format: String,
+    protocol: Protocol,
+    checkpoint: Option<PathBuf>,
+    cell: CellResult,
+}
+
+/// A row of the summary: one encoder × number of demos over its seeds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    encoder: String,
+    demos: usize,
+    seeds: Vec<u64>,
+    /// Final success: mean over seeds × layouts, bootstrap 95% interval over both.
+    final_success: Interval,
+    /// Paired difference from `random` on the same seeds and layouts.
+    vs_random: Option<Interval>,
+    /// Mean over seeds of the best evaluation (R3M's number; optimistic).
+    max_over_evals: f64,
+    heldout_mse: Option<f64>,
+    timing: RowTiming,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RowTiming {
+    seconds: f64,
+    env_steps: u64,
+    env_steps_per_s: f64,
+}
+
+/// results.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Results {
+    format: String,
+    protocol: Protocol,
+    checkpoints: std::collections::BTreeMap<String, PathBuf>,
+    rows: Vec<Row>,
+    cells: Vec<CellResult>,
+    complete: bool,
+}
+
+fn cell_file(out: &Path, encoder: &str, demos: usize, seed: u64) -> PathBuf {
+    out.join("cells").join(format!("{encoder}.demos-{demos}.seed-{seed}.json"))
+}
+
+/// Writes `text` to `path` through a temp file in the same folder, synced before the rename.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(text.as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The fields of two protocols that differ, as `name: old → new`.
+fn protocol_diff(old: &Protocol, new: &Protocol) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["protocol".into()] };
+    a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: {v} → {}", b.get(k).cloned().unwrap_or_default())).collect()
+}
+
 pub fn run(cmd: EvalCommand) -> Result<i32> {
     let EvalCommand::Bc(args) = cmd;
     let (dev, precision) = args.compute.resolve()?;
     if args.demos.is_empty() || args.demos.contains(&0) {
         bail!("--demos: give positive numbers, e.g. 5,10,25");
     }
-    if args.rollouts == 0 || args.envs == 0 || args.steps == 0 || args.seeds == 0 {
-        bail!("--rollouts, --envs, --steps and --seeds must be ≥ 1");
+    if args.rollouts == 0 || args.envs == 0 || args.steps == 0 || args.seeds == 0 || args.batch == 0 || args.max_episode_steps == 0 {
+        bail!("--rollouts, --envs, --steps, --seeds, --batch and --max-episode-steps must be ≥ 1");
+    }
+    if let Some(s) = args.size {
+        if !(16..=1024).contains(&s) {
+            bail!("--size {s}: give an encoder input side between 16 and 1024 pixels");
+        }
     }
     let encoders: Vec<String> = if args.encoders.is_empty() {
         if args.checkpoint.is_some() { vec!["pretrained".into(), "random".into()] } else { vec!["random".into()] }
     } else {
         args.encoders.clone()
     };
-    let mut kinds = Vec::new();
+    let mut kinds: Vec<EncoderKind> = Vec::new();
     for e in &encoders {
-        kinds.push(match e.as_str() {
-            "pretrained" => EncoderKind::Pretrained(args.checkpoint.clone().context("--encoders pretrained needs --checkpoint RUN")?),
-            "random" => EncoderKind::Random,
-            "scratch" => EncoderKind::Scratch,
-            other => bail!("--encoders: unknown encoder '{other}' (pretrained, random, scratch)"),
-        });
+        let k = EncoderKind::parse(e, args.checkpoint.as_deref())?;
+        if kinds.iter().any(|o| o.name() == k.name()) {
+            bail!("--encoders: '{}' is listed twice", k.name());
+        }
+        kinds.push(k);
     }
-    let ck_cfg = match &args.checkpoint {
-        Some(c) => Some(r3m_model::checkpoint::read_config(&r3m_model::checkpoint::resolve(c)?)?),
-        None => None,
-    };
+    let mut checkpoints = std::collections::BTreeMap::new();
+    let mut ck_cfg = None;
+    for k in &kinds {
+        if let EncoderKind::Pretrained { name, path } = k {
+            let dir = r3m_model::checkpoint::resolve(path)?;
+            let cfg = r3m_model::checkpoint::read_config(&dir)?;
+            ck_cfg.get_or_insert(cfg);
+            checkpoints.insert(name.clone(), dir);
+        }
+    }
     let render = r3m_bc::render_info(&args.data);
     let camera = args.camera.clone().or_else(|| render.as_ref().map(|r| r.camera.clone())).unwrap_or_else(|| "corner4".into());
-    let render_size = render.as_ref().map_or(224, |r| r.size);
-    let size = args.size.or_else(|| ck_cfg.as_ref().and_then(|c| c["size"].as_u64()).map(|s| s as u32)).unwrap_or(render_size);
+    let render_size = render.as_ref().map_or(128, |r| r.size);
+    let size = args
+        .size
+        .or_else(|| ck_cfg.as_ref().and_then(|c| c["size"].as_u64()).map(|s| s as u32))
+        .unwrap_or((render_size * 7 / 8).max(16));
     let arch = args.arch.or_else(|| ck_cfg.as_ref().and_then(|c| c["arch"].as_str()).and_then(|a| a.parse().ok())).unwrap_or(Arch::Resnet18);
     let eval_seed_base = render.as_ref().map_or(1_000_000, |r| r.eval_seed_min);
 
-    let need = args.demos.iter().max().copied().unwrap_or(0) + args.heldout;
+    let max_demos = args.demos.iter().max().copied().unwrap_or(0);
     eprintln!("loading demonstrations of {} from {} ...", args.task, args.data.display());
-    let demos = r3m_bc::load_demos(&args.data, Some(&args.task), Some(&format!("observation.images.{camera}")))?;
-    if demos.len() < args.demos.iter().max().copied().unwrap_or(0) {
+    let mut demos = r3m_bc::load_demos(&args.data, Some(&args.task), Some(&format!("observation.images.{camera}")))?;
+    if demos.len() < max_demos {
         bail!(
-            "{}: {} demonstrations of {}, --demos asks for {} (make more with scripts/metaworld_demos.py --tasks {} --episodes {need})",
+            "{}: {} demonstrations of {}, --demos asks for {max_demos} (make more with scripts/metaworld_demos.py --tasks {} --episodes {})",
             args.data.display(),
             demos.len(),
             args.task,
-            args.demos.iter().max().unwrap(),
-            args.task
+            args.task,
+            max_demos + args.heldout
         );
     }
-    let bridge = BridgeConfig {
-        python: args.python.clone(),
-        script: args.bridge.clone().unwrap_or_else(BridgeConfig::default_script),
-        task: args.task.clone(),
-        camera: camera.clone(),
-        size: render_size,
-        max_episode_steps: args.max_episode_steps,
-        timeout: Duration::from_secs(args.timeout),
-    };
-    eprintln!("starting {} Meta-World environment(s) ({}, {camera}, {render_size} px) ...", args.envs, args.task);
-    let mut envs: Vec<Box<dyn Env>> = Vec::new();
-    for _ in 0..args.envs {
-        envs.push(Box::new(MetaWorldBridge::start(&bridge)?));
+    demos.truncate(max_demos + args.heldout);
+    if kinds.iter().any(EncoderKind::uses_frames) {
+        r3m_bc::prepare_demos(&mut demos, size)?;
     }
-    let cfg = BcConfig {
+    let longest_demo = demos.iter().map(|d| d.actions.len()).max().unwrap_or(0);
+    let protocol = Protocol {
+        task: args.task.clone(),
+        data: args.data.clone(),
+        camera: camera.clone(),
+        render_size,
+        size,
+        arch: arch.name().to_string(),
+        max_episode_steps: args.max_episode_steps,
+        longest_demo,
         steps: args.steps,
-        eval_every: args.eval_every,
+        eval_every: args.eval_every.min(args.steps),
         rollouts: args.rollouts,
+        eval_seed_base,
         batch: args.batch,
         lr: args.lr,
-        encoder_lr: 1e-4,
-        device: dev,
-        precision,
-        size,
-        eval_seed_base,
-        arch,
+        heldout: args.heldout,
+        precision: precision.name().to_string(),
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let cells = kinds.len() * args.demos.len() * args.seeds as usize;
-    let multi = MultiProgress::new();
-    let overall = multi.add(ProgressBar::new(cells as u64));
-    overall.set_style(ProgressStyle::with_template("cells {bar:20} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"));
-    let detail = multi.add(ProgressBar::new_spinner());
-    let viz = args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_eval_bc", s)).transpose().map_err(anyhow::Error::msg)?;
-    let mut results: Vec<CellResult> = Vec::new();
-    let t0 = std::time::Instant::now();
-    for kind in &kinds {
-        for &n in &args.demos {
-            let train: Vec<&r3m_bc::Demo> = demos.iter().take(n).collect();
-            let heldout: Vec<&r3m_bc::Demo> = demos.iter().skip(n).take(args.heldout).collect();
-            for seed in 0..args.seeds {
-                detail.set_message(format!("{} × {n} demos × seed {seed}", kind.name()));
-                let prefix = format!("{}/demos_{n}/seed_{seed}", kind.name());
-                let mut observe = |s: &r3m_bc::RolloutStep| {
-                    if let Some(v) = &viz {
-                        if s.rollout < args.rerun_rollouts {
-                            let side = ((s.frame.len() / 3) as f64).sqrt() as u32;
-                            if let Err(e) = v.rollout_step(&prefix, s.eval_step, s.rollout, s.t, s.frame, side, s.action, s.success) {
-                                detail.println(format!("warning: {e}"));
-                            }
-                        }
-                    }
-                };
-                let r = r3m_bc::run_cell(
-                    kind,
-                    &train,
-                    &heldout,
-                    seed,
-                    &cfg,
-                    &mut envs,
-                    |m| {
-                        detail.set_message(format!("{} × {n} demos × seed {seed}: {m}", kind.name()));
-                        detail.tick();
-                    },
-                    &mut observe,
-                )?;
-                results.push(r);
-                overall.inc(1);
+    if (args.max_episode_steps as usize) < 3 * longest_demo && args.max_episode_steps < 500 {
+        eprintln!(
+            "note: --max-episode-steps {} is under 3× the longest expert demo ({longest_demo} steps) and under R3M's 500: \
+             a cloned policy slower than its expert runs out of time",
+            args.max_episode_steps
+        );
+    }
+
+    // the output directory and finished cells
+    let cells_dir = args.out.join("cells");
+    if args.overwrite {
+        for p in [cells_dir.clone(), args.out.join("results.json"), args.out.join("results.md")] {
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+            } else if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
             }
         }
     }
-    detail.finish_and_clear();
-    overall.finish();
+    let existing: Vec<PathBuf> = match std::fs::read_dir(&cells_dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect(),
+        Err(_) => Vec::new(),
+    };
+    if !existing.is_empty() && !args.resume {
+        bail!(
+            "{} already holds {} finished cell(s): pass --resume to continue that evaluation or --overwrite to start over",
+            args.out.display(),
+            existing.len()
+        );
+    }
+    std::fs::create_dir_all(&cells_dir).with_context(|| format!("creating {}", cells_dir.display()))?;
+    let mut done: Vec<CellResult> = Vec::new();
+    let mut plan = Vec::new();
+    for kind in &kinds {
+        for &n in &args.demos {
+            for seed in 0..args.seeds {
+                let path = cell_file(&args.out, kind.name(), n, seed);
+                if args.resume && path.exists() {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let f: CellFile = serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))?;
+                    if f.format != CELL_FORMAT {
+                        bail!("{}: cell format {} (this r3m writes {CELL_FORMAT}); use --overwrite", path.display(), f.format);
+                    }
+                    if f.protocol != protocol {
+                        bail!(
+                            "{}: made with another protocol ({}); use the same flags, another --out, or --overwrite",
+                            path.display(),
+                            protocol_diff(&f.protocol, &protocol).join(", ")
+                        );
+                    }
+                    let ck = checkpoints.get(kind.name()).cloned();
+                    if f.checkpoint != ck {
+                        bail!("{}: made with checkpoint {:?}, now {:?}; use --overwrite", path.display(), f.checkpoint, ck);
+                    }
+                    done.push(f.cell);
+                } else {
+                    plan.push((kind.clone(), n, seed));
+                }
+            }
+        }
+    }
+    if !done.is_empty() {
+        eprintln!("resuming: {} finished cell(s) in {}, {} to run", done.len(), cells_dir.display(), plan.len());
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let mut interrupted = false;
+    let t0 = std::time::Instant::now();
+    let viz = args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_eval_bc", s)).transpose().map_err(anyhow::Error::msg)?;
+    if !plan.is_empty() {
+        let bridge = BridgeConfig {
+            python: args.python.clone(),
+            script: args.bridge.clone().unwrap_or_else(BridgeConfig::default_script),
+            task: args.task.clone(),
+            camera: camera.clone(),
+            size: render_size,
+            max_episode_steps: args.max_episode_steps,
+            timeout: Duration::from_secs(args.timeout),
+        };
+        eprintln!("starting {} Meta-World environment(s) ({}, {camera}, {render_size} px, encoder input {size} px) ...", args.envs, args.task);
+        let mut envs: Vec<Box<dyn Env>> = Vec::new();
+        for _ in 0..args.envs {
+            envs.push(Box::new(MetaWorldBridge::start(&bridge)?));
+        }
+        let cfg = BcConfig {
+            steps: args.steps,
+            eval_every: args.eval_every,
+            rollouts: args.rollouts,
+            batch: args.batch,
+            lr: args.lr,
+            encoder_lr: 1e-4,
+            device: dev,
+            precision,
+            size,
+            eval_seed_base,
+            arch,
+            stop: Some(stop.clone()),
+        };
+        let multi = MultiProgress::new();
+        let overall = multi.add(ProgressBar::new(plan.len() as u64));
+        overall.set_style(ProgressStyle::with_template("cells {bar:20} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"));
+        let detail = multi.add(ProgressBar::new_spinner());
+        for (kind, n, seed) in &plan {
+            let (n, seed) = (*n, *seed);
+            let train: Vec<&r3m_bc::Demo> = demos.iter().take(n).collect();
+            let heldout: Vec<&r3m_bc::Demo> = demos.iter().skip(n).take(args.heldout).collect();
+            detail.set_message(format!("{} × {n} demos × seed {seed}", kind.name()));
+            let prefix = format!("{}/demos_{n}/seed_{seed}", kind.name());
+            let mut observe = |s: &r3m_bc::RolloutStep| {
+                if let Some(v) = &viz {
+                    if s.rollout < args.rerun_rollouts && !s.frame.is_empty() {
+                        let side = ((s.frame.len() / 3) as f64).sqrt() as u32;
+                        if let Err(e) = v.rollout_step(&prefix, s.eval_step, s.rollout, s.t, s.frame, side, s.action, s.success) {
+                            detail.println(format!("warning: {e}"));
+                        }
+                    }
+                }
+            };
+            let r = r3m_bc::run_cell(
+                kind,
+                &train,
+                &heldout,
+                seed,
+                &cfg,
+                &mut envs,
+                |m| {
+                    detail.set_message(format!("{} × {n} demos × seed {seed}: {m}", kind.name()));
+                    detail.tick();
+                },
+                &mut observe,
+            );
+            let r = match r {
+                Ok(r) => r,
+                Err(e) if e.is::<r3m_bc::Interrupted>() => {
+                    interrupted = true;
+                    break;
+                }
+                Err(e) => return Err(e.context(format!("cell {} × {n} demos × seed {seed}", kind.name()))),
+            };
+            let file = CellFile { format: CELL_FORMAT.into(), protocol: protocol.clone(), checkpoint: checkpoints.get(kind.name()).cloned(), cell: r.clone() };
+            write_atomic(&cell_file(&args.out, kind.name(), n, seed), &serde_json::to_string_pretty(&file)?)?;
+            done.push(r);
+            overall.inc(1);
+        }
+        detail.finish_and_clear();
+        overall.finish();
+    }
     let elapsed = t0.elapsed().as_secs_f64();
     if let Some(v) = viz {
-        let evaluations: Vec<String> = results
+        let evaluations: Vec<String> = done
             .iter()
             .flat_map(|r| r.evals.iter().map(move |e| format!("{}/demos_{}/seed_{}/step_{}", r.encoder, r.demos, r.seed, e.step)))
             .collect();
         v.send_blueprint(r3m_viz::eval_blueprint(&evaluations, args.rerun_rollouts.min(args.rollouts))).map_err(anyhow::Error::msg)?;
         v.finish().map_err(anyhow::Error::msg)?;
     }
-    let md = table(&args, &kinds, &results, elapsed, size, precision);
-    let json = serde_json::json!({
-        "task": args.task, "data": args.data, "checkpoint": args.checkpoint, "demos": args.demos,
-        "seeds": args.seeds, "steps": args.steps, "eval_every": args.eval_every, "rollouts": args.rollouts,
-        "max_episode_steps": args.max_episode_steps, "size": size, "camera": camera, "render_size": render_size,
-        "precision": precision.name(), "eval_seed_base": eval_seed_base, "seconds": elapsed,
-        "cells": results,
-    });
-    let write = |name: &str, text: String| -> Result<()> {
-        let p = args.out.join(name);
-        let tmp = args.out.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
-        Ok(())
+    // results in plan order (encoder, demos, seed), whatever order cells finished in
+    let order = |c: &CellResult| {
+        let k = kinds.iter().position(|k| k.name() == c.encoder).unwrap_or(usize::MAX);
+        let d = args.demos.iter().position(|&d| d == c.demos).unwrap_or(usize::MAX);
+        (k, d, c.seed)
     };
-    write("results.json", serde_json::to_string_pretty(&json)?)?;
-    write("results.md", md.clone())?;
+    done.sort_by_key(order);
+    let rows = summarise(&kinds, &args.demos, &done);
+    let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.seeds as usize;
+    let md = table(&protocol, &rows, &checkpoints, elapsed, complete);
+    let results = Results { format: RESULTS_FORMAT.into(), protocol, checkpoints, rows, cells: done, complete };
+    write_atomic(&args.out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
+    write_atomic(&args.out.join("results.md"), &md)?;
     println!("{md}");
+    if interrupted {
+        eprintln!("interrupted: {} finished cell(s) kept in {}; continue with the same command and --resume", results.cells.len(), cells_dir.display());
+        return Ok(130);
+    }
     eprintln!("results in {}", args.out.display());
     Ok(0)
+}
+
+/// Bootstrap seed: fixed, so results.json depends only on the cells.
+const BOOTSTRAP_SEED: u64 = 0;
+
+/// The `seeds × layouts` outcome matrix of one encoder × demos at the final evaluation, and its
+/// seeds in order.
+fn final_matrix(cells: &[&CellResult]) -> (Vec<u64>, Vec<Vec<bool>>) {
+    let mut rows: Vec<(u64, Vec<bool>)> = cells.iter().filter_map(|c| c.evals.last().map(|e| (c.seed, e.outcomes.clone()))).collect();
+    rows.sort_by_key(|r| r.0);
+    rows.into_iter().unzip()
+}
+
+fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for k in kinds {
+        for &n in demos {
+            let cell: Vec<&CellResult> = cells.iter().filter(|r| r.encoder == k.name() && r.demos == n).collect();
+            if cell.is_empty() {
+                continue;
+            }
+            let (seeds, m) = final_matrix(&cell);
+            let Some(final_success) = stats::bootstrap_mean(&stats::as_matrix(&m), stats::REPLICATES, BOOTSTRAP_SEED) else { continue };
+            let random: Vec<&CellResult> = cells.iter().filter(|r| r.encoder == "random" && r.demos == n && seeds.contains(&r.seed)).collect();
+            let (rseeds, rm) = final_matrix(&random);
+            let vs_random = (k.name() != "random" && rseeds == seeds)
+                .then(|| stats::bootstrap_paired_difference(&stats::as_matrix(&m), &stats::as_matrix(&rm), stats::REPLICATES, BOOTSTRAP_SEED))
+                .flatten();
+            let mse: Vec<f64> = cell.iter().filter_map(|r| r.heldout_mse).collect();
+            let env_steps: u64 = cell.iter().map(|r| r.timing.env_steps).sum();
+            let rollout_s: f64 = cell.iter().map(|r| r.timing.rollout_seconds).sum();
+            rows.push(Row {
+                encoder: k.name().to_string(),
+                demos: n,
+                seeds,
+                final_success,
+                vs_random,
+                max_over_evals: cell.iter().map(|r| r.max_rate()).sum::<f64>() / cell.len() as f64,
+                heldout_mse: (!mse.is_empty()).then(|| mse.iter().sum::<f64>() / mse.len() as f64),
+                timing: RowTiming {
+                    seconds: cell.iter().map(|r| r.timing.seconds).sum(),
+                    env_steps,
+                    env_steps_per_s: env_steps as f64 / rollout_s.max(1e-9),
+                },
+            });
+        }
+    }
+    rows
 }
 
 fn pct(x: f64) -> String {
     format!("{:.0}%", 100.0 * x)
 }
 
-fn table(args: &BcArgs, kinds: &[EncoderKind], results: &[CellResult], elapsed: f64, size: u32, precision: Precision) -> String {
+fn signed_pct(x: f64) -> String {
+    let v = (100.0 * x).round();
+    if v > 0.0 { format!("+{v:.0}") } else { format!("{v:.0}") }
+}
+
+fn table(p: &Protocol, rows: &[Row], checkpoints: &std::collections::BTreeMap<String, PathBuf>, elapsed: f64, complete: bool) -> String {
     let mut s = format!(
-        "### {} — behaviour cloning, {} seed(s) × {} rollouts per cell, {} policy steps (eval every {}), encoder input {size} px {precision}\n\n",
-        args.task, args.seeds, args.rollouts, args.steps, args.eval_every
+        "### {} — behaviour cloning: {} policy steps (evaluated every {}), {} layouts per evaluation, {}-step episodes \
+         (longest expert demo {}), {} camera at {} px, encoder input {} px ({})\n\n",
+        p.task, p.steps, p.eval_every, p.rollouts, p.max_episode_steps, p.longest_demo, p.camera, p.render_size, p.size, p.precision
     );
-    s.push_str("| encoder | demos | final success (95% CI) | max over evals | held-out action MSE | time |\n");
-    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
-    for k in kinds {
-        for &n in &args.demos {
-            let cell: Vec<&CellResult> = results.iter().filter(|r| r.encoder == k.name() && r.demos == n).collect();
-            if cell.is_empty() {
-                continue;
-            }
-            let (ok, tot): (usize, usize) = cell.iter().filter_map(|r| r.evals.last()).fold((0, 0), |a, e| (a.0 + e.successes, a.1 + e.rollouts));
-            let (lo, hi) = r3m_bc::wilson(ok, tot);
-            let mean_final = cell.iter().map(|r| r.final_rate()).sum::<f64>() / cell.len() as f64;
-            let mean_max = cell.iter().map(|r| r.max_rate()).sum::<f64>() / cell.len() as f64;
-            let mse: Vec<f64> = cell.iter().filter_map(|r| r.heldout_mse).collect();
-            let mse = if mse.is_empty() { "–".into() } else { format!("{:.4}", mse.iter().sum::<f64>() / mse.len() as f64) };
-            let secs: f64 = cell.iter().map(|r| r.seconds).sum();
-            s.push_str(&format!("| {} | {n} | {} ({}–{}) | {} | {mse} | {:.0} s |\n", k.name(), pct(mean_final), pct(lo), pct(hi), pct(mean_max), secs));
-        }
+    if !complete {
+        s.push_str("**Incomplete**: some cells have not run yet (continue with --resume).\n\n");
     }
-    s.push_str(&format!("\nTotal {:.0} s. Final: success at the last evaluation, mean over seeds; CI: Wilson 95% over all final rollouts pooled. Max: R3M's number, the best evaluation per seed, averaged.\n", elapsed));
+    s.push_str("| encoder | demos | seeds | final success (95% CI) | Δ vs random (95% CI) | max over evals (optimistic) | held-out action MSE | env steps/s | time |\n");
+    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for r in rows {
+        let f = r.final_success;
+        let d = r.vs_random.map_or("–".into(), |d| format!("{} ({}…{})", signed_pct(d.mean), signed_pct(d.lo), signed_pct(d.hi)));
+        let mse = r.heldout_mse.map_or("–".into(), |m| format!("{m:.4}"));
+        s.push_str(&format!(
+            "| {} | {} | {} | {} ({}–{}) | {d} | {} | {mse} | {:.0} | {:.0} s |\n",
+            r.encoder,
+            r.demos,
+            r.seeds.len(),
+            pct(f.mean),
+            pct(f.lo),
+            pct(f.hi),
+            pct(r.max_over_evals),
+            r.timing.env_steps_per_s,
+            r.timing.seconds
+        ));
+    }
+    for (name, dir) in checkpoints {
+        s.push_str(&format!("\n`{name}`: {}", dir.display()));
+    }
+    s.push_str(&format!(
+        "\n\nTotal {elapsed:.0} s this run. Final: success at the last evaluation, mean over seeds × layouts; CI: bootstrap 95% \
+         resampling seeds and layouts ({} replicates). Δ vs random: paired difference in points on the same seeds and layouts. \
+         Max over evals: R3M's number (best evaluation per seed, averaged), optimistic.\n",
+        stats::REPLICATES
+    ));
     s
 }

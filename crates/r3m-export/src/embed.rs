@@ -49,8 +49,7 @@ pub struct EmbedConfig {
 
 /// The decode preprocessing for crops of `size`: short side to `size·8/7`, centre crop.
 pub fn eval_resize(size: u32) -> Resize {
-    let short = (size * 8 / 7).max(size);
-    Resize::ShortSideCrop { short, crop_w: size, crop_h: size }
+    Resize::eval(size)
 }
 
 /// The frames of `clip` to embed (absolute indices in its video).

@@ -23,7 +23,7 @@ pub use decode::{DecodeOptions, DecodeStats, Frame, VideoReader};
 pub use error::{Error, Result};
 pub use pool::{DecodePool, Request};
 pub use probe::{probe, FrameCount, VideoInfo, PROBE_VERSION};
-pub use scale::{Resize, Scaler};
+pub use scale::{Resize, RgbTransform, Scaler};
 
 use std::sync::Once;
 

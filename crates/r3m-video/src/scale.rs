@@ -37,6 +37,14 @@ impl Resize {
     /// R3M/torchvision evaluation preprocessing: Resize(256) + CenterCrop(224).
     pub const IMAGENET: Resize = Resize::ShortSideCrop { short: 256, crop_w: 224, crop_h: 224 };
 
+    /// The frozen encoder's evaluation transform for crops of `size`: shorter side to
+    /// `size·8/7` (R3M's Resize(256) + CenterCrop(224) at 224), centre crop `size`×`size`. The one
+    /// definition `r3m embed`, `r3m view` and `r3m eval bc` (demos and rollouts) share.
+    pub fn eval(size: u32) -> Resize {
+        let short = (size * 8 / 7).max(size);
+        Resize::ShortSideCrop { short, crop_w: size, crop_h: size }
+    }
+
     /// Square stretch to `side`×`side`.
     pub fn square(side: u32) -> Resize {
         Resize::Stretch { width: side, height: side }
@@ -170,11 +178,43 @@ impl Converter {
 
     /// Converts `frame` to RGB24; returns `(width, height, data)` with `data.len() == w*h*3`.
     pub(crate) fn convert(&mut self, frame: &ff::frame::Video) -> Result<(u32, u32, Vec<u8>), String> {
-        // SAFETY: frame is a valid decoded AVFrame.
-        let (fmt, w, h, cs, range) = unsafe {
+        // SAFETY: frame is a valid decoded AVFrame; its planes live as long as the borrow.
+        let (fmt, w, h, cs, range, data, linesize) = unsafe {
             let f = frame.as_ptr();
-            ((*f).format, (*f).width, (*f).height, (*f).colorspace as i32, (*f).color_range as i32)
+            ((*f).format, (*f).width, (*f).height, (*f).colorspace as i32, (*f).color_range as i32, (*f).data, (*f).linesize)
         };
+        let planes = [data[0] as *const u8, data[1] as *const u8, data[2] as *const u8, data[3] as *const u8];
+        let strides = [linesize[0], linesize[1], linesize[2], linesize[3]];
+        // SAFETY: the planes and strides describe the decoded frame of w×h in format fmt.
+        unsafe { self.convert_planes(fmt, w, h, cs, range, planes, strides) }
+    }
+
+    /// Converts a packed RGB24 image of `w`×`h` (the same resize, crop and scaler as decoded
+    /// frames; no colour conversion).
+    pub(crate) fn convert_rgb(&mut self, rgb: &[u8], w: u32, h: u32) -> Result<(u32, u32, Vec<u8>), String> {
+        if w == 0 || h == 0 || rgb.len() != w as usize * h as usize * 3 {
+            return Err(format!("RGB image of {w}x{h} needs {} bytes, got {}", w as usize * h as usize * 3, rgb.len()));
+        }
+        let planes = [rgb.as_ptr(), ptr::null(), ptr::null(), ptr::null()];
+        let strides = [(w * 3) as i32, 0, 0, 0];
+        let fmt = ffi::AVPixelFormat::AV_PIX_FMT_RGB24 as i32;
+        // SAFETY: one packed plane of h rows of w*3 bytes, borrowed for the call.
+        unsafe { self.convert_planes(fmt, w as i32, h as i32, 0, ffi::AVColorRange::AVCOL_RANGE_JPEG as i32, planes, strides) }
+    }
+
+    /// # Safety
+    /// `planes`/`strides` must describe a valid `w`×`h` image in pixel format `fmt`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn convert_planes(
+        &mut self,
+        fmt: i32,
+        w: i32,
+        h: i32,
+        cs: i32,
+        range: i32,
+        planes: [*const u8; 4],
+        strides: [i32; 4],
+    ) -> Result<(u32, u32, Vec<u8>), String> {
         if w <= 0 || h <= 0 {
             return Err(format!("decoded frame has no size ({w}x{h})"));
         }
@@ -190,6 +230,16 @@ impl Converter {
         if tw == 0 || th == 0 || tw > crate::MAX_SIDE || th > crate::MAX_SIDE {
             return Err(format!("output size {tw}x{th} is out of range (1..={} per side)", crate::MAX_SIDE));
         }
+        if fmt == ffi::AVPixelFormat::AV_PIX_FMT_RGB24 as i32 && self.rotation == 0 && (tw, th) == (w as u32, h as u32) {
+            // RGB in, no scaling: only the crop, byte for byte
+            let mut out = Vec::with_capacity(cw as usize * ch as usize * 3);
+            for y in cy..cy + ch {
+                // SAFETY: row y of plane 0 holds at least w*3 bytes and cx + cw <= w.
+                let row = unsafe { std::slice::from_raw_parts(planes[0].add(y as usize * strides[0] as usize), w as usize * 3) };
+                out.extend_from_slice(&row[cx as usize * 3..(cx + cw) as usize * 3]);
+            }
+            return Ok((cw, ch, out));
+        }
         let key = Key { fmt, w, h, colorspace: cs, range };
         if self.key != Some(key) {
             self.reset(key, tw, th)?;
@@ -202,20 +252,9 @@ impl Converter {
         buf.resize(n + tw as usize * 3 + 64, 0);
         let dst = [buf.as_mut_ptr(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut()];
         let dst_stride = [(tw * 3) as i32, 0, 0, 0];
-        // SAFETY: src planes/strides come from the decoder; dst is a tightly packed buffer of
-        // exactly th rows of tw*3 bytes.
-        let rows = unsafe {
-            let f = frame.as_ptr();
-            ffi::sws_scale(
-                self.sws,
-                (*f).data.as_ptr() as *const *const u8,
-                (*f).linesize.as_ptr(),
-                0,
-                h,
-                dst.as_ptr(),
-                dst_stride.as_ptr(),
-            )
-        };
+        // SAFETY: src planes/strides are valid per this function's contract; dst is a tightly
+        // packed buffer of exactly th rows of tw*3 bytes.
+        let rows = unsafe { ffi::sws_scale(self.sws, planes.as_ptr(), strides.as_ptr(), 0, h, dst.as_ptr(), dst_stride.as_ptr()) };
         if rows <= 0 {
             return Err(format!("swscale failed ({rows})"));
         }
@@ -291,6 +330,26 @@ impl Converter {
     }
 }
 
+/// Applies a [`Resize`] to packed RGB24 images held in memory (simulator renders, for example) with
+/// the same geometry and swscale scaler that decoding uses, so a frame rendered by an environment
+/// and the same frame decoded from a lossless video come out identical. When the planned scale
+/// size equals the input size only the crop is taken (an exact copy).
+pub struct RgbTransform {
+    conv: Converter,
+}
+
+impl RgbTransform {
+    /// A transform for `resize` with the default (bilinear) scaler.
+    pub fn new(resize: Resize) -> Self {
+        RgbTransform { conv: Converter::new(resize, Scaler::default(), 0) }
+    }
+
+    /// Transforms one `w`×`h` RGB24 image; returns `(width, height, data)`.
+    pub fn apply(&mut self, rgb: &[u8], w: u32, h: u32) -> Result<(u32, u32, Vec<u8>), String> {
+        self.conv.convert_rgb(rgb, w, h)
+    }
+}
+
 /// Rotates a packed RGB image clockwise by 90/180/270 degrees into `out`.
 pub(crate) fn rotate_rgb(src: &[u8], w: u32, h: u32, rotation: u32, out: &mut Vec<u8>) {
     let (w, h) = (w as usize, h as usize);
@@ -340,6 +399,32 @@ mod tests {
         assert_eq!(Resize::IMAGENET.plan(640, 480), ((341, 256), (58, 16, 224, 224)));
         // portrait 131x225 -> 256x439, top = round(107.5) = 108
         assert_eq!(Resize::IMAGENET.plan(131, 225), ((256, 439), (16, 108, 224, 224)));
+    }
+
+    #[test]
+    fn eval_transform_is_r3m_resize_and_crop() {
+        assert_eq!(Resize::eval(224), Resize::ShortSideCrop { short: 256, crop_w: 224, crop_h: 224 });
+        // 128-px renders with a 112-px encoder: a pure centre crop, no resampling
+        assert_eq!(Resize::eval(112).plan(128, 128), ((128, 128), (8, 8, 112, 112)));
+    }
+
+    #[test]
+    fn rgb_transform_crops_exactly_and_scales_otherwise() {
+        let (w, h) = (16u32, 16u32);
+        let img: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        // 16 = 14·8/7: crop the centre 14×14 (offset 1) byte for byte
+        let (cw, ch, out) = RgbTransform::new(Resize::eval(14)).apply(&img, w, h).unwrap();
+        assert_eq!((cw, ch), (14, 14));
+        for y in 0..14usize {
+            let src = ((y + 1) * 16 + 1) * 3;
+            assert_eq!(&out[y * 42..(y + 1) * 42], &img[src..src + 42], "row {y}");
+        }
+        // a constant image stays constant through real scaling
+        let grey = vec![77u8; 20 * 10 * 3];
+        let (cw, ch, out) = RgbTransform::new(Resize::eval(14)).apply(&grey, 20, 10).unwrap();
+        assert_eq!((cw, ch), (14, 14));
+        assert!(out.iter().all(|&v| v.abs_diff(77) <= 1), "{:?}", &out[..12]);
+        assert!(RgbTransform::new(Resize::eval(14)).apply(&grey, 20, 11).is_err());
     }
 
     #[test]

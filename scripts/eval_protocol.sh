@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The evaluation protocol's table (README, "Evaluation"): demonstration data, the supervised
+# positive control, and `r3m eval bc` per task with every row on the same seeds and layouts.
+# Resumable at every level: finished datasets, the positive control and finished eval cells are
+# kept, so the table grows over several sittings (rerun the same command).
+#
+#   bash scripts/eval_protocol.sh [OUT]          (default OUT: runs/eval)
+#
+# Environment (defaults in brackets):
+#   TASKS        tasks to evaluate [push-v3,coffee-push-v3,lever-pull-v3,drawer-open-v3]
+#   ENCODERS     rows [state,proprio,random,positive-control]; positive-control=OUT/pc is trained
+#                here when listed (any NAME=CHECKPOINT works too)
+#   DEMOS SEEDS ROLLOUTS BC_STEPS EVAL_EVERY MAX_STEPS ENVS   [10 5 50 5000 5000 500 4]
+#   PC_STEPS     positive-control training steps [2000]
+#   SIZE         encoder input [112: a centre crop of the 128-px renders]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091
+. "${R3M_CACHE:-$HOME/.cache/r3m}/env.sh"
+cd "$ROOT"
+OUT="${1:-runs/eval}"
+TASKS="${TASKS:-push-v3,coffee-push-v3,lever-pull-v3,drawer-open-v3}"
+ENCODERS="${ENCODERS:-state,proprio,random,positive-control}"
+DEMOS="${DEMOS:-10}" SEEDS="${SEEDS:-5}" ROLLOUTS="${ROLLOUTS:-50}" BC_STEPS="${BC_STEPS:-5000}"
+EVAL_EVERY="${EVAL_EVERY:-5000}" MAX_STEPS="${MAX_STEPS:-500}" ENVS="${ENVS:-4}" PC_STEPS="${PC_STEPS:-2000}"
+SIZE="${SIZE:-112}"
+cargo build --release --locked -p r3m-cli >&2
+R3M="$CARGO_TARGET_DIR/release/r3m"
+log() { printf '[eval] %s\n' "$*" >&2; }
+
+EVAL_OUT="$OUT/data" PC_OUT="$OUT/pc-data" TASKS="$TASKS" bash scripts/make_eval_data.sh
+
+rows=()
+for e in ${ENCODERS//,/ }; do
+  if [ "$e" = positive-control ]; then
+    if [ ! -f "$OUT/pc/model.safetensors" ]; then
+      log "training the positive control ($PC_STEPS steps) -> $OUT/pc"
+      nice python3 scripts/train_positive_control.py --data "$OUT/pc-data" --out "$OUT/pc" --steps "$PC_STEPS" --size "$SIZE"
+    fi
+    rows+=("positive-control=$OUT/pc")
+  else
+    rows+=("$e")
+  fi
+done
+encoders="$(IFS=,; echo "${rows[*]}")"
+for t in ${TASKS//,/ }; do
+  log "eval bc $t: $encoders"
+  t0=$SECONDS
+  nice "$R3M" eval bc --data "$OUT/data" --task "$t" --encoders "$encoders" --demos "$DEMOS" --seeds "$SEEDS" \
+    --steps "$BC_STEPS" --eval-every "$EVAL_EVERY" --rollouts "$ROLLOUTS" --max-episode-steps "$MAX_STEPS" \
+    --envs "$ENVS" --size "$SIZE" --device cpu --precision fp32 --out "$OUT/bc/$t" --resume >/dev/null
+  log "$t: $((SECONDS - t0)) s"
+done
+python3 scripts/eval_table.py "$OUT/bc" --demos "$DEMOS" --plot "$OUT/bc/success.svg"
