@@ -99,7 +99,7 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     // a tiny closed-loop BC run writes its table and JSON
     let out = d.path().join("bc");
     let o = Command::new(r3m_bin())
-        .args(["eval", "bc", "--task", TASK, "--encoders", "random", "--demos", "1", "--seeds", "1", "--steps", "20"])
+        .args(["eval", "bc", "--task", TASK, "--encoders", "random,scratch-shallow", "--demos", "1", "--seeds", "1", "--steps", "20"])
         .args(["--eval-every", "10", "--rollouts", "2", "--max-episode-steps", "15", "--envs", "2", "--size", "32", "--heldout", "1"])
         .args(["--device", "cpu", "--rerun", &format!("save:{}", d.path().join("bc.rrd").display()), "--data"])
         .arg(&v21)
@@ -110,7 +110,7 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    assert!(md.contains("| random | 1 |"), "{md}");
+    assert!(md.contains("| random | 1 |") && md.contains("| scratch-shallow | 1 |"), "{md}");
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let cell = &j["cells"][0];
     assert_eq!(cell["evals"].as_array().unwrap().len(), 2, "evaluated at steps 10 and 20");

@@ -158,7 +158,7 @@ struct Row {
     seeds: Vec<u64>,
     /// Final success: mean over seeds × layouts, bootstrap 95% interval over both.
     final_success: Interval,
-    /// Paired difference from `random` on the same seeds and layouts.
+    /// Paired difference from `random` on the same layouts and the seeds both rows have.
     vs_random: Option<Interval>,
     /// Mean over seeds of the best evaluation (R3M's number; optimistic).
     max_over_evals: f64,
@@ -498,10 +498,12 @@ fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult]) -> Ve
             }
             let (seeds, m) = final_matrix(&cell);
             let Some(final_success) = stats::bootstrap_mean(&stats::as_matrix(&m), stats::REPLICATES, BOOTSTRAP_SEED) else { continue };
+            // paired with random on the seeds both have (rows grow seed by seed over sittings)
             let random: Vec<&CellResult> = cells.iter().filter(|r| r.encoder == "random" && r.demos == n && seeds.contains(&r.seed)).collect();
             let (rseeds, rm) = final_matrix(&random);
-            let vs_random = (k.name() != "random" && rseeds == seeds)
-                .then(|| stats::bootstrap_paired_difference(&stats::as_matrix(&m), &stats::as_matrix(&rm), stats::REPLICATES, BOOTSTRAP_SEED))
+            let mine: Vec<Vec<bool>> = seeds.iter().zip(&m).filter(|(s, _)| rseeds.contains(s)).map(|(_, r)| r.clone()).collect();
+            let vs_random = (k.name() != "random" && !rseeds.is_empty())
+                .then(|| stats::bootstrap_paired_difference(&stats::as_matrix(&mine), &stats::as_matrix(&rm), stats::REPLICATES, BOOTSTRAP_SEED))
                 .flatten();
             let mse: Vec<f64> = cell.iter().filter_map(|r| r.heldout_mse).collect();
             let env_steps: u64 = cell.iter().map(|r| r.timing.env_steps).sum();
