@@ -7,11 +7,15 @@
 #   bash scripts/eval_protocol.sh [OUT]          (default OUT: runs/eval)
 #
 # Environment (defaults in brackets):
-#   TASKS        tasks to evaluate [push-v3,coffee-push-v3,lever-pull-v3,drawer-open-v3]
+#   TASKS        tasks to evaluate [push-v3,lever-pull-v3]
+#   DATA_TASKS   tasks whose demonstrations are generated (make_eval_data.sh's default ten); the
+#                positive control trains on every OTHER Meta-World task
+#   EPISODES PC_EPISODES   episodes per task for the demos (demos + 2 held out) and for the
+#                positive control [12 3]
 #   ENCODERS     rows [state,proprio,random,positive-control]; positive-control=OUT/pc is trained
 #                here when listed (any NAME=CHECKPOINT works too)
 #   DEMOS SEEDS ROLLOUTS BC_STEPS EVAL_EVERY MAX_STEPS ENVS   [10 5 50 5000 5000 500 4]
-#   PC_STEPS     positive-control training steps [2000]
+#   PC_STEPS PC_BATCH   positive-control training steps and batch [400 32]
 #   SIZE         encoder input [112: a centre crop of the 128-px renders]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,23 +23,26 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "${R3M_CACHE:-$HOME/.cache/r3m}/env.sh"
 cd "$ROOT"
 OUT="${1:-runs/eval}"
-TASKS="${TASKS:-push-v3,coffee-push-v3,lever-pull-v3,drawer-open-v3}"
+TASKS="${TASKS:-push-v3,lever-pull-v3}"
+DATA_TASKS="${DATA_TASKS:-push-v3,coffee-push-v3,lever-pull-v3,drawer-open-v3,button-press-v3,door-open-v3,window-open-v3,plate-slide-v3,hammer-v3,sweep-v3}"
+EPISODES="${EPISODES:-12}" PC_EPISODES="${PC_EPISODES:-3}" PC_BATCH="${PC_BATCH:-32}"
 ENCODERS="${ENCODERS:-state,proprio,random,positive-control}"
 DEMOS="${DEMOS:-10}" SEEDS="${SEEDS:-5}" ROLLOUTS="${ROLLOUTS:-50}" BC_STEPS="${BC_STEPS:-5000}"
-EVAL_EVERY="${EVAL_EVERY:-5000}" MAX_STEPS="${MAX_STEPS:-500}" ENVS="${ENVS:-4}" PC_STEPS="${PC_STEPS:-2000}"
+EVAL_EVERY="${EVAL_EVERY:-5000}" MAX_STEPS="${MAX_STEPS:-500}" ENVS="${ENVS:-4}" PC_STEPS="${PC_STEPS:-400}"
 SIZE="${SIZE:-112}"
 cargo build --release --locked -p r3m-cli >&2
 R3M="$CARGO_TARGET_DIR/release/r3m"
 log() { printf '[eval] %s\n' "$*" >&2; }
 
-EVAL_OUT="$OUT/data" PC_OUT="$OUT/pc-data" TASKS="$TASKS" bash scripts/make_eval_data.sh
+EVAL_OUT="$OUT/data" PC_OUT="$OUT/pc-data" TASKS="$DATA_TASKS" EPISODES="$EPISODES" PC_EPISODES="$PC_EPISODES" \
+  bash scripts/make_eval_data.sh
 
 rows=()
 for e in ${ENCODERS//,/ }; do
   if [ "$e" = positive-control ]; then
     if [ ! -f "$OUT/pc/model.safetensors" ]; then
       log "training the positive control ($PC_STEPS steps) -> $OUT/pc"
-      nice python3 scripts/train_positive_control.py --data "$OUT/pc-data" --out "$OUT/pc" --steps "$PC_STEPS" --size "$SIZE"
+      nice python3 scripts/train_positive_control.py --data "$OUT/pc-data" --out "$OUT/pc" --steps "$PC_STEPS" --batch "$PC_BATCH" --size "$SIZE"
     fi
     rows+=("positive-control=$OUT/pc")
   else

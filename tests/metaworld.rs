@@ -16,16 +16,22 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn generate(out: &Path, format: &str) {
+/// Runs the generator for `TASK` at 64 px into `out` with `episodes` episodes and `extra` flags.
+fn run_generator(out: &Path, episodes: usize, extra: &[&str]) {
     let o = Command::new("python3")
         .arg(root().join("scripts/metaworld_demos.py"))
-        .args(["--tasks", TASK, "--episodes", "2", "--seed", "0", "--size", "64", "--format", format, "--stop-on-success", "3"])
+        .args(["--tasks", TASK, "--episodes", &episodes.to_string(), "--seed", "0", "--size", "64", "--stop-on-success", "3"])
+        .args(extra)
         .arg("--out")
         .arg(out)
         .env("MUJOCO_GL", "egl")
         .output()
         .unwrap();
     assert!(o.status.success(), "generator failed: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn generate(out: &Path, format: &str) {
+    run_generator(out, 2, &["--format", format]);
 }
 
 fn bridge_cfg(script: PathBuf, timeout: u64) -> BridgeConfig {
@@ -157,15 +163,7 @@ fn a_hung_or_broken_bridge_is_a_clear_error() {
 /// Generates a 64-px v2.1 dataset of `TASK` with `episodes` expert episodes (lossless video, the
 /// generator's default camera) and returns its camera.
 fn generate_eval(out: &Path, episodes: usize) -> String {
-    let o = Command::new("python3")
-        .arg(root().join("scripts/metaworld_demos.py"))
-        .args(["--tasks", TASK, "--episodes", &episodes.to_string(), "--seed", "0", "--size", "64", "--stop-on-success", "3"])
-        .arg("--out")
-        .arg(out)
-        .env("MUJOCO_GL", "egl")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "generator failed: {}", String::from_utf8_lossy(&o.stderr));
+    run_generator(out, episodes, &[]);
     r3m_bc::render_info(out).expect("generator metadata").camera
 }
 
