@@ -58,4 +58,4 @@ for t in ${TASKS//,/ }; do
     --envs "$ENVS" --size "$SIZE" --device cpu --precision fp32 --out "$OUT/bc/$t" --resume >/dev/null
   log "$t: $((SECONDS - t0)) s"
 done
-python3 scripts/eval_table.py "$OUT/bc" --demos "$DEMOS" --plot "$OUT/bc/success.svg"
+python3 scripts/eval_table.py "$OUT/bc" --demos "$DEMOS" --tasks "$TASKS" --plot "$OUT/bc/success.svg"

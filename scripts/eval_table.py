@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """README table from `r3m eval bc` runs: one column per task, one row per encoder.
 
-usage: eval_table.py OUT [--demos N] [--plot FILE.svg]
+usage: eval_table.py OUT [--demos N] [--tasks a,b] [--plot FILE.svg]
 
 Reads OUT/TASK/results.json (format r3m-eval-bc-2, as written by `r3m eval bc --out OUT/TASK`) and
 prints a Markdown table. Each cell is the final success with its bootstrap 95% interval (seeds and
@@ -27,7 +27,7 @@ def signed(x: float) -> str:
     return f"+{v}" if v > 0 else f"{v}"
 
 
-def load(out: Path, demos: int | None):
+def load(out: Path, demos: int | None, only: list[str] | None = None):
     tasks, rows, meta = [], {}, {}
     for f in sorted(out.glob("*/results.json")):
         r = json.loads(f.read_text())
@@ -35,6 +35,8 @@ def load(out: Path, demos: int | None):
             print(f"{f}: format {r.get('format')!r}, skipped", file=sys.stderr)
             continue
         task = r["protocol"]["task"]
+        if only and task not in only:
+            continue
         tasks.append(task)
         meta[task] = {"complete": r["complete"], "protocol": r["protocol"]}
         for row in r["rows"]:
@@ -109,8 +111,12 @@ def main() -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--demos", type=int)
     p.add_argument("--plot", type=Path)
+    p.add_argument("--tasks", help="comma-separated tasks to show, in this order (default: all)")
     a = p.parse_args()
-    tasks, rows, meta = load(a.out, a.demos)
+    only = a.tasks.split(",") if a.tasks else None
+    tasks, rows, meta = load(a.out, a.demos, only)
+    if only:
+        tasks = [t for t in only if t in tasks]
     if not tasks:
         print(f"{a.out}: no results.json under it", file=sys.stderr)
         return 1

@@ -87,3 +87,32 @@ fn ablation_table_reports_means_and_intervals() {
     let md = run(&[script("ablation_table.py").to_str().unwrap(), out.to_str().unwrap(), "--batch", "8"]);
     assert!(md.contains("over the 3 encoders with both: 1.00"), "{md}");
 }
+
+#[test]
+fn eval_table_shows_each_task_and_row_with_intervals_and_the_svg_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = |m: f64, lo: f64, hi: f64| serde_json::json!({"mean": m, "lo": lo, "hi": hi});
+    for (task, complete, state) in [("push-v3", true, 0.7), ("hammer-v3", false, 0.84)] {
+        let d = dir.path().join(task);
+        std::fs::create_dir_all(&d).unwrap();
+        let r = serde_json::json!({
+            "format": "r3m-eval-bc-2", "complete": complete, "checkpoints": {}, "cells": [],
+            "protocol": {"task": task, "rollouts": 50},
+            "rows": [
+                {"encoder": "state", "demos": 10, "seeds": [0, 1], "final_success": interval(state, 0.5, 0.9), "vs_random": interval(0.4, 0.2, 0.6)},
+                {"encoder": "random", "demos": 10, "seeds": [0, 1], "final_success": interval(0.3, 0.2, 0.4), "vs_random": null},
+                {"encoder": "random", "demos": 5, "seeds": [0], "final_success": interval(0.1, 0.0, 0.2), "vs_random": null},
+            ]
+        });
+        std::fs::write(d.join("results.json"), r.to_string()).unwrap();
+    }
+    let svg = dir.path().join("s.svg");
+    let out = run(&[script("eval_table.py").to_str().unwrap(), dir.path().to_str().unwrap(), "--demos", "10", "--tasks", "push-v3,hammer-v3", "--plot", svg.to_str().unwrap()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "| encoder | push-v3 | hammer-v3* |", "{out}");
+    assert_eq!(lines[2], "| state | 70% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 | 84% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 |", "{out}");
+    assert_eq!(lines[3], "| random | 30% (20%–40%)<br>2×50 | 30% (20%–40%)<br>2×50 |", "{out}");
+    assert_eq!(lines.len(), 4, "demos 5 rows filtered out: {out}");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<rect x=").count() >= 4 + 2, "{svg}");
+}
