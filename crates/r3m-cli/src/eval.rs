@@ -1,5 +1,6 @@
 //! `r3m eval bc`: few-demo behaviour cloning on Meta-World, closed loop, with baselines.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use r3m_bc::stats::{self, Interval};
 use r3m_bc::{BcConfig, BridgeConfig, CellResult, EncoderKind, Env, MetaWorldBridge};
 use r3m_model::Arch;
-use r3m_train::write_atomic;
 use serde::{Deserialize, Serialize};
 
 /// `r3m eval` subcommands.
@@ -186,6 +186,23 @@ struct Results {
 
 fn cell_file(out: &Path, encoder: &str, demos: usize, seed: u64) -> PathBuf {
     out.join("cells").join(format!("{encoder}.demos-{demos}.seed-{seed}.json"))
+}
+
+/// Writes `text` to `path` through a temp file in the same folder, synced before the rename.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(text.as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// The fields of two protocols that differ, as `name: old → new`.

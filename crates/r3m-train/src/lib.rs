@@ -13,4 +13,4 @@ pub mod adam;
 pub mod trainer;
 
 pub use adam::Adam;
-pub use trainer::{latest_checkpoint, train, write_atomic, StepMetrics, TrainConfig, TupleSample};
+pub use trainer::{latest_checkpoint, train, StepMetrics, TrainConfig, TupleSample};
