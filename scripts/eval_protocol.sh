@@ -17,6 +17,8 @@
 #   DEMOS SEEDS ROLLOUTS BC_STEPS EVAL_EVERY MAX_STEPS ENVS   [10 5 50 5000 5000 500 4]
 #   PC_STEPS PC_BATCH   positive-control training steps and batch [400 32]
 #   SIZE         encoder input [112: a centre crop of the 128-px renders]
+#   R3M          the binary to run [built here: target/release/r3m]; point it at a copy to keep a long
+#                table on one binary while you rebuild
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -30,8 +32,10 @@ ENCODERS="${ENCODERS:-state,proprio,random,positive-control}"
 DEMOS="${DEMOS:-10}" SEEDS="${SEEDS:-5}" ROLLOUTS="${ROLLOUTS:-50}" BC_STEPS="${BC_STEPS:-5000}"
 EVAL_EVERY="${EVAL_EVERY:-5000}" MAX_STEPS="${MAX_STEPS:-500}" ENVS="${ENVS:-4}" PC_STEPS="${PC_STEPS:-400}"
 SIZE="${SIZE:-112}"
-cargo build --release --locked -p r3m-cli >&2
-R3M="$CARGO_TARGET_DIR/release/r3m"
+if [ -z "${R3M:-}" ]; then
+  cargo build --release --locked -p r3m-cli >&2
+  R3M="$CARGO_TARGET_DIR/release/r3m"
+fi
 log() { printf '[eval] %s\n' "$*" >&2; }
 
 EVAL_OUT="$OUT/data" PC_OUT="$OUT/pc-data" TASKS="$DATA_TASKS" EPISODES="$EPISODES" PC_EPISODES="$PC_EPISODES" \

@@ -10,7 +10,10 @@ cd "$ROOT"
 # build the binary first: the end-to-end tests in tests/ run it
 cargo build --release --locked -p r3m-cli
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+# the tests' probe cache is their own, never the user's ~/.cache/r3m/probe
+R3M_PROBE_CACHE="$(mktemp -d)"
+export R3M_PROBE_CACHE
+trap 'rm -rf "$log" "$R3M_PROBE_CACHE"' EXIT
 set +e
 cargo test --release --locked --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}

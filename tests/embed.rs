@@ -176,3 +176,87 @@ fn shards_cover_every_frame_once_and_resume_after_a_kill() {
     assert_eq!((a.len(), &a.video, &a.frame_index, &a.index), (b.len(), &b.video, &b.frame_index, &b.index));
     assert_eq!(a.values, b.values);
 }
+
+/// Overwrites `len` bytes of `path` from `at` with seeded noise.
+fn scribble(path: &Path, at: usize, len: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for byte in &mut b[at..(at + len).min(path.metadata().unwrap().len() as usize)] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// A bad frame costs that frame: garbage in the middle of a video loses only the frames it hit
+/// (listed on stderr and in the file metadata), a one-frame video is embedded (embed's rule is
+/// one frame, not a tuple), and a job that writes no row fails and leaves no file behind.
+#[test]
+fn a_bad_frame_costs_that_frame_and_empty_jobs_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ck) = fixture(dir.path());
+    let v = dir.path().join("damaged");
+    std::fs::create_dir_all(&v).unwrap();
+    make_video(&v.join("bad.mp4"), "80x60", 10, 80, &["-c:v", "libx264", "-g", "10"]);
+    make_video(&v.join("one.mp4"), "80x60", 10, 1, &["-c:v", "libx264"]);
+    let n = std::fs::metadata(v.join("bad.mp4")).unwrap().len() as usize;
+    scribble(&v.join("bad.mp4"), n / 2, 3000);
+    let out = dir.path().join("damaged.parquet");
+    let (ok, log) = embed(&["--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&out), "--device", "cpu"]);
+    assert!(ok, "{log}");
+    let e = r3m_export::read_embeddings(&out).unwrap();
+    let rows = |name: &str| e.video.iter().filter(|x| *x == name).count();
+    assert_eq!(rows("one.mp4"), 1, "{log}");
+    let lost: Vec<(String, Vec<i64>)> = serde_json::from_str(&e.metadata[r3m_export::embed::LOST_KEY]).unwrap();
+    let lost_bad: Vec<i64> = lost.iter().filter(|(n, _)| n == "bad.mp4").flat_map(|(_, l)| l.clone()).collect();
+    assert!(!lost_bad.is_empty() && lost_bad.len() < 40, "the garbage should cost some frames, not the clip: {lost:?}\n{log}");
+    assert_eq!(rows("bad.mp4") + lost_bad.len(), 80, "every frame is either a row or listed as lost");
+    let have: BTreeSet<i64> = e.frame_index.iter().zip(&e.video).filter(|(_, n)| *n == "bad.mp4").map(|(i, _)| *i).collect();
+    assert!(lost_bad.iter().all(|i| !have.contains(i)));
+    assert!(log.contains("could not be decoded") && log.contains(&format!("{} frame(s) lost", lost_bad.len())), "{log}");
+
+    // every frame of every video undecodable: non-zero exit, the reason, no file
+    let w = dir.path().join("ruined");
+    std::fs::create_dir_all(&w).unwrap();
+    make_video(&w.join("x.mp4"), "80x60", 10, 30, &["-c:v", "libx264", "-g", "10"]);
+    let bytes = std::fs::read(w.join("x.mp4")).unwrap();
+    let mdat = bytes.windows(4).position(|b| b == b"mdat").unwrap() + 4;
+    let moov = bytes.windows(4).position(|b| b == b"moov").unwrap();
+    assert!(moov > mdat, "the test expects the index after the data (ffmpeg's default)");
+    scribble(&w.join("x.mp4"), mdat, moov - 4 - mdat);
+    let out = dir.path().join("ruined.parquet");
+    let (ok, log) = embed(&["--checkpoint", s(&ck), "--videos", s(&w), "--out", s(&out), "--device", "cpu"]);
+    assert!(!ok && log.contains("no rows") && !out.exists(), "{log}");
+
+    // two shard jobs at once on one fresh probe cache: both finish, together every row once
+    let cache = dir.path().join("shared-cache");
+    let ck_v = dir.path().join("videos");
+    let jobs: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(r3m_bin())
+                .args(["embed", "--checkpoint", s(&ck), "--videos", s(&ck_v), "--device", "cpu", "--shard", &format!("{i}/2"), "--out"])
+                .arg(dir.path().join("concurrent"))
+                .env("R3M_PROBE_CACHE", &cache)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut rows = 0;
+    for (i, j) in jobs.into_iter().enumerate() {
+        let o = j.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        rows += r3m_export::read_embeddings(&dir.path().join(format!("concurrent/part-{i}-of-2.parquet"))).unwrap().len();
+    }
+    assert_eq!(rows, 23 + 17 + 12, "every frame of the three readable videos once");
+    let entries = std::fs::read_dir(&cache).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count();
+    assert_eq!(entries, 3, "one probe cache entry per readable video, none half-written");
+
+    // a GPU that is not there is a clear error, not a panic (this machine has none)
+    if !tch::Cuda::is_available() {
+        let (ok, log) = embed(&["--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&dir.path().join("gpu.parquet")), "--device", "cuda"]);
+        assert!(!ok && log.contains("--device cuda") && log.contains("no CUDA GPU") && !log.contains("panicked"), "{log}");
+    }
+}

@@ -104,7 +104,16 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
 
     // a tiny closed-loop BC run writes its table and JSON
     let out = d.path().join("bc");
-    let o = Command::new(r3m_bin())
+    // an installed copy of the binary, run from another folder, finds its bridge (carried inside
+    // it and written to R3M_CACHE), not through the source tree
+    let installed = d.path().join("bin/r3m");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(r3m_bin(), &installed).unwrap();
+    let cache = d.path().join("cache");
+    let o = Command::new(&installed)
+        .current_dir(d.path())
+        .env("R3M_CACHE", &cache)
+        .env_remove("R3M_BRIDGE")
         .args(["eval", "bc", "--task", TASK, "--encoders", "random,scratch-shallow", "--demos", "1", "--seeds", "1", "--steps", "20"])
         .args(["--eval-every", "10", "--rollouts", "2", "--max-episode-steps", "15", "--envs", "2", "--size", "32", "--heldout", "1"])
         .args(["--device", "cpu", "--rerun", &format!("save:{}", d.path().join("bc.rrd").display()), "--data"])
@@ -115,6 +124,11 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
+    let bridges: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("bridge-")).collect();
+    assert_eq!(bridges.len(), 1, "the bridge was written to R3M_CACHE");
+    let carried = std::fs::read_to_string(bridges[0].path().join("metaworld_bridge.py")).unwrap();
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/metaworld_bridge.py")).unwrap();
+    assert_eq!(carried, source, "the carried bridge is this tree's");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| random | 1 |") && md.contains("| scratch-shallow | 1 |"), "{md}");
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();

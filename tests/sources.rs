@@ -123,13 +123,13 @@ fn manifests_csv_and_parquet() {
         "path,start,end,text\nvids/a.mp4,1.0,2.5,\"pick up the cup, then place it\"\nvids/b.webm,,,\nvids/a.mp4,3.8,,too short\nvids/missing.mp4,,,\n",
     )
     .unwrap();
-    let ds = scan_manifest(&csv, &mut ProbeCache::default()).unwrap();
+    let ds = scan_manifest(&csv, &mut ProbeCache::default()).unwrap().for_tuples().unwrap();
     assert_eq!(ds.clips.len(), 2, "{:?}", ds.skipped);
     assert_eq!((ds.clips[0].start, ds.clips[0].end), (10, 25));
     assert_eq!(ds.clips[0].text.as_deref(), Some("pick up the cup, then place it"));
     assert_eq!((ds.clips[1].start, ds.clips[1].end, ds.clips[1].text.as_deref()), (0, 30, None));
     assert_eq!(ds.skipped.len(), 2);
-    assert!(ds.skipped.iter().any(|s| s.reason.contains("row 4") && s.reason.contains("too short")), "{:?}", ds.skipped);
+    assert!(ds.skipped.iter().any(|s| s.path.ends_with("a.mp4") && s.reason.contains("too short")), "{:?}", ds.skipped);
     assert!(ds.skipped.iter().any(|s| s.reason.contains("row 5") && s.path.ends_with("missing.mp4")), "{:?}", ds.skipped);
 
     let pq = d.path().join("m.parquet");

@@ -52,7 +52,7 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     assert!(log.contains("5 clips") && log.contains("1 file(s) skipped") && log.contains("corrupt.mp4"), "{log}");
     let metrics = std::fs::read_to_string(straight.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = metrics.lines().collect();
-    assert_eq!(rows[0], "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc");
+    assert_eq!(rows[0], "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips");
     assert_eq!(rows.len(), 5, "{metrics}");
     for r in &rows[1..] {
         let loss: f64 = r.split(',').nth(1).unwrap().parse().unwrap();
@@ -238,7 +238,7 @@ fn language_term_and_time_windows() {
     let config = std::fs::read_to_string(dir.path().join("lang/checkpoints/step-00000003/config.json")).unwrap();
     assert!(config.contains("\"positive_window\": \"2f\"") && config.contains("\"negative_gap\": \"0.4s\""), "{config}");
     // a text without an embedding
-    std::fs::write(&manifest, "path,text\nvideos/clip0.mp4,open the drawer\nvideos/clip1.mp4,close the window\nvideos/clip2.mp4,x\n").unwrap();
+    std::fs::write(&manifest, "path,text\nvideos/clip0.mp4,open the drawer\nvideos/clip1.mp4,close the window\nvideos/clip2.mp4,x\nvideos/clip3.mp4,\n").unwrap();
     let out = run("missing", &["--lang-weight", "1", "--text-embeddings", texts.to_str().unwrap()]);
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
@@ -248,4 +248,188 @@ fn language_term_and_time_windows() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--text-embeddings"));
     let out = run("gap", &["--positive-window", "5", "--negative-gap", "3"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--negative-gap"));
+}
+
+fn train_output(videos: &Path, out: &Path, steps: u64, extra: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(r3m_bin());
+    cmd.args(["train", "--videos"]).arg(videos).arg("--out").arg(out).args(["--steps", &steps.to_string()]);
+    // defaults, each unless `extra` gives it
+    let defaults = [("--batch", "3"), ("--size", "64"), ("--workers", "1"), ("--tuples-per-clip", "2"), ("--checkpoint-every", "2"),
+        ("--seed", "5"), ("--device", "cpu"), ("--lr", "1e-3")];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    let out = cmd.args(extra).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A run directory has one owner; `--resume` compares every setting that changes the batches or
+/// the model (and the data) and names each difference; flags that would do nothing are refused.
+#[test]
+fn run_directories_have_one_owner_and_resume_checks_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let run = dir.path().join("run");
+    // the reproduction from the issue: 3 steps, keep 2, then 1 step into the same folder
+    let (ok, e) = train_output(&v, &run, 3, &["--checkpoint-every", "1", "--keep", "2"]);
+    assert!(ok, "{e}");
+    let (ok, e) = train_output(&v, &run, 1, &[]);
+    assert!(!ok && e.contains("--resume") && e.contains("--overwrite") && e.contains("holds a run"), "{e}");
+    assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap().trim(), "step-00000003", "a refused run must not touch the old one");
+    // resume with a changed batch and seed: refused, each difference named
+    let (ok, e) = train_output(&v, &run, 4, &["--resume", "--batch", "4", "--seed", "6"]);
+    assert!(!ok && e.contains("--batch 3 → 4") && e.contains("--seed 5 → 6"), "{e}");
+    // the data changed: refused
+    let v2 = dir.path().join("videos2");
+    std::fs::create_dir_all(&v2).unwrap();
+    for i in 0..4 {
+        std::fs::copy(v.join(format!("clip{i}.mp4")), v2.join(format!("clip{i}.mp4"))).unwrap();
+    }
+    let (ok, e) = train_output(&v2, &run, 4, &["--resume"]);
+    assert!(!ok && e.contains("the data differ"), "{e}");
+    // --steps, --checkpoint-every and --keep may change, and are reported
+    let (ok, e) = train_output(&v, &run, 4, &["--resume", "--checkpoint-every", "1", "--keep", "3"]);
+    assert!(ok && e.contains("resume: --steps 3 → 4") && e.contains("resume: --keep 2 → 3"), "{e}");
+    assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap().trim(), "step-00000004");
+    // --overwrite starts over
+    let (ok, e) = train_output(&v, &run, 1, &["--overwrite"]);
+    assert!(ok && e.contains("cleared"), "{e}");
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+    assert!(ckpts.contains(&"step-00000001".to_string()) && !ckpts.contains(&"step-00000004".to_string()), "{ckpts:?}");
+    // --overwrite never deletes a folder that is not a run
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::write(photos.join("cat.jpg"), b"x").unwrap();
+    let (ok, e) = train_output(&v, &photos, 1, &["--overwrite"]);
+    assert!(!ok && e.contains("refusing") && photos.join("cat.jpg").exists(), "{e}");
+    // flags that would do nothing
+    for (extra, want) in [
+        (&["--margin", "0.5"][..], "--margin"),
+        (&["--objective", "simclr", "--queue", "8"][..], "--queue"),
+        (&["--momentum", "0.9"][..], "--momentum"),
+        (&["--text-embeddings", "x.parquet"][..], "--lang-weight"),
+        (&["--batch", "6"][..], "--batch 6 is more than the 5 clip(s)"),
+    ] {
+        let (ok, e) = train_output(&v, &dir.path().join("flags"), 1, extra);
+        assert!(!ok && e.contains(want), "{extra:?}: {e}");
+    }
+}
+
+/// Fault injection: `r3m train` killed with SIGKILL at seeded random moments, then resumed (or
+/// restarted when no checkpoint was complete), ends with weights bit-identical to an uninterrupted
+/// run; after every kill each checkpoint under a final name is complete and `latest` names one.
+/// A checkpoint that cannot be written (file size limit) fails with the file named, and leaves the
+/// previous checkpoint, `latest` and no temporary behind.
+#[test]
+fn kill_9_at_random_points_then_resume_gives_identical_weights() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    const STEPS: u64 = 8;
+    let straight = dir.path().join("straight");
+    let (ok, e) = train_output(&v, &straight, STEPS, &["--checkpoint-every", "1"]);
+    assert!(ok, "{e}");
+    let run = dir.path().join("killed");
+    let check = |run: &Path| {
+        let cks = run.join("checkpoints");
+        for e in std::fs::read_dir(&cks).into_iter().flatten().flatten() {
+            let name = e.file_name().into_string().unwrap();
+            if name.starts_with('.') {
+                continue; // a temporary: never read by anyone
+            }
+            for f in ["model.safetensors", "optimizer.safetensors", "config.json"] {
+                assert!(e.path().join(f).exists(), "{name}/{f} missing under a final name");
+            }
+            let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path().join("config.json")).unwrap()).unwrap();
+            assert!(cfg["step"].as_u64().is_some(), "{name}: {cfg}");
+            Tensor::read_safetensors(e.path().join("model.safetensors")).unwrap();
+        }
+        if let Ok(latest) = std::fs::read_to_string(run.join("latest")) {
+            assert!(cks.join(latest.trim()).join("config.json").exists(), "latest names {latest}, which is not complete");
+        }
+    };
+    // seeded kill moments (SplitMix-style LCG), between 0.3 s and 4 s after the start
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next_delay = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        Duration::from_millis(300 + (state >> 33) % 3700)
+    };
+    let (mut killed, mut tries) = (0, 0);
+    loop {
+        tries += 1;
+        let mut cmd = Command::new(r3m_bin());
+        cmd.args(["train", "--videos"]).arg(&v).arg("--out").arg(&run);
+        cmd.args(["--steps", &STEPS.to_string(), "--batch", "3", "--size", "64", "--workers", "1", "--tuples-per-clip", "2"]);
+        cmd.args(["--checkpoint-every", "1", "--seed", "5", "--device", "cpu", "--lr", "1e-3"]);
+        if run.join("latest").exists() {
+            cmd.arg("--resume");
+        } else if run.exists() {
+            cmd.arg("--overwrite");
+        }
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        if killed < 6 {
+            let deadline = Instant::now() + next_delay();
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                killed += 1;
+                check(&run);
+                continue;
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        check(&run);
+        if std::fs::read_to_string(run.join("latest")).map(|l| l.trim() == format!("step-{STEPS:08}")).unwrap_or(false) {
+            break;
+        }
+        assert!(tries < 30, "no progress after {tries} runs");
+    }
+    eprintln!("kill -9 points tried and survived: {killed} (runs: {tries})");
+    assert!(killed >= 3, "only {killed} kills landed while training ran");
+    let (a, b) = (weights(&straight), weights(&run));
+    assert_eq!(a.len(), b.len());
+    for ((n, x), (_, y)) in a.iter().zip(&b) {
+        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
+        assert!(d == 0.0, "{n} differs by {d} after {killed} kills");
+    }
+    let losses = |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    assert_eq!(
+        losses(&std::fs::read_to_string(straight.join("metrics.csv")).unwrap()),
+        losses(&std::fs::read_to_string(run.join("metrics.csv")).unwrap()),
+        "metrics.csv must hold each step once, with the same losses"
+    );
+
+    // a checkpoint write that fails (files limited to 1 MB; SIGXFSZ ignored so write returns EFBIG)
+    let full = dir.path().join("full");
+    let (ok, e) = train_output(&v, &full, 2, &[]);
+    assert!(ok, "{e}");
+    let cmd = format!(
+        "trap '' XFSZ; ulimit -f 2048; exec '{}' train --videos '{}' --out '{}' --steps 4 --batch 3 --size 64 --workers 1 --tuples-per-clip 2 --checkpoint-every 2 --seed 5 --device cpu --lr 1e-3 --resume",
+        r3m_bin().display(),
+        v.display(),
+        full.display()
+    );
+    let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{e}");
+    assert!(e.contains("step-00000004") && e.contains("safetensors"), "the error names the file: {e}");
+    assert_eq!(std::fs::read_to_string(full.join("latest")).unwrap().trim(), "step-00000002");
+    check(&full);
+    let left: Vec<String> = std::fs::read_dir(full.join("checkpoints")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+    assert!(left.iter().all(|n| !n.starts_with('.')), "temporaries left: {left:?}");
+    // and the run resumes fine afterwards
+    let (ok, e) = train_output(&v, &full, 4, &["--resume"]);
+    assert!(ok, "{e}");
 }

@@ -94,18 +94,49 @@ pub struct BridgeConfig {
 }
 
 impl BridgeConfig {
-    /// The bridge script shipped with r3m: `$R3M_BRIDGE`, else `scripts/metaworld_bridge.py` under
-    /// the current directory, else under the source tree this binary was built from.
+    /// The bridge script: `$R3M_BRIDGE` when set, else the copy carried inside this binary
+    /// (`scripts/metaworld_bridge.py` and `scripts/metaworld_env.py` as they were at build time),
+    /// written once to `$R3M_CACHE/bridge-HASH/` (default `~/.cache/r3m`, else the temp folder).
+    /// So an installed or copied `r3m` finds its bridge wherever it runs.
     pub fn default_script() -> PathBuf {
         if let Some(p) = std::env::var_os("R3M_BRIDGE") {
             return PathBuf::from(p);
         }
-        let local = Path::new("scripts/metaworld_bridge.py");
-        if local.exists() {
-            return local.to_path_buf();
+        let cache = std::env::var_os("R3M_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/r3m")))
+            .unwrap_or_else(std::env::temp_dir);
+        match install_bridge(&cache).or_else(|_| install_bridge(&std::env::temp_dir().join("r3m"))) {
+            Ok(p) => p,
+            // start() reports the missing script with this path
+            Err(e) => PathBuf::from(format!("(could not write the bridge script: {e})")),
         }
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/metaworld_bridge.py")
     }
+}
+
+/// The bridge's Python files, carried in the binary.
+const BRIDGE_FILES: [(&str, &str); 2] = [
+    ("metaworld_bridge.py", include_str!("../../../scripts/metaworld_bridge.py")),
+    ("metaworld_env.py", include_str!("../../../scripts/metaworld_env.py")),
+];
+
+/// Writes [`BRIDGE_FILES`] to `cache/bridge-HASH/` (content-addressed: a folder that exists holds
+/// exactly these files, written atomically) and returns the bridge script's path.
+pub fn install_bridge(cache: &Path) -> std::result::Result<PathBuf, r3m_fs::Error> {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for (name, text) in BRIDGE_FILES {
+        for b in name.bytes().chain([0]).chain(text.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let dir = cache.join(format!("bridge-{h:016x}"));
+    for (name, text) in BRIDGE_FILES {
+        let p = dir.join(name);
+        if std::fs::read_to_string(&p).ok().as_deref() != Some(text) {
+            r3m_fs::write(&p, text.as_bytes())?;
+        }
+    }
+    Ok(dir.join(BRIDGE_FILES[0].0))
 }
 
 impl MetaWorldBridge {

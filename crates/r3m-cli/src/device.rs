@@ -16,6 +16,22 @@ pub fn parse(s: &str) -> Result<Device> {
     })
 }
 
+/// [`parse`], then checks that the device exists (every subcommand that runs a model calls this,
+/// through [`Compute::resolve`] or directly).
+pub fn parse_checked(s: &str) -> Result<Device> {
+    let dev = parse(s)?;
+    if let Device::Cuda(n) = dev {
+        let count = tch::Cuda::device_count();
+        if count == 0 {
+            bail!("--device {s}: no CUDA GPU is available here (libtorch sees none; is this a CPU-only build or machine?); use --device cpu or auto");
+        }
+        if n as i64 >= count {
+            bail!("--device {s}: no such GPU ({count} available: cuda:0..cuda:{})", count - 1);
+        }
+    }
+    Ok(dev)
+}
+
 /// `cpu` or `cuda:N`.
 pub fn name(d: Device) -> String {
     match d {
@@ -45,9 +61,10 @@ pub struct Compute {
 }
 
 impl Compute {
-    /// The device and precision these flags name.
+    /// The device and precision these flags name, checked: a GPU that is not there is an error
+    /// here, not a panic inside libtorch later.
     pub fn resolve(&self) -> Result<(Device, r3m_model::Precision)> {
-        let dev = parse(&self.device)?;
+        let dev = parse_checked(&self.device)?;
         Ok((dev, precision(&self.precision, dev)?))
     }
 }

@@ -158,15 +158,39 @@ pub fn run(args: Args) -> Result<i32> {
     for (p, why) in &report.failed {
         eprintln!("  failed to decode {}: {why} (its rows are left out)", p.display());
     }
+    for (video, lost) in report.lost.iter().take(10) {
+        let shown: Vec<String> = lost.iter().take(8).map(i64::to_string).collect();
+        eprintln!(
+            "  {video}: {} frame(s) could not be decoded and have no row: {}{}",
+            lost.len(),
+            shown.join(", "),
+            if lost.len() > 8 { ", ..." } else { "" }
+        );
+    }
+    if report.lost.len() > 10 {
+        eprintln!("  ... and {} more video(s) with lost frames", report.lost.len() - 10);
+    }
     if stop.load(Ordering::SeqCst) {
         eprintln!("interrupted; finished pieces are kept: rerun with --resume to continue");
         return Ok(130);
     }
+    if report.rows == 0 {
+        // an empty file would pass for a finished part on the next run
+        let _ = std::fs::remove_file(&out);
+        let why = report.failed.first().map(|(p, w)| format!(": {} ({w})", p.display())).unwrap_or_default();
+        bail!(
+            "wrote no rows: {} of {} clip(s) failed to decode{why}; no file written at {}",
+            report.failed.len(),
+            clips.len(),
+            out.display()
+        );
+    }
     eprintln!(
-        "wrote {} rows ({} clips{}{}) to {}",
+        "wrote {} rows ({} clips{}{}{}) to {}",
         report.rows,
         report.clips,
         if report.failed.is_empty() { String::new() } else { format!(", {} failed", report.failed.len()) },
+        if report.lost.is_empty() { String::new() } else { format!(", {} frame(s) lost (metadata {})", report.lost_frames(), r3m_export::embed::LOST_KEY) },
         if report.pieces_reused > 0 { format!(", {} piece(s) reused", report.pieces_reused) } else { String::new() },
         out.display()
     );

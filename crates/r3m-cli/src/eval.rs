@@ -1,6 +1,5 @@
 //! `r3m eval bc`: few-demo behaviour cloning on Meta-World, closed loop, with baselines.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -188,21 +187,9 @@ fn cell_file(out: &Path, encoder: &str, demos: usize, seed: u64) -> PathBuf {
     out.join("cells").join(format!("{encoder}.demos-{demos}.seed-{seed}.json"))
 }
 
-/// Writes `text` to `path` through a temp file in the same folder, synced before the rename.
+/// Writes `text` to `path` atomically and durably (see `r3m_fs`).
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(text.as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(r3m_fs::write(path, text.as_bytes())?)
 }
 
 /// The fields of two protocols that differ, as `name: old → new`.
@@ -326,6 +313,9 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         );
     }
     std::fs::create_dir_all(&cells_dir).with_context(|| format!("creating {}", cells_dir.display()))?;
+    // temporaries of a killed run (never those of a run still going)
+    r3m_fs::clean_stale(&cells_dir)?;
+    r3m_fs::clean_stale(&args.out)?;
     let mut done: Vec<CellResult> = Vec::new();
     let mut plan = Vec::new();
     for kind in &kinds {

@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use r3m_data::ClipWeighting;
 use r3m_data::Span;
 use r3m_model::{Arch, ObjectiveConfig, ObjectiveKind, Precision, R3mObjective, Similarity};
-use tch::Device;
 
 /// Options for `r3m train`.
 #[derive(Debug, clap::Args)]
@@ -20,9 +19,14 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Continue the run in --out from its latest checkpoint (same batches and optimiser state as
-    /// an uninterrupted run).
+    /// an uninterrupted run). Settings that would change the batches or the model must match the
+    /// run's (each difference is named); --steps, --checkpoint-every, --keep and --workers may change.
     #[arg(long)]
     resume: bool,
+    /// Clear --out first when it holds a run (without --resume or --overwrite a non-empty --out
+    /// is refused; a folder that is not an r3m run is never deleted).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Total optimisation steps.
     #[arg(long, default_value_t = 1000)]
     steps: u64,
@@ -66,9 +70,9 @@ pub struct Args {
     /// r3m-tcn (R3M's time-contrastive InfoNCE), triplet, npair, simclr, moco, byol, proto.
     #[arg(long, default_value = "r3m-tcn")]
     objective: ObjectiveKind,
-    /// triplet: the margin.
-    #[arg(long, default_value_t = 1.0)]
-    margin: f64,
+    /// triplet: the margin [default: 1.0].
+    #[arg(long)]
+    margin: Option<f64>,
     /// triplet: use the nearest negative in the batch (own far frame or any frame of another
     /// clip) instead of the clip's own far frame.
     #[arg(long)]
@@ -76,12 +80,12 @@ pub struct Args {
     /// simclr / moco: softmax temperature (default: simclr 0.1, moco 0.2).
     #[arg(long)]
     temperature: Option<f64>,
-    /// moco: length of the queue of past keys.
-    #[arg(long, default_value_t = 4096)]
-    queue: usize,
-    /// moco / byol: target momentum m in θ' ← m·θ' + (1−m)·θ.
-    #[arg(long, default_value_t = 0.99)]
-    momentum: f64,
+    /// moco: length of the queue of past keys [default: 4096].
+    #[arg(long)]
+    queue: Option<usize>,
+    /// moco / byol: target momentum m in θ' ← m·θ' + (1−m)·θ [default: 0.99].
+    #[arg(long)]
+    momentum: Option<f64>,
     /// Positives within this distance of the anchor: frames (8, 8f) or seconds (0.25s). Default:
     /// R3M's ordering rule (any frame between the anchor and the negative).
     #[arg(long)]
@@ -126,16 +130,31 @@ pub fn run(args: Args) -> Result<i32> {
     if args.batch < 2 {
         bail!("--batch {}: the objective needs other clips in the batch for negatives (use ≥ 2)", args.batch);
     }
-    if args.size < 32 {
-        bail!("--size {}: too small for a ResNet (use ≥ 32)", args.size);
+    if !(32..=2048).contains(&args.size) {
+        bail!("--size {}: give a crop side between 32 (the smallest a ResNet takes) and 2048 pixels", args.size);
     }
     let (dev, precision) = args.compute.resolve()?;
-    if let Device::Cuda(n) = dev {
-        if n as i64 >= tch::Cuda::device_count() {
-            bail!("--device {}: no such GPU ({} available)", args.compute.device, tch::Cuda::device_count());
-        }
+    // the run directory is checked before anything (a rerun recording inside it included) is written
+    let cleared = r3m_train::prepare_run_dir(&args.out, args.resume, args.overwrite)?;
+    if cleared > 0 {
+        eprintln!("--overwrite: cleared {} ({cleared} entries)", args.out.display());
     }
     let ds = args.source.open()?;
+    // training's own length rule: a tuple needs MIN_CLIP_FRAMES frames
+    let before = ds.skipped.len();
+    let ds = ds.for_tuples()?;
+    for s in &ds.skipped[before..] {
+        eprintln!("  skipped {}: {}", s.path.display(), s.reason);
+    }
+    if args.batch > ds.clips.len() {
+        bail!(
+            "--batch {} is more than the {} clip(s) in {}: clips would repeat within a batch and be each other's negatives (use --batch ≤ {})",
+            args.batch,
+            ds.clips.len(),
+            args.source.path().display(),
+            ds.clips.len()
+        );
+    }
     if matches!(args.proj_dim, Some(d) if d < 1) {
         bail!("--proj-dim must be ≥ 1");
     }
@@ -161,13 +180,36 @@ pub fn run(args: Args) -> Result<i32> {
     if viz.is_some() {
         cfg.sample_every = args.rerun_every.max(1);
     }
+    // an option of another objective would be silently ignored: refuse it
+    let kind = args.objective;
+    let unused: Vec<&str> = [
+        ("--margin", args.margin.is_some(), kind == ObjectiveKind::Triplet),
+        ("--hard-negatives", args.hard_negatives, kind == ObjectiveKind::Triplet),
+        ("--temperature", args.temperature.is_some(), matches!(kind, ObjectiveKind::SimClr | ObjectiveKind::Moco)),
+        ("--queue", args.queue.is_some(), kind == ObjectiveKind::Moco),
+        ("--momentum", args.momentum.is_some(), kind.has_target()),
+    ]
+    .into_iter()
+    .filter(|&(_, given, used)| given && !used)
+    .map(|(flag, _, _)| flag)
+    .collect();
+    if !unused.is_empty() {
+        bail!(
+            "{} do(es) nothing with --objective {} (triplet: --margin, --hard-negatives; simclr/moco: --temperature; moco: --queue; moco/byol: --momentum)",
+            unused.join(", "),
+            kind.name()
+        );
+    }
+    if args.text_embeddings.is_some() && args.lang_weight == 0.0 {
+        bail!("--text-embeddings does nothing without the language term: give --lang-weight W (R3M: 1.0)");
+    }
     let mut objective = ObjectiveConfig::new(args.objective);
     objective.r3m = R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
-    objective.margin = args.margin;
+    objective.margin = args.margin.unwrap_or(objective.margin);
     objective.hard_negatives = args.hard_negatives;
     objective.temperature = args.temperature.unwrap_or(args.objective.default_temperature());
-    objective.queue = args.queue;
-    objective.momentum = args.momentum;
+    objective.queue = args.queue.unwrap_or(objective.queue);
+    objective.momentum = args.momentum.unwrap_or(objective.momentum);
     objective.lang_weight = args.lang_weight;
     objective.lang_hidden = args.lang_hidden;
     if !(objective.temperature > 0.0) {
@@ -196,6 +238,11 @@ pub fn run(args: Args) -> Result<i32> {
         };
         cfg.text_embeddings = Some(read_text_embeddings(path)?);
     }
+    if args.resume {
+        for change in r3m_train::check_resume(&args.out, &cfg, &ds.clips)? {
+            eprintln!("resume: {change} (allowed: it does not change the batches or the model)");
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -215,10 +262,15 @@ pub fn run(args: Args) -> Result<i32> {
     let (mut wait, mut total) = (0.0, 0.0);
     let images_per_step = (args.batch * 5) as f64;
     let objective_name = cfg.objective.kind.name();
+    let mut dropped_total = 0usize;
     let done = r3m_train::train(ds.clips, &cfg, &args.out, args.resume, |m| {
         if bar.position() == 0 {
             bar.set_position(m.step - 1);
         }
+        for d in &m.dropped {
+            bar.println(format!("warning: clip dropped (failed to decode): {d}"));
+        }
+        dropped_total = m.dropped_total;
         wait += m.wait_s;
         total += m.step_s;
         if let Some(v) = &viz {
@@ -251,7 +303,10 @@ pub fn run(args: Args) -> Result<i32> {
             eprintln!("rerun recording: {}", p.display());
         }
     }
-    let ck = r3m_train::latest_checkpoint(&args.out).map(|p| p.display().to_string()).unwrap_or_default();
+    if dropped_total > 0 {
+        eprintln!("{dropped_total} clip(s) were dropped because they failed to decode (listed above; column dropped_clips of metrics.csv)");
+    }
+    let ck = r3m_train::latest_checkpoint(&args.out).map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into());
     if stop.load(Ordering::SeqCst) {
         eprintln!("interrupted at step {done}; checkpoint {ck}; continue with --resume");
         return Ok(130);

@@ -36,16 +36,20 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let dev = crate::device::parse(&args.device)?;
+    let dev = crate::device::parse_checked(&args.device)?;
     let frozen = args.checkpoint.as_ref().map(|c| r3m_model::checkpoint::load_encoder(c, dev)).transpose()?;
     let table = args.embeddings.as_ref().map(|p| r3m_export::read_embeddings(p)).transpose()?;
     let size = args.size.or(frozen.as_ref().map(|f| f.size)).unwrap_or(128);
+    if !(16..=2048).contains(&size) {
+        bail!("--size {size}: give a frame side between 16 and 2048 pixels");
+    }
     let ds = args.source.open()?;
     let rows: HashMap<(String, i64), usize> = table
         .as_ref()
         .map(|t| (0..t.len()).map(|i| ((t.video[i].clone(), t.frame_index[i]), i)).collect())
         .unwrap_or_default();
     let viz = r3m_viz::Viz::open("r3m_view", &args.rerun).map_err(anyhow::Error::msg)?;
+    let (mut shown, mut skipped) = (0usize, 0usize);
     for clip in ds.clips.iter().take(args.max_videos) {
         let rel = ds.video_name(clip);
         let name = clip.episode.map(|e| format!("episode_{e:06}")).unwrap_or_else(|| rel.clone());
@@ -56,13 +60,26 @@ pub fn run(args: Args) -> Result<i32> {
         };
         if avail.is_empty() {
             eprintln!("  {name}: no rows in the embeddings table, skipped");
+            skipped += 1;
             continue;
         }
         let every = avail.len().div_ceil(args.max_frames.max(1)).max(1);
         let idx: Vec<usize> = avail.into_iter().step_by(every).collect();
-        let mut reader = VideoReader::open_probed(clip.video.clone(), DecodeOptions::with_resize(r3m_export::embed::eval_resize(size)))?;
-        let frames = reader.read_frames(&idx)?;
+        // a bad file costs that clip, a bad frame that frame (the clip is shown with a gap)
+        let read = VideoReader::open_probed(clip.video.clone(), DecodeOptions::with_resize(r3m_export::embed::eval_resize(size)))
+            .and_then(|mut r| r.read_frames_lossy(&idx));
+        let frames = match read {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("  {name}: skipped: {e}");
+                skipped += 1;
+                continue;
+            }
+        };
+        let lost = idx.len() - frames.len();
         if frames.len() < 2 {
+            eprintln!("  {name}: {} frame(s) decoded, 2 needed to show a trajectory; skipped", frames.len());
+            skipped += 1;
             continue;
         }
         let (w, h) = (frames[0].width, frames[0].height);
@@ -94,10 +111,18 @@ pub fn run(args: Args) -> Result<i32> {
         let points: Vec<[f32; 3]> = pv.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
         let fr: Vec<(i64, f64, &[u8])> = frames.iter().map(|f| ((f.index - clip.start) as i64, f.timestamp - t0, f.data.as_slice())).collect();
         viz.video(&name, &fr, w, h, &to_final, &points, &dist).map_err(anyhow::Error::msg)?;
-        eprintln!("  {name}: {n} frames");
+        if lost > 0 {
+            eprintln!("  {name}: {n} frames ({lost} could not be decoded: shown as a gap)");
+        } else {
+            eprintln!("  {name}: {n} frames");
+        }
+        shown += 1;
     }
-    if ds.clips.is_empty() {
-        bail!("nothing to show");
+    if shown == 0 {
+        bail!("nothing to show: {skipped} clip(s) skipped (reasons above)");
+    }
+    if skipped > 0 {
+        eprintln!("{skipped} clip(s) skipped (reasons above)");
     }
     viz.finish().map_err(anyhow::Error::msg)?;
     if let r3m_viz::Sink::Save(p) = &args.rerun {

@@ -6,7 +6,6 @@
 //! counted with their reason, never fatal. Probe results are cached by (path, size, mtime), so a
 //! second run over the same data starts at once.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -82,6 +81,25 @@ impl Dataset {
     /// `clip`'s video named relative to [`Dataset::name_root`].
     pub fn video_name(&self, clip: &Clip) -> String {
         clip.video.path.strip_prefix(self.name_root()).unwrap_or(&clip.video.path).to_string_lossy().into_owned()
+    }
+
+    /// Training's length rule: clips shorter than an R3M tuple ([`MIN_CLIP_FRAMES`]) move to
+    /// `skipped` ("too short"); an error when no clip is left.
+    pub fn for_tuples(mut self) -> Result<Self, SourceError> {
+        let (keep, short): (Vec<Clip>, Vec<Clip>) = self.clips.into_iter().partition(|c| c.len() >= MIN_CLIP_FRAMES);
+        for c in short {
+            let range = if c.start == 0 && c.end == c.video.frame_count() { String::new() } else { format!(" (frames {}..{})", c.start, c.end) };
+            self.skipped.push(Skipped {
+                path: c.video.path.clone(),
+                reason: format!("too short{range}: {} frame(s), a tuple needs {MIN_CLIP_FRAMES}", c.len()),
+            });
+        }
+        self.clips = keep;
+        if self.clips.is_empty() {
+            let found = self.skipped.len();
+            return Err(no_clips(&self.root, found, &self.skipped));
+        }
+        Ok(self)
     }
 
     /// A one-line summary: clips, frames, skipped files grouped by reason.
@@ -167,50 +185,98 @@ fn stamp(p: &Path) -> Option<String> {
     Some(format!("v{}|{}|{}|{}", r3m_video::PROBE_VERSION, p.display(), m.len(), mtime))
 }
 
-/// On-disk probe cache: a JSON map from [`stamp`] to [`VideoInfo`].
+/// On-disk probe cache: a folder with one small JSON file per probed video version, named by a
+/// hash of its [`stamp`] (path, size, modification time, probe version), holding the stamp and the
+/// [`VideoInfo`].
+///
+/// Per-video entries scale: a run reads only the entries of the videos it scans and writes only
+/// the new ones (each with [`r3m_fs::write`], so a reader never sees half an entry), and
+/// concurrent `--shard` jobs on the same cache never lose each other's work (two writers of one
+/// entry write the same content). Pruning: when the folder holds more than [`ProbeCache::MAX_ENTRIES`]
+/// entries, the least recently written are removed down to three quarters of that. A missing,
+/// unreadable or foreign entry is a miss (the video is probed again), never an error.
 #[derive(Debug, Default)]
 pub struct ProbeCache {
-    path: Option<PathBuf>,
-    entries: HashMap<String, VideoInfo>,
+    dir: Option<PathBuf>,
+    fresh: Vec<(String, VideoInfo)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheEntry {
+    stamp: String,
+    info: VideoInfo,
+}
+
+/// FNV-1a, 64 bit: a stable file name for a stamp (the entry holds the stamp, so a collision is a
+/// miss, not a wrong answer).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl ProbeCache {
-    /// Loads the cache at `path` (a missing or unreadable cache is an empty one).
-    pub fn open(path: Option<PathBuf>) -> Self {
-        let entries = path
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        ProbeCache { path, entries }
+    /// Entries kept before pruning.
+    pub const MAX_ENTRIES: usize = 100_000;
+
+    /// The cache in folder `dir` (created when the first entry is written; `None`: no cache).
+    pub fn open(dir: Option<PathBuf>) -> Self {
+        ProbeCache { dir, fresh: Vec::new() }
     }
 
-    /// Writes the cache atomically (temp file + rename). Failure only costs a re-probe next time.
-    pub fn save(&self) {
-        let Some(path) = &self.path else { return };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let ok = serde_json::to_vec(&self.entries).ok().is_some_and(|b| std::fs::write(&tmp, b).is_ok());
-        if ok {
-            let _ = std::fs::rename(&tmp, path);
-        } else {
-            let _ = std::fs::remove_file(&tmp);
-        }
+    fn entry_path(&self, stamp: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("{:016x}.json", fnv1a(stamp))))
     }
+
+    /// The cached probe of the video version `stamp`, if any.
+    fn get(&self, stamp: &str) -> Option<VideoInfo> {
+        let bytes = std::fs::read(self.entry_path(stamp)?).ok()?;
+        let e: CacheEntry = serde_json::from_slice(&bytes).ok()?;
+        (e.stamp == stamp).then_some(e.info)
+    }
+
+    /// Writes the entries probed since opening (each atomically) and prunes the folder. Failure
+    /// only costs a re-probe next time; returns the number of entries written.
+    pub fn save(&mut self) -> usize {
+        let Some(dir) = self.dir.clone() else { return 0 };
+        let mut written = 0;
+        for (stamp, info) in std::mem::take(&mut self.fresh) {
+            let Some(path) = self.entry_path(&stamp) else { continue };
+            let Ok(bytes) = serde_json::to_vec(&CacheEntry { stamp, info }) else { continue };
+            written += usize::from(r3m_fs::write(&path, &bytes).is_ok());
+        }
+        if written > 0 {
+            let _ = r3m_fs::clean_stale(&dir);
+            prune(&dir, Self::MAX_ENTRIES);
+        }
+        written
+    }
+}
+
+/// Removes the oldest entries of a cache folder holding more than `max`, down to `max * 3 / 4`.
+fn prune(dir: &Path, max: usize) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json") && !n.starts_with('.')))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if entries.len() <= max {
+        return 0;
+    }
+    entries.sort();
+    let drop = entries.len() - max * 3 / 4;
+    entries.iter().take(drop).filter(|(_, p)| std::fs::remove_file(p).is_ok()).count()
 }
 
 /// Probes `files` in parallel, answering from `cache` where a file is unchanged (and adding new
 /// results to it). Returns, per file in order, the probe result; and the number of cache hits.
 pub fn probe_all(files: &[PathBuf], cache: &mut ProbeCache) -> (Vec<Result<Arc<VideoInfo>, String>>, usize) {
-    let known = &cache.entries;
+    let known = &*cache;
     let results: Vec<(Option<String>, bool, Result<VideoInfo, String>)> = files
         .par_iter()
         .map(|p| {
             let key = stamp(p);
             if let Some(info) = key.as_ref().and_then(|k| known.get(k)) {
-                return (key, true, Ok(info.clone()));
+                return (key, true, Ok(info));
             }
             (key, false, r3m_video::probe(p).map_err(|e| e.to_string()))
         })
@@ -221,8 +287,8 @@ pub fn probe_all(files: &[PathBuf], cache: &mut ProbeCache) -> (Vec<Result<Arc<V
         .map(|(key, hit, r)| {
             hits += usize::from(hit);
             r.map(|info| {
-                if let Some(k) = key {
-                    cache.entries.insert(k, info.clone());
+                if let (Some(k), false) = (key, hit) {
+                    cache.fresh.push((k, info.clone()));
                 }
                 Arc::new(info)
             })
@@ -231,11 +297,33 @@ pub fn probe_all(files: &[PathBuf], cache: &mut ProbeCache) -> (Vec<Result<Arc<V
     (out, hits)
 }
 
-/// The clip for frames `start..end` of `video`, or why it cannot be one (too short).
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_three_quarters() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..8 {
+            let p = d.path().join(format!("{i:016x}.json"));
+            std::fs::write(&p, b"{}").unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i);
+            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+        }
+        assert_eq!(prune(d.path(), 10), 0);
+        assert_eq!(prune(d.path(), 4), 5);
+        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec![format!("{:016x}.json", 5), format!("{:016x}.json", 6), format!("{:016x}.json", 7)]);
+    }
+}
+
+/// The clip for frames `start..end` of `video`, or why it cannot be one (no frame). The sources
+/// apply only this rule; a command that needs more (training: [`Dataset::for_tuples`]) applies its own.
 pub(crate) fn make_clip(video: &Arc<VideoInfo>, start: usize, end: usize) -> Result<Clip, String> {
     let n = end.saturating_sub(start);
-    if n < MIN_CLIP_FRAMES {
-        return Err(format!("too short: {n} frame(s), a tuple needs {MIN_CLIP_FRAMES}"));
+    if n == 0 {
+        return Err("no frames in the range".into());
     }
     Ok(Clip { video: video.clone(), start, end, text: None, episode: None })
 }

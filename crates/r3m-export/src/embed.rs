@@ -91,7 +91,21 @@ pub struct EmbedReport {
     pub pieces_reused: usize,
     /// Clips that failed to decode: (video, reason). Their rows are left out.
     pub failed: Vec<(PathBuf, String)>,
+    /// Frames that could not be decoded in clips that were otherwise embedded: (video named as
+    /// in the file, frame indices relative to the clip). Their rows are left out; the file's
+    /// metadata `r3m.lost_frames` lists them.
+    pub lost: Vec<(String, Vec<i64>)>,
 }
+
+impl EmbedReport {
+    /// Frames lost to decoding errors, over all clips.
+    pub fn lost_frames(&self) -> usize {
+        self.lost.iter().map(|(_, v)| v.len()).sum()
+    }
+}
+
+/// File metadata key listing lost frames: JSON `[[video, [frame_index, ...]], ...]`.
+pub const LOST_KEY: &str = "r3m.lost_frames";
 
 fn piece_plan(clips: &[Clip], frames: &[Vec<usize>], piece_frames: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
@@ -135,6 +149,11 @@ pub fn embed_clips(
         std::fs::remove_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
     }
     std::fs::create_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
+    // temporaries of a killed job (never those of a job still running)
+    r3m_fs::clean_stale(&pieces_dir).map_err(|e| ExportError::Io { path: e.path, source: e.source })?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        r3m_fs::clean_stale(parent).map_err(|e| ExportError::Io { path: e.path, source: e.source })?;
+    }
     // pieces are only reused when made with the same settings and inputs
     let fingerprint = {
         let mut s = format!("{metadata:?}|{}|{:?}|{}|{}|", cfg.every, cfg.fps, cfg.size, cfg.piece_frames);
@@ -155,6 +174,9 @@ pub fn embed_clips(
         if resume && path.exists() {
             if let Ok(e) = read_embeddings(&path) {
                 if e.metadata.get("r3m.piece").map(String::as_str) == Some(fingerprint.as_str()) {
+                    if let Some(lost) = e.metadata.get(LOST_KEY).and_then(|l| serde_json::from_str::<Vec<(String, Vec<i64>)>>(l).ok()) {
+                        report.lost.extend(lost);
+                    }
                     report.pieces_reused += 1;
                     report.rows += e.len() as u64;
                     report.clips += range.len();
@@ -173,7 +195,8 @@ pub fn embed_clips(
         let mut owner = Vec::new();
         for k in range.clone() {
             for chunk in frames[k].chunks(CHUNK_FRAMES) {
-                requests.push(Request::frames(clips[k].video.clone(), chunk.to_vec()));
+                // a frame that cannot be decoded costs that frame, not the clip
+                requests.push(Request::frames_lossy(clips[k].video.clone(), chunk.to_vec()));
                 owner.push(k);
             }
         }
@@ -189,6 +212,7 @@ pub fn embed_clips(
             encode_batch(encoder, pending, cfg.size, cfg.device, cfg.precision, cfg.channels_last, out);
             pending.clear();
         };
+        let piece_lost_start = report.lost.len();
         let flush_clip = |k: usize, rows: &mut Vec<(i64, f64)>, emb: &mut Vec<f32>, failed: &mut Option<String>, writer: &mut EmbeddingWriter, report: &mut EmbedReport| -> Result<(), ExportError> {
             let c = &clips[k];
             if let Some(reason) = failed.take() {
@@ -197,6 +221,12 @@ pub fn embed_clips(
                 let rel = c.video.path.strip_prefix(root).unwrap_or(&c.video.path).to_string_lossy().into_owned();
                 for (j, (fi, t)) in rows.iter().enumerate() {
                     writer.push(&rel, c.episode, *fi, *t, &emb[j * dim..(j + 1) * dim])?;
+                }
+                // the selected frames that did not arrive
+                let got: std::collections::HashSet<i64> = rows.iter().map(|r| r.0).collect();
+                let lost: Vec<i64> = frames[k].iter().map(|&i| (i - c.start) as i64).filter(|i| !got.contains(i)).collect();
+                if !lost.is_empty() {
+                    report.lost.push((rel, lost));
                 }
                 report.clips += 1;
             }
@@ -238,11 +268,16 @@ pub fn embed_clips(
             encode(&mut pending, &mut clip_emb);
             flush_clip(prev, &mut clip_rows, &mut clip_emb, &mut clip_failed, &mut writer, &mut report)?;
         }
+        let piece_lost = &report.lost[piece_lost_start..];
+        if !piece_lost.is_empty() {
+            writer.append_metadata(LOST_KEY, serde_json::to_string(piece_lost).unwrap_or_default());
+        }
         report.rows += writer.finish()?;
     }
     // assemble the part from its pieces, renumbering `index` globally
     let mut meta = metadata.to_vec();
     meta.push(("r3m.rows".into(), report.rows.to_string()));
+    meta.push((LOST_KEY.into(), serde_json::to_string(&report.lost).unwrap_or_default()));
     let mut writer = EmbeddingWriter::create(out, dim, episodes, &meta)?;
     for p in &piece_paths {
         let e = read_embeddings(p)?;

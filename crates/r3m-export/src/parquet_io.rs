@@ -80,12 +80,13 @@ struct Pending {
     emb: Vec<f32>,
 }
 
-/// Streams rows into `PATH` through `PATH.tmp-<pid>`; [`EmbeddingWriter::finish`] closes the file and
-/// renames it into place, so `PATH` either does not exist or is complete. Dropping an unfinished
-/// writer removes the temp file.
+/// Streams rows into `PATH` through a hidden temporary beside it ([`r3m_fs::TempFile`]);
+/// [`EmbeddingWriter::finish`] closes the file, fsyncs it and renames it into place, so `PATH` either
+/// does not exist or is complete. Dropping an unfinished writer removes the temporary.
 pub struct EmbeddingWriter {
     path: PathBuf,
     tmp: PathBuf,
+    staged: Option<r3m_fs::TempFile>,
     dim: usize,
     episodes: bool,
     schema: SchemaRef,
@@ -106,9 +107,9 @@ impl EmbeddingWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| ExportError::Io { path: dir.to_path_buf(), source: e })?;
         }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("embeddings.parquet");
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(|e| ExportError::Io { path: tmp.clone(), source: e })?;
+        let mut staged = r3m_fs::TempFile::new(path).map_err(|e| ExportError::Io { path: e.path, source: e.source })?;
+        let tmp = staged.tmp_path().to_path_buf();
+        let file = staged.take_file().expect("fresh temporary");
         // about 32 MB of embeddings per row group: large enough for fast scans, small enough that
         // memory stays flat however long the export
         let group_rows = (32 << 20) / (4 * dim).max(1);
@@ -119,7 +120,7 @@ impl EmbeddingWriter {
             .build();
         let schema = schema(dim, episodes);
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| fmt_err(&tmp, e))?;
-        Ok(EmbeddingWriter { path: path.to_path_buf(), tmp, dim, episodes, schema, writer: Some(writer), pending: Pending::default(), rows: 0 })
+        Ok(EmbeddingWriter { path: path.to_path_buf(), tmp, staged: Some(staged), dim, episodes, schema, writer: Some(writer), pending: Pending::default(), rows: 0 })
     }
 
     /// Rows written so far (including those not yet flushed).
@@ -172,22 +173,21 @@ impl EmbeddingWriter {
         self.writer.as_mut().expect("open until finish").write(&batch).map_err(|e| fmt_err(&self.tmp, e))
     }
 
+    /// Adds a key-value pair to the file metadata (written with the footer).
+    pub fn append_metadata(&mut self, key: &str, value: String) {
+        if let Some(w) = self.writer.as_mut() {
+            w.append_key_value_metadata(KeyValue::new(key.to_string(), value));
+        }
+    }
+
     /// Writes the footer, syncs, and renames the file into place. Returns the row count.
     pub fn finish(mut self) -> Result<u64, ExportError> {
         self.flush_pending()?;
         let w = self.writer.take().expect("open until finish");
         let file = w.into_inner().map_err(|e| fmt_err(&self.tmp, e))?;
-        file.sync_all().map_err(|e| ExportError::Io { path: self.tmp.clone(), source: e })?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| ExportError::Io { path: self.path.clone(), source: e })?;
+        let staged = self.staged.take().expect("open until finish");
+        staged.commit(file).map_err(|e| ExportError::Io { path: e.path, source: e.source })?;
         Ok(self.rows)
-    }
-}
-
-impl Drop for EmbeddingWriter {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 

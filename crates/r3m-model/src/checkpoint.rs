@@ -1,7 +1,8 @@
 //! The checkpoint format: a directory with `model.safetensors` (torchvision parameter names),
 //! `optimizer.safetensors` (the optimiser's state tensors) and `config.json` (everything needed to
-//! rebuild the model and resume). Written to a temporary sibling directory and renamed into
-//! place, so a crash never leaves a half-written checkpoint where a complete one is expected.
+//! rebuild the model and resume). Written through `r3m_fs::TempDir` (temporary sibling, fsync,
+//! one-step replacement), so a crash never leaves a half-written checkpoint where a complete one is
+//! expected.
 
 use std::path::{Path, PathBuf};
 
@@ -41,9 +42,9 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The objective's own state (heads, momentum encoders, queue), for objectives that have one.
 pub const OBJECTIVE_FILE: &str = "objective.safetensors";
 
-/// Writes a checkpoint to `dir` atomically: everything goes to `dir.tmp-<pid>` first, then
-/// replaces `dir` by rename. An existing checkpoint at `dir` stays intact until the new one is
-/// complete.
+/// Writes a checkpoint to `dir` atomically and durably through [`r3m_fs::TempDir`]: everything
+/// goes to a hidden temporary sibling, is fsynced, then replaces `dir` in one step. An existing
+/// checkpoint at `dir` stays intact until the new one is complete.
 pub fn save(
     dir: &Path,
     vs: &nn::VarStore,
@@ -62,14 +63,8 @@ pub fn save_with(
     config: &serde_json::Value,
     objective: &[(String, Tensor)],
 ) -> Result<(), CheckpointError> {
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let staged = r3m_fs::TempDir::new(dir).map_err(fs_err)?;
+    let tmp = staged.path().to_path_buf();
     // safetensors wants contiguous data; channels-last weights are written in torchvision's layout
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.contiguous())).collect();
     let optimizer: Vec<(String, Tensor)> = optimizer.iter().map(|(n, t)| (n.clone(), t.contiguous())).collect();
@@ -86,22 +81,13 @@ pub fn save_with(
     let cfg = tmp.join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("JSON values serialise");
     std::fs::write(&cfg, text).map_err(io(&cfg))?;
-    // swap into place: the old checkpoint is moved aside, not deleted, until the new one is there
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    let had_old = dir.exists();
-    if had_old {
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-    }
-    if let Err(e) = std::fs::rename(&tmp, dir) {
-        if had_old {
-            let _ = std::fs::rename(&old, dir);
-        }
-        return Err(CheckpointError::Io { path: dir.to_path_buf(), source: e });
-    }
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-    }
+    // fsync everything, then replace `dir` in one step (a reader never sees half a checkpoint)
+    staged.commit().map_err(fs_err)?;
     Ok(())
+}
+
+fn fs_err(e: r3m_fs::Error) -> CheckpointError {
+    CheckpointError::Io { path: e.path, source: e.source }
 }
 
 /// A loaded checkpoint.

@@ -21,6 +21,7 @@ use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, Objective
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::run::{DataFingerprint, RunConfig, SamplerConfig};
 use crate::Adam;
 
 /// Everything that defines a run (stored in every checkpoint's `config.json`).
@@ -124,6 +125,10 @@ pub struct StepMetrics {
     pub step_s: f64,
     /// Every `sample_every` steps: the first tuple of the batch as the model saw it.
     pub sample: Option<TupleSample>,
+    /// Clips dropped since the previous step because they failed to decode: `path: reason`.
+    pub dropped: Vec<String>,
+    /// Clips dropped so far in this process.
+    pub dropped_total: usize,
 }
 
 /// One tuple of a batch, for looking at: its 5 frames after augmentation (start, end, s0, s1, s2)
@@ -160,25 +165,85 @@ fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
     }
 }
 
-fn config_json(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips: &[Clip]) -> serde_json::Value {
-    let fingerprint: Vec<String> = clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect();
-    serde_json::json!({
-        "format": "r3m-checkpoint-1",
-        "arch": cfg.arch.name(), "dim": cfg.proj_dim.unwrap_or(cfg.arch.dim()), "trunk_dim": cfg.arch.dim(),
-        "proj_dim": cfg.proj_dim, "size": cfg.size,
-        "precision": cfg.precision.name(), "channels_last": cfg.channels_last,
-        "clip_weighting": format!("{:?}", cfg.weighting),
-        "batch": cfg.batch, "tuples_per_clip": cfg.tuples_per_clip, "lr": cfg.lr, "seed": cfg.seed,
-        "steps": cfg.steps,
-        "objective": cfg.objective.to_json(),
-        "sampler": {"alpha": cfg.sampler.alpha, "positive_window": cfg.sampler.positive_window.map(|s| s.to_string()),
-                    "negative_gap": cfg.sampler.negative_gap.map(|s| s.to_string())},
-        "preprocess": {"input": "u8 RGB", "scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "step": step,
-        "loader_state": loader,
-        "negatives_rng": neg,
-        "data": {"clips": clips.len(), "fingerprint": fingerprint},
-    })
+/// The typed config of a run at `step` (written into every checkpoint; compared on resume).
+fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips: &[Clip]) -> RunConfig {
+    RunConfig {
+        format: crate::run::CONFIG_FORMAT.into(),
+        arch: cfg.arch.name().into(),
+        dim: cfg.proj_dim.unwrap_or(cfg.arch.dim()),
+        trunk_dim: cfg.arch.dim(),
+        proj_dim: cfg.proj_dim,
+        size: cfg.size,
+        precision: cfg.precision.name().into(),
+        channels_last: cfg.channels_last,
+        clip_weighting: format!("{:?}", cfg.weighting),
+        batch: cfg.batch,
+        tuples_per_clip: cfg.tuples_per_clip,
+        lr: cfg.lr,
+        seed: cfg.seed,
+        steps: cfg.steps,
+        checkpoint_every: cfg.checkpoint_every,
+        keep_last: cfg.keep_last,
+        workers: cfg.workers,
+        objective: cfg.objective.to_json(),
+        sampler: SamplerConfig {
+            alpha: cfg.sampler.alpha,
+            positive_window: cfg.sampler.positive_window.map(|s| s.to_string()),
+            negative_gap: cfg.sampler.negative_gap.map(|s| s.to_string()),
+        },
+        text_embeddings: cfg.text_embeddings.as_ref().map(text_hash),
+        preprocess: serde_json::json!({"input": "u8 RGB", "scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+        step,
+        loader_state: loader,
+        negatives_rng: neg,
+        data: DataFingerprint {
+            clips: clips.len(),
+            fingerprint: clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect(),
+        },
+        interval_mean_loss: None,
+    }
+}
+
+/// FNV-1a over the text embeddings table (texts and values in order), as hex.
+fn text_hash(table: &std::collections::BTreeMap<String, Vec<f32>>) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut eat = |b: &[u8]| {
+        for &x in b {
+            h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (t, v) in table {
+        eat(t.as_bytes());
+        eat(&[0]);
+        for x in v {
+            eat(&x.to_le_bytes());
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Compares the run in `run` with what `cfg` and `clips` would train: every difference that would
+/// change batches, numbers or the model is refused (the error names each, old → new); the
+/// returned lines are the differences a resume may make (`--steps`, checkpoint cadence, `--keep`,
+/// `--workers`).
+pub fn check_resume(run: &Path, cfg: &TrainConfig, clips: &[Clip]) -> Result<Vec<String>> {
+    let Some(dir) = latest_checkpoint(run) else {
+        bail!("{}: nothing to resume (no complete checkpoint named by {})", run.display(), run.join("latest").display())
+    };
+    let file = dir.join(checkpoint::CONFIG_FILE);
+    let stored = checkpoint::read_config(&dir)?;
+    let old = RunConfig::from_json(stored, &file)?;
+    let mut now = run_config(cfg, old.step, old.loader_state, old.negatives_rng, clips);
+    now.format.clone_from(&old.format);
+    let c = old.resume_check(&now);
+    if !c.refused.is_empty() {
+        bail!(
+            "{}: --resume would not continue the same run; these differ from the run's config (old → new):\n  {}\nuse the run's settings, or start a new run (another --out, or --overwrite)",
+            file.display(),
+            c.refused.join("\n  ")
+        );
+    }
+    Ok(c.allowed)
 }
 
 /// Name of the newest checkpoint in `run`, if any.
@@ -186,13 +251,6 @@ pub fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
     let name = std::fs::read_to_string(run.join("latest")).ok()?;
     let dir = run.join("checkpoints").join(name.trim());
     dir.join(checkpoint::CONFIG_FILE).exists().then_some(dir)
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
 }
 
 /// Trains on `clips`, writing into `run`. With `resume`, continues from `run`'s latest checkpoint
@@ -206,7 +264,18 @@ pub fn train(
     resume: bool,
     mut on_step: impl FnMut(&StepMetrics) -> bool,
 ) -> Result<u64> {
+    if let Some(c) = clips.iter().find(|c| c.len() < r3m_data::MIN_CLIP_FRAMES) {
+        bail!("{}: {} frame(s), a tuple needs {} (Dataset::for_tuples drops such clips)", c.video.path.display(), c.len(), r3m_data::MIN_CLIP_FRAMES);
+    }
+    if resume {
+        check_resume(run, cfg, &clips)?;
+    } else if run.join("latest").exists() || run.join("metrics.csv").exists() {
+        bail!("{} already holds a run: continue it with --resume, or clear it first (r3m train --overwrite)", run.display());
+    }
     std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
+    // a killed run leaves temporaries of checkpoints it was writing: remove them
+    r3m_fs::clean_stale(run)?;
+    r3m_fs::clean_stale(&run.join("checkpoints"))?;
     let mut vs = nn::VarStore::new(cfg.device);
     tch::manual_seed(cfg.seed as i64);
     let encoder = Encoder::with_head(&vs.root(), cfg.arch, cfg.proj_dim);
@@ -231,10 +300,7 @@ pub fn train(
     if resume {
         let Some(dir) = latest_checkpoint(run) else { bail!("{}: nothing to resume (no checkpoint)", run.display()) };
         let loaded = checkpoint::load(&dir, &mut vs)?;
-        let was = loaded.config["objective"]["name"].as_str().unwrap_or("r3m-tcn");
-        if was != cfg.objective.kind.name() {
-            bail!("{}: this run was trained with --objective {was}; resume it with the same objective", dir.display());
-        }
+        let stored = RunConfig::from_json(loaded.config.clone(), &dir.join(checkpoint::CONFIG_FILE))?;
         let state = objective.state();
         if !state.is_empty() {
             let file = dir.join(checkpoint::OBJECTIVE_FILE);
@@ -242,9 +308,9 @@ pub fn train(
             objective.load_state(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         }
         adam.load_state(&loaded.optimizer).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-        step = loaded.config["step"].as_u64().context("config.json: step")?;
-        loader_state = Some(serde_json::from_value(loaded.config["loader_state"].clone()).context("config.json: loader_state")?);
-        neg = Rng::from_state(loaded.config["negatives_rng"].as_u64().context("config.json: negatives_rng")?);
+        step = stored.step;
+        loader_state = Some(stored.loader_state);
+        neg = Rng::from_state(stored.negatives_rng);
     }
     let metrics_path = run.join("metrics.csv");
     if resume {
@@ -254,32 +320,33 @@ pub fn train(
                 .lines()
                 .filter(|l| l.split(',').next().and_then(|s| s.parse::<u64>().ok()).is_none_or(|s| s <= step))
                 .collect();
-            write_atomic(&metrics_path, &(kept.join("\n") + "\n"))?;
+            r3m_fs::write(&metrics_path, (kept.join("\n") + "\n").as_bytes())?;
         }
     }
     let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
     if metrics.metadata()?.len() == 0 {
-        writeln!(metrics, "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc")?;
+        writeln!(metrics, "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips")?;
     }
     let mut loader = Loader::resume(clips.clone(), loader_config(cfg), loader_state);
     // the best checkpoint: lowest mean training loss over a checkpoint interval
     let best_dir = run.join("checkpoints").join("best");
-    let mut best_loss = std::fs::read_to_string(best_dir.join(checkpoint::CONFIG_FILE))
+    let mut best_loss = checkpoint::read_config(&best_dir)
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["interval_mean_loss"].as_f64())
         .unwrap_or(f64::INFINITY);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
     let save = |step: u64, loader: &Loader, neg: &Rng, adam: &Adam, vs: &nn::VarStore, objective: &Objective, best: Option<f64>| -> Result<()> {
         let name = format!("step-{step:08}");
         let dir = run.join("checkpoints").join(&name);
-        let mut config = config_json(cfg, step, loader.state(), neg.state(), loader.clips());
+        let mut config = run_config(cfg, step, loader.state(), neg.state(), loader.clips());
         let state = objective.state();
-        checkpoint::save_with(&dir, vs, &adam.state(), &config, &state)?;
-        write_atomic(&run.join("latest"), &name)?;
+        let json = serde_json::to_value(&config).context("serialising the run config")?;
+        checkpoint::save_with(&dir, vs, &adam.state(), &json, &state)?;
+        r3m_fs::write(&run.join("latest"), name.as_bytes())?;
         if let Some(mean) = best {
-            config["interval_mean_loss"] = serde_json::json!(mean);
-            checkpoint::save_with(&best_dir, vs, &adam.state(), &config, &state)?;
+            config.interval_mean_loss = Some(mean);
+            let json = serde_json::to_value(&config).context("serialising the run config")?;
+            checkpoint::save_with(&best_dir, vs, &adam.state(), &json, &state)?;
         }
         // keep the last few
         let mut all: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))?
@@ -288,15 +355,30 @@ pub fn train(
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
             .collect();
         all.sort();
-        while all.len() > cfg.keep_last.max(1) {
+        // never the one `latest` names (it is the newest: names sort by zero-padded step)
+        all.retain(|p| p.file_name().and_then(|n| n.to_str()) != Some(name.as_str()));
+        while all.len() >= cfg.keep_last.max(1) {
             let _ = std::fs::remove_dir_all(all.remove(0));
         }
         Ok(())
     };
     let mut last_saved = step;
+    let mut reported = 0usize;
     while step < cfg.steps {
         let t0 = Instant::now();
-        let batch = loader.next().context("the loader ran out of usable clips")?;
+        let Some(batch) = loader.next() else {
+            let failed = &loader.stats().failed;
+            let reasons: Vec<String> = failed.iter().take(10).map(|(c, why)| format!("\n  {}: {why}", clip_name(&clips, *c))).collect();
+            bail!(
+                "the loader ran out of usable clips: {} of {} failed to decode{}{}",
+                failed.len(),
+                clips.len(),
+                reasons.concat(),
+                if failed.len() > 10 { "\n  ..." } else { "" }
+            );
+        };
+        let dropped: Vec<String> = loader.stats().failed[reported..].iter().map(|(c, why)| format!("{}: {why}", clip_name(&clips, *c))).collect();
+        reported = loader.stats().failed.len();
         let wait_s = t0.elapsed().as_secs_f64();
         let (b, h, w) = (batch.batch as i64, i64::from(batch.height), i64::from(batch.width));
         // the batch arrives NHWC: as a permuted view it already has channels-last strides
@@ -361,12 +443,14 @@ pub fn train(
             wait_s,
             step_s: t0.elapsed().as_secs_f64(),
             sample,
+            dropped,
+            dropped_total: reported,
         };
         let (lang_loss, lang_acc) = m.lang.map_or((String::new(), String::new()), |(l, a)| (format!("{l:.6}"), format!("{a:.4}")));
         writeln!(
             metrics,
-            "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{lang_loss},{lang_acc}",
-            m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s, m.objective, m.objective_acc
+            "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{lang_loss},{lang_acc},{}",
+            m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s, m.objective, m.objective_acc, m.dropped_total
         )?;
         interval_sum += total;
         interval_n += 1;
@@ -389,6 +473,10 @@ pub fn train(
         save(step, &loader, &neg, &adam, &vs, &objective, None)?;
     }
     Ok(step)
+}
+
+fn clip_name(clips: &[Clip], i: usize) -> String {
+    clips.get(i).map_or_else(|| format!("clip {i}"), |c| format!("{} (frames {}..{})", c.video.path.display(), c.start, c.end))
 }
 
 /// The language term's inputs per clip: `[clips, L]` text embeddings and a `[clips]` mask (1 for

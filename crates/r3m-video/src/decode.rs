@@ -367,6 +367,34 @@ impl VideoReader {
         Ok(out)
     }
 
+    /// [`VideoReader::read_frames`], but a frame that cannot be decoded (corrupt data) costs only
+    /// that frame: it is left out of the result (the caller sees which from the returned frames'
+    /// `index`) and counted in `stats.corrupt`. Other errors (I/O, an index out of range) fail.
+    pub fn read_frames_lossy(&mut self, indices: &[usize]) -> Result<Vec<Frame>> {
+        if indices.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::Unsorted { path: self.path().into() });
+        }
+        let count = self.info.frame_count();
+        if let Some(&bad) = indices.iter().find(|&&i| i >= count) {
+            return Err(Error::OutOfRange { path: self.path().into(), index: bad, count });
+        }
+        let mut out: Vec<Frame> = Vec::with_capacity(indices.len());
+        for &t in indices {
+            if let Some(prev) = out.last() {
+                if prev.index == t {
+                    out.push(prev.clone());
+                    continue;
+                }
+            }
+            match self.read_one(t) {
+                Ok(f) => out.push(f),
+                Err(Error::FrameUndecodable { .. }) => self.stats.corrupt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// Returns the frames of many index sets at once (each sorted; for example a batch of R3M
     /// 5-frame tuples from one clip), decoding their union in one forward pass: a frame wanted by
     /// several sets is decoded once, and frames between targets are decoded only when no keyframe

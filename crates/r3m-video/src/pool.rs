@@ -17,17 +17,26 @@ pub struct Request {
     pub video: Arc<VideoInfo>,
     /// Sorted frame indices to return; `None` for every frame in order.
     pub indices: Option<Vec<usize>>,
+    /// Leave out frames that cannot be decoded instead of failing the request
+    /// ([`VideoReader::read_frames_lossy`]).
+    pub lossy: bool,
 }
 
 impl Request {
     /// The frames at `indices` (sorted) of `video`.
     pub fn frames(video: Arc<VideoInfo>, indices: Vec<usize>) -> Self {
-        Request { video, indices: Some(indices) }
+        Request { video, indices: Some(indices), lossy: false }
+    }
+
+    /// The frames at `indices` (sorted) of `video`, leaving out the ones that cannot be decoded
+    /// (the result's `index` fields say which arrived).
+    pub fn frames_lossy(video: Arc<VideoInfo>, indices: Vec<usize>) -> Self {
+        Request { video, indices: Some(indices), lossy: true }
     }
 
     /// Every frame of `video`.
     pub fn all(video: Arc<VideoInfo>) -> Self {
-        Request { video, indices: None }
+        Request { video, indices: None, lossy: false }
     }
 }
 
@@ -118,6 +127,7 @@ fn decode(open: &mut Vec<(PathBuf, VideoReader)>, req: &Request, opts: DecodeOpt
         None => VideoReader::open_probed(req.video.clone(), opts)?,
     };
     let res = match &req.indices {
+        Some(ix) if req.lossy => reader.read_frames_lossy(ix),
         Some(ix) => reader.read_frames(ix),
         None => reader.read_all(),
     };

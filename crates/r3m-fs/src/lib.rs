@@ -1,0 +1,393 @@
+//! # r3m-fs
+//!
+//! The one way r3m puts a file or a folder under its final name: write under a temporary name in
+//! the same folder, fsync the data, rename into place, fsync the folder. A reader (or a run that
+//! was killed and resumed) sees the old content or the new one, never a half-written file, and
+//! after a power loss the rename is not lost.
+//!
+//! - [`write`]: a whole file from bytes (`latest`, `config.json`, results, cache entries).
+//! - [`TempFile`]: a file written by a streaming writer (Parquet parts); [`TempFile::commit`] puts
+//!   it in place, dropping it uncommitted removes it.
+//! - [`TempDir`]: a folder filled file by file (checkpoints, `best/`); [`TempDir::commit`] replaces
+//!   the target in one step on Linux (`renameat2(RENAME_EXCHANGE)`), elsewhere by two renames whose
+//!   gap [`clean_stale`] repairs.
+//! - [`clean_stale`]: removes the temporaries of processes that no longer run (a `kill -9` leaves
+//!   them) and restores a folder whose replacement was cut between its two renames.
+//!
+//! Temporary names are `.NAME.tmp-PID-N` (hidden, so folder scans skip them; the PID says whose
+//! they are, so concurrent writers never remove each other's).
+//!
+//! It is not a database: two processes writing the same final name both succeed and the last
+//! rename wins (fine for the content-addressed entries that share names here).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A failed filesystem operation: what was done, to which path, and why.
+#[derive(Debug)]
+pub struct Error {
+    /// The operation ("writing", "renaming", ...).
+    pub op: &'static str,
+    /// The path it was done to.
+    pub path: PathBuf,
+    /// The operating system's reason.
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.op, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Result of this crate's operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error { op, path: path.to_path_buf(), source }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `.NAME.tmp-PID-N` beside `path`.
+fn temp_name(path: &Path, kind: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    parent_of(path).join(format!(".{name}.{kind}-{}-{n}", std::process::id()))
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// fsyncs a folder, so that renames and new entries in it survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    // opening a directory read-only and fsyncing it is how POSIX persists its entries; some
+    // filesystems refuse fsync on a directory (EINVAL): nothing more can be done there
+    let f = File::open(dir).map_err(err("opening folder", dir))?;
+    match f.sync_all() {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        r => r.map_err(err("syncing folder", dir)),
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync the folder).
+/// Creates the folder if needed. On failure `path` keeps its old content and no temporary is left.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_of(path);
+    std::fs::create_dir_all(dir).map_err(err("creating folder", dir))?;
+    let mut t = TempFile::new(path)?;
+    let mut file = t.file.take().expect("fresh temp file");
+    if let Err(e) = file.write_all(bytes) {
+        return Err(Error { op: "writing", path: t.tmp.clone(), source: e });
+    }
+    t.commit(file)
+}
+
+/// A file being written under a temporary name beside its final `path` (see the crate docs).
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    committed: bool,
+}
+
+impl TempFile {
+    /// Creates the temporary file for `path` (its folder must exist).
+    pub fn new(path: &Path) -> Result<Self> {
+        let tmp = temp_name(path, "tmp");
+        let file = File::create(&tmp).map_err(err("creating", &tmp))?;
+        Ok(TempFile { path: path.to_path_buf(), tmp, file: Some(file), committed: false })
+    }
+
+    /// The open temporary file, for a writer that takes ownership of it (hand it back to
+    /// [`TempFile::commit`]).
+    pub fn take_file(&mut self) -> Option<File> {
+        self.file.take()
+    }
+
+    /// The temporary path (for error messages).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// fsyncs `file` (the temporary, written), renames it to the final path and fsyncs the folder.
+    pub fn commit(mut self, file: File) -> Result<()> {
+        file.sync_all().map_err(err("syncing", &self.tmp))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(err("renaming into place", &self.path))?;
+        self.committed = true;
+        sync_dir(parent_of(&self.path))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A folder being filled under a temporary name beside its final `path` (see the crate docs).
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+    tmp: PathBuf,
+    committed: bool,
+}
+
+impl TempDir {
+    /// Creates the temporary folder for `path` (and `path`'s parent if needed).
+    pub fn new(path: &Path) -> Result<Self> {
+        let parent = parent_of(path);
+        std::fs::create_dir_all(parent).map_err(err("creating folder", parent))?;
+        let tmp = temp_name(path, "tmp");
+        std::fs::create_dir(&tmp).map_err(err("creating folder", &tmp))?;
+        Ok(TempDir { path: path.to_path_buf(), tmp, committed: false })
+    }
+
+    /// Where to write the folder's files.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// fsyncs every file in the temporary folder and the folder itself, then puts it at the final
+    /// path, replacing what is there in one step where the OS can (Linux), and fsyncs the parent.
+    pub fn commit(mut self) -> Result<()> {
+        sync_tree(&self.tmp)?;
+        let parent = parent_of(&self.path).to_path_buf();
+        if self.path.exists() {
+            if exchange(&self.tmp, &self.path).is_ok() {
+                // the old content is now under the temporary name
+                self.committed = true;
+                sync_dir(&parent)?;
+                let _ = std::fs::remove_dir_all(&self.tmp);
+                return Ok(());
+            }
+            // no atomic exchange here: move the old one aside, then the new one in; a crash
+            // between the two leaves `.NAME.old-*`, which clean_stale puts back
+            let old = temp_name(&self.path, "old");
+            std::fs::rename(&self.path, &old).map_err(err("moving aside", &self.path))?;
+            if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
+                let _ = std::fs::rename(&old, &self.path);
+                return Err(Error { op: "renaming into place", path: self.path.clone(), source: e });
+            }
+            self.committed = true;
+            sync_dir(&parent)?;
+            let _ = std::fs::remove_dir_all(&old);
+            return Ok(());
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(err("renaming into place", &self.path))?;
+        self.committed = true;
+        sync_dir(&parent)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(err("reading folder", dir))? {
+        let entry = entry.map_err(err("reading folder", dir))?;
+        let p = entry.path();
+        let t = entry.file_type().map_err(err("reading", &p))?;
+        if t.is_dir() {
+            sync_tree(&p)?;
+        } else if t.is_file() {
+            File::open(&p).and_then(|f| f.sync_all()).map_err(err("syncing", &p))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// Whether process `pid` still runs (on Unix; elsewhere every process counts as running, so
+/// nothing of another run is ever removed).
+fn alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        if pid == std::process::id() {
+            return true;
+        }
+        // SAFETY: kill with signal 0 only checks that the process exists
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Parses `.NAME.KIND-PID-N` into (NAME, KIND, PID).
+fn parse_temp(file_name: &str) -> Option<(&str, &str, u32)> {
+    let rest = file_name.strip_prefix('.')?;
+    let (head, _n) = rest.rsplit_once('-')?;
+    let (head, pid) = head.rsplit_once('-')?;
+    let (name, kind) = head.rsplit_once('.')?;
+    if !matches!(kind, "tmp" | "old") || name.is_empty() {
+        return None;
+    }
+    Some((name, kind, pid.parse().ok()?))
+}
+
+/// Cleans `dir` (not recursively) after a crash: removes temporaries of processes that no longer
+/// run, and puts back a folder whose replacement was cut between its two renames. Returns the
+/// number of entries removed or restored. A missing `dir` is clean.
+pub fn clean_stale(dir: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
+    let mut n = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((name, kind, pid)) = file_name.to_str().and_then(parse_temp) else { continue };
+        if alive(pid) {
+            continue;
+        }
+        let p = entry.path();
+        let target = dir.join(name);
+        if kind == "old" && !target.exists() {
+            std::fs::rename(&p, &target).map_err(err("restoring", &target))?;
+        } else if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(err("removing", &p))?;
+        } else {
+            std::fs::remove_file(&p).map_err(err("removing", &p))?;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replaces_and_leaves_no_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/latest");
+        write(&p, b"step-1").unwrap();
+        write(&p, b"step-2").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "step-2");
+        let names: Vec<_> = std::fs::read_dir(d.path().join("sub")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("latest")]);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_names_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x");
+        write(&p, b"old").unwrap();
+        // a path whose parent is a file cannot be written
+        let bad = p.join("y");
+        let e = write(&bad, b"new").unwrap_err();
+        assert!(e.to_string().contains(&*p.to_string_lossy()), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+    }
+
+    #[test]
+    fn dropped_temporaries_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("part.parquet");
+        let t = TempFile::new(&p).unwrap();
+        let tmp = t.tmp_path().to_path_buf();
+        assert!(tmp.exists());
+        drop(t);
+        assert!(!tmp.exists() && !p.exists());
+        let t = TempDir::new(&d.path().join("ck")).unwrap();
+        let tmp = t.path().to_path_buf();
+        std::fs::write(tmp.join("a"), b"1").unwrap();
+        drop(t);
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn dir_commit_replaces_whole_folders() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("best");
+        for (i, files) in [vec!["a", "b"], vec!["c"]].into_iter().enumerate() {
+            let t = TempDir::new(&p).unwrap();
+            for f in &files {
+                std::fs::write(t.path().join(f), i.to_string()).unwrap();
+            }
+            t.commit().unwrap();
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&p).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, vec!["c"], "the old folder's files must not survive the replacement");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporaries left");
+    }
+
+    #[test]
+    fn clean_stale_removes_dead_temporaries_restores_cut_replacements_and_spares_live_ones() {
+        let d = tempfile::tempdir().unwrap();
+        // a pid that does not run: spawn a process and wait for it
+        let dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        let mut dead = dead;
+        dead.wait().unwrap();
+        let live = std::process::id();
+        std::fs::create_dir(d.path().join(format!(".step-5.tmp-{dead_pid}-0"))).unwrap();
+        std::fs::write(d.path().join(format!(".latest.tmp-{dead_pid}-3")), b"x").unwrap();
+        std::fs::write(d.path().join(format!(".latest.tmp-{live}-9")), b"x").unwrap();
+        std::fs::create_dir(d.path().join(format!(".best.old-{dead_pid}-1"))).unwrap();
+        std::fs::write(d.path().join(format!(".best.old-{dead_pid}-1/config.json")), b"{}").unwrap();
+        std::fs::write(d.path().join("step-4"), b"kept").unwrap();
+        assert_eq!(clean_stale(d.path()).unwrap(), 3);
+        let mut names: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, vec![format!(".latest.tmp-{live}-9"), "best".into(), "step-4".into()]);
+        assert!(d.path().join("best/config.json").exists());
+        assert_eq!(clean_stale(&d.path().join("missing")).unwrap(), 0);
+    }
+
+    #[test]
+    fn temp_names_parse() {
+        assert_eq!(parse_temp(".step-00000003.tmp-123-4"), Some(("step-00000003", "tmp", 123)));
+        assert_eq!(parse_temp(".best.old-7-0"), Some(("best", "old", 7)));
+        assert_eq!(parse_temp("step-3"), None);
+        assert_eq!(parse_temp(".hidden"), None);
+    }
+}

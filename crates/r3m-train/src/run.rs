@@ -1,0 +1,336 @@
+//! A run directory and its typed, versioned configuration.
+//!
+//! Every checkpoint's `config.json` is a [`RunConfig`]: what rebuilds the model (read by `embed`,
+//! `view` and `eval bc`) and what decides the batches and the updates (read by `--resume`).
+//! [`RunConfig::resume_check`] compares a stored config with the one a resume asks for and sorts
+//! every difference into refused (it would change batches, numbers or the model) or allowed
+//! (`--steps`, checkpoint cadence, kept checkpoints, workers: the batches do not depend on them).
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use r3m_data::LoaderState;
+use serde::{Deserialize, Serialize};
+
+/// Format tag of the checkpoint config written now.
+pub const CONFIG_FORMAT: &str = "r3m-checkpoint-2";
+/// Formats `--resume` reads (1 lacks the fields marked `serde(default)` below).
+const READABLE: [&str; 2] = ["r3m-checkpoint-1", CONFIG_FORMAT];
+
+/// How tuples were drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerConfig {
+    /// Fraction of the clip at each end where start and end are drawn.
+    pub alpha: f64,
+    /// Positive window (`8f`, `0.25s`), `None`: R3M's ordering rule.
+    pub positive_window: Option<String>,
+    /// Negative gap, `None`: just beyond the positive.
+    pub negative_gap: Option<String>,
+}
+
+/// The data a run trained on: one `path:frames` per clip, in loader order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    /// Number of clips.
+    pub clips: usize,
+    /// `path:frames` per clip.
+    pub fingerprint: Vec<String>,
+}
+
+/// A checkpoint's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// [`CONFIG_FORMAT`].
+    pub format: String,
+    /// Encoder name (`resnet18`, ...).
+    pub arch: String,
+    /// Embedding size (projection or trunk).
+    pub dim: i64,
+    /// Trunk output size.
+    pub trunk_dim: i64,
+    /// Projection head size.
+    pub proj_dim: Option<i64>,
+    /// Training crop side.
+    pub size: u32,
+    /// Forward arithmetic (`fp32`, `bf16`).
+    pub precision: String,
+    /// Channels-last images and weights.
+    pub channels_last: bool,
+    /// How clips are drawn (`ByLength`, `Uniform`).
+    pub clip_weighting: String,
+    /// Clips per batch.
+    pub batch: usize,
+    /// Tuples per decoded clip.
+    pub tuples_per_clip: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Steps the run was asked for.
+    pub steps: u64,
+    /// Steps between checkpoints.
+    #[serde(default)]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    #[serde(default)]
+    pub keep_last: usize,
+    /// Decode workers.
+    #[serde(default)]
+    pub workers: usize,
+    /// The objective's settings.
+    pub objective: serde_json::Value,
+    /// The tuple sampler.
+    pub sampler: SamplerConfig,
+    /// FNV-1a hash of the text embeddings table (language term), `None` without it.
+    #[serde(default)]
+    pub text_embeddings: Option<String>,
+    /// Input preprocessing (scale, mean, std) for readers of the checkpoint.
+    pub preprocess: serde_json::Value,
+    /// Updates done when this checkpoint was written.
+    pub step: u64,
+    /// Where the loader is (exact resume).
+    pub loader_state: LoaderState,
+    /// The negatives' RNG state (exact resume).
+    pub negatives_rng: u64,
+    /// The data.
+    pub data: DataFingerprint,
+    /// `best/` only: the mean training loss of the interval that ended with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_mean_loss: Option<f64>,
+}
+
+/// What [`RunConfig::resume_check`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResumeCheck {
+    /// Differences that would change batches, numbers or the model: `--flag old → new`.
+    pub refused: Vec<String>,
+    /// Differences a resume may make: `--flag old → new`.
+    pub allowed: Vec<String>,
+}
+
+impl RunConfig {
+    /// Reads and validates a stored config (`path` names the file in errors).
+    pub fn from_json(value: serde_json::Value, path: &Path) -> Result<Self> {
+        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("(none)").to_string();
+        if !READABLE.contains(&format.as_str()) {
+            bail!("{}: format '{format}' is not one this r3m reads ({})", path.display(), READABLE.join(", "));
+        }
+        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Compares `self` (stored in the run) with `new` (what the resume asks for).
+    pub fn resume_check(&self, new: &RunConfig) -> ResumeCheck {
+        let mut c = ResumeCheck::default();
+        let mut diff = |flag: &str, old: String, now: String, allowed: bool| {
+            if old != now {
+                let line = format!("{flag} {old} → {now}");
+                if allowed { c.allowed.push(line) } else { c.refused.push(line) }
+            }
+        };
+        let s = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        diff("--arch", self.arch.clone(), new.arch.clone(), false);
+        diff("--proj-dim", s(&self.proj_dim), s(&new.proj_dim), false);
+        diff("--size", self.size.to_string(), new.size.to_string(), false);
+        diff("--precision", self.precision.clone(), new.precision.clone(), false);
+        diff("--memory-format (channels-last)", self.channels_last.to_string(), new.channels_last.to_string(), false);
+        diff("--clip-weighting", self.clip_weighting.clone(), new.clip_weighting.clone(), false);
+        diff("--batch", self.batch.to_string(), new.batch.to_string(), false);
+        diff("--tuples-per-clip", self.tuples_per_clip.to_string(), new.tuples_per_clip.to_string(), false);
+        diff("--lr", self.lr.to_string(), new.lr.to_string(), false);
+        diff("--seed", self.seed.to_string(), new.seed.to_string(), false);
+        diff("--positive-window", s(&self.sampler.positive_window), s(&new.sampler.positive_window), false);
+        diff("--negative-gap", s(&self.sampler.negative_gap), s(&new.sampler.negative_gap), false);
+        diff("sampler alpha", self.sampler.alpha.to_string(), new.sampler.alpha.to_string(), false);
+        diff("--text-embeddings (hash)", s(&self.text_embeddings), s(&new.text_embeddings), false);
+        // every objective setting, by its key
+        let keys: std::collections::BTreeSet<&String> = self
+            .objective
+            .as_object()
+            .into_iter()
+            .chain(new.objective.as_object())
+            .flat_map(|m| m.keys())
+            .collect();
+        for k in keys {
+            if k == "name" {
+                let name = |c: &RunConfig| c.objective.get("name").and_then(|v| v.as_str()).unwrap_or("(unset)").to_string();
+                diff("--objective", name(self), name(new), false);
+                continue;
+            }
+            let old = self.objective.get(k).map(|v| v.to_string()).unwrap_or_else(|| "(unset)".into());
+            let now = new.objective.get(k).map(|v| v.to_string()).unwrap_or_else(|| "(unset)".into());
+            diff(&format!("objective {k}"), old, now, false);
+        }
+        let data = (self.data != new.data).then(|| data_diff(&self.data, &new.data));
+        diff("--steps", self.steps.to_string(), new.steps.to_string(), true);
+        // format-1 configs did not store these: nothing to compare
+        if self.checkpoint_every != 0 {
+            diff("--checkpoint-every", self.checkpoint_every.to_string(), new.checkpoint_every.to_string(), true);
+        }
+        if self.keep_last != 0 {
+            diff("--keep", self.keep_last.to_string(), new.keep_last.to_string(), true);
+        }
+        if self.workers != 0 {
+            diff("--workers", self.workers.to_string(), new.workers.to_string(), true);
+        }
+        c.refused.extend(data);
+        c
+    }
+}
+
+/// "the data differ: ..." with counts and a few examples.
+fn data_diff(old: &DataFingerprint, new: &DataFingerprint) -> String {
+    let a: std::collections::BTreeSet<&String> = old.fingerprint.iter().collect();
+    let b: std::collections::BTreeSet<&String> = new.fingerprint.iter().collect();
+    let gone: Vec<&&String> = a.difference(&b).collect();
+    let added: Vec<&&String> = b.difference(&a).collect();
+    let mut msg = format!("the data differ: {} clip(s) → {}", old.clips, new.clips);
+    if gone.is_empty() && added.is_empty() {
+        msg.push_str(" (same clips, another order)");
+    }
+    if !gone.is_empty() {
+        msg.push_str(&format!("; {} gone or changed (e.g. {})", gone.len(), gone[0]));
+    }
+    if !added.is_empty() {
+        msg.push_str(&format!("; {} new or changed (e.g. {})", added.len(), added[0]));
+    }
+    msg
+}
+
+/// Whether `dir` looks like an r3m run directory (so `--overwrite` may clear it).
+fn is_run_dir(dir: &Path) -> bool {
+    dir.join("metrics.csv").exists() || dir.join("latest").exists() || dir.join("checkpoints").is_dir()
+}
+
+/// Makes `out` ready for a run that `resume`s or starts fresh, before anything is written: a
+/// non-empty `out` without `--resume` is refused (naming `--resume` and `--overwrite`);
+/// `overwrite` clears it first, but only when it is an r3m run directory (it holds `metrics.csv`,
+/// `latest` or `checkpoints/`), never an arbitrary folder. Returns what it cleared.
+pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usize> {
+    if resume && overwrite {
+        bail!("--resume and --overwrite contradict each other: continue the run in {} or start it over", out.display());
+    }
+    let entries: Vec<std::path::PathBuf> = match std::fs::read_dir(out) {
+        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => bail!("--out {}: {e}", out.display()),
+    };
+    if out.exists() && !out.is_dir() {
+        bail!("--out {}: is a file, not a run directory", out.display());
+    }
+    if resume {
+        if !is_run_dir(out) {
+            bail!("--resume: {} is not a run directory (no metrics.csv, latest or checkpoints/)", out.display());
+        }
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    if !overwrite {
+        bail!(
+            "--out {} is not empty ({} entries){}: continue that run with --resume, start it over with --overwrite, or choose another --out",
+            out.display(),
+            entries.len(),
+            if is_run_dir(out) { ", it holds a run" } else { "" }
+        );
+    }
+    if !is_run_dir(out) {
+        bail!("--overwrite: {} is not an r3m run directory (no metrics.csv, latest or checkpoints/); refusing to delete it", out.display());
+    }
+    // `latest` first: a clear cut short never leaves a `latest` naming a removed checkpoint
+    let mut entries = entries;
+    entries.sort_by_key(|p| p.file_name().is_none_or(|n| n != "latest"));
+    for p in &entries {
+        let r = if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+        r.map_err(|e| anyhow::anyhow!("--overwrite: removing {}: {e}", p.display()))?;
+    }
+    Ok(entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> RunConfig {
+        RunConfig {
+            format: CONFIG_FORMAT.into(),
+            arch: "resnet18".into(),
+            dim: 512,
+            trunk_dim: 512,
+            proj_dim: None,
+            size: 64,
+            precision: "fp32".into(),
+            channels_last: false,
+            clip_weighting: "ByLength".into(),
+            batch: 4,
+            tuples_per_clip: 2,
+            lr: 1e-4,
+            seed: 0,
+            steps: 10,
+            checkpoint_every: 5,
+            keep_last: 3,
+            workers: 2,
+            objective: serde_json::json!({"name": "r3m-tcn", "w_l1": 1e-5}),
+            sampler: SamplerConfig { alpha: 0.2, positive_window: None, negative_gap: None },
+            text_embeddings: None,
+            preprocess: serde_json::json!({}),
+            step: 5,
+            loader_state: LoaderState { rng: 1, group: 2, within: 0 },
+            negatives_rng: 3,
+            data: DataFingerprint { clips: 2, fingerprint: vec!["a.mp4:10".into(), "b.mp4:12".into()] },
+            interval_mean_loss: None,
+        }
+    }
+
+    #[test]
+    fn resume_check_sorts_differences() {
+        let old = cfg();
+        assert_eq!(old.resume_check(&old.clone()), ResumeCheck::default());
+        let mut new = old.clone();
+        new.steps = 20;
+        new.workers = 1;
+        new.batch = 8;
+        new.objective["w_l1"] = serde_json::json!(0.0);
+        new.data.fingerprint[1] = "b.mp4:13".into();
+        let c = old.resume_check(&new);
+        assert_eq!(c.allowed, vec!["--steps 10 → 20".to_string(), "--workers 2 → 1".to_string()]);
+        assert_eq!(c.refused.len(), 3, "{c:?}");
+        assert!(c.refused.contains(&"--batch 4 → 8".to_string()), "{c:?}");
+        assert!(c.refused.iter().any(|r| r.starts_with("objective w_l1 ")), "{c:?}");
+        assert!(c.refused.iter().any(|r| r.contains("the data differ") && r.contains("b.mp4:12") && r.contains("b.mp4:13")), "{c:?}");
+    }
+
+    #[test]
+    fn configs_round_trip_and_unknown_formats_are_refused() {
+        let c = cfg();
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(RunConfig::from_json(v.clone(), Path::new("x")).unwrap(), c);
+        let mut bad = v;
+        bad["format"] = serde_json::json!("r3m-checkpoint-9");
+        let e = RunConfig::from_json(bad, Path::new("run/config.json")).unwrap_err().to_string();
+        assert!(e.contains("run/config.json") && e.contains("r3m-checkpoint-9"), "{e}");
+    }
+
+    #[test]
+    fn run_directories_have_one_owner() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("run");
+        assert_eq!(prepare_run_dir(&out, false, false).unwrap(), 0, "a missing folder is fine");
+        std::fs::create_dir_all(out.join("checkpoints")).unwrap();
+        std::fs::write(out.join("metrics.csv"), "step\n").unwrap();
+        let e = prepare_run_dir(&out, false, false).unwrap_err().to_string();
+        assert!(e.contains("--resume") && e.contains("--overwrite"), "{e}");
+        prepare_run_dir(&out, true, false).unwrap();
+        assert!(prepare_run_dir(&out, true, true).is_err());
+        assert_eq!(prepare_run_dir(&out, false, true).unwrap(), 2);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        // a folder that is not a run is never deleted
+        let other = d.path().join("photos");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("cat.jpg"), b"x").unwrap();
+        let e = prepare_run_dir(&other, false, true).unwrap_err().to_string();
+        assert!(e.contains("refusing"), "{e}");
+        assert!(other.join("cat.jpg").exists());
+        assert!(prepare_run_dir(&other, true, false).is_err(), "nothing to resume");
+    }
+}
