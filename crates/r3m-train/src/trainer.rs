@@ -165,6 +165,9 @@ fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
     }
 }
 
+/// Held while libtorch's global generator is seeded and the model initialised.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The typed config of a run at `step` (written into every checkpoint; compared on resume).
 fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips: &[Clip]) -> RunConfig {
     RunConfig {
@@ -277,15 +280,22 @@ pub fn train(
     r3m_fs::clean_stale(run)?;
     r3m_fs::clean_stale(&run.join("checkpoints"))?;
     let mut vs = nn::VarStore::new(cfg.device);
-    tch::manual_seed(cfg.seed as i64);
-    let encoder = Encoder::with_head(&vs.root(), cfg.arch, cfg.proj_dim);
-    if cfg.channels_last {
-        vars_to_channels_last(&vs);
-    }
     let lang_table = lang_table(&clips, cfg)?;
     let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
     let dim = cfg.proj_dim.unwrap_or(cfg.arch.dim());
-    let mut objective = Objective::new(cfg.objective, cfg.arch, cfg.proj_dim, dim, lang_dim, &vs);
+    // libtorch's generator is process-wide: seeding and initialising under one lock keeps the
+    // initial weights a function of the seed when several trainings share a process (the tests
+    // run in threads; a flaky channels-last comparison came from two of them interleaving here)
+    let (encoder, mut objective) = {
+        let _guard = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tch::manual_seed(cfg.seed as i64);
+        let encoder = Encoder::with_head(&vs.root(), cfg.arch, cfg.proj_dim);
+        let objective = Objective::new(cfg.objective, cfg.arch, cfg.proj_dim, dim, lang_dim, &vs);
+        (encoder, objective)
+    };
+    if cfg.channels_last {
+        vars_to_channels_last(&vs);
+    }
     if cfg.channels_last {
         vars_to_channels_last(&objective.momentum);
     }
