@@ -260,3 +260,48 @@ fn a_bad_frame_costs_that_frame_and_empty_jobs_fail() {
         assert!(!ok && log.contains("--device cuda") && log.contains("no CUDA GPU") && !log.contains("panicked"), "{log}");
     }
 }
+
+/// Runs `cmd` and returns (success, stderr, its own peak resident memory in kB), measured by
+/// `wait4` on that child alone (tests running in parallel start children of their own).
+fn run_measured(mut cmd: Command, log: &Path) -> (bool, String, i64) {
+    let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
+    let mut status = 0;
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and writes into values we own
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut u) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, std::fs::read_to_string(log).unwrap_or_default(), u.ru_maxrss)
+}
+
+/// `embed` streams within a clip: a clip twice as long does not raise peak memory by its rows.
+/// With 4096-d embeddings (a projection head) 5000 more frames are 82 MB of rows; buffering a clip
+/// (or re-reading a piece whole) would add that much, streaming adds next to nothing (the Parquet
+/// row group and the encoder batch are bounded and the same in both runs: both clips are longer
+/// than a row group of 4096 rows, where the writer's buffers stop growing).
+#[test]
+fn embed_peak_memory_is_flat_in_clip_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _enc = Encoder::with_head(&vs.root(), Arch::Resnet18, Some(4096));
+    checkpoint::save(&ck, &vs, &[], &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 32, "proj_dim": 4096, "step": 0}))
+        .unwrap();
+    let mut peaks = Vec::new();
+    for frames in [5000usize, 10000] {
+        let v = dir.path().join(format!("v{frames}"));
+        std::fs::create_dir_all(&v).unwrap();
+        make_video(&v.join("long.mp4"), "36x36", 50, frames, &["-c:v", "libx264", "-g", "50"]);
+        let out = dir.path().join(format!("e{frames}.parquet"));
+        let mut cmd = Command::new(r3m_bin());
+        cmd.args(["embed", "--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&out), "--device", "cpu", "--precision", "fp32", "--workers", "1"]);
+        let (ok, log, peak) = run_measured(cmd, &dir.path().join("log"));
+        assert!(ok, "{log}");
+        assert_eq!(r3m_export::read_embeddings_metadata(&out).unwrap().1, frames as u64);
+        peaks.push(peak);
+    }
+    let grew_mb = (peaks[1] - peaks[0]) as f64 / 1024.0;
+    eprintln!("peak RSS: 5000 frames {} MB, 10000 frames {} MB (+{grew_mb:.1} MB; buffering would add ~82 MB)", peaks[0] / 1024, peaks[1] / 1024);
+    assert!(grew_mb < 30.0, "peak memory grew by {grew_mb:.1} MB with 5000 more frames of a clip");
+}

@@ -17,7 +17,7 @@ use r3m_model::{Encoder, Precision};
 use r3m_video::{DecodeOptions, DecodePool, Request, Resize};
 use tch::{Device, Kind, Tensor};
 
-use crate::{read_embeddings, EmbeddingWriter, ExportError};
+use crate::{EmbeddingWriter, ExportError};
 
 /// Default frames per resumable piece.
 pub const PIECE_FRAMES: usize = 8192;
@@ -106,26 +106,48 @@ impl EmbedReport {
 
 /// File metadata key listing lost frames: JSON `[[video, [frame_index, ...]], ...]`.
 pub const LOST_KEY: &str = "r3m.lost_frames";
+/// A piece's metadata key listing clips that failed whole (so a resumed job reports them too).
+const FAILED_KEY: &str = "r3m.failed_clips";
 
-fn piece_plan(clips: &[Clip], frames: &[Vec<usize>], piece_frames: usize) -> Vec<std::ops::Range<usize>> {
+/// How many frames [`select_frames`] selects, without building the list.
+pub fn count_frames(clip: &Clip, every: usize, fps: Option<f64>) -> usize {
+    match fps {
+        Some(f) if f > 0.0 => select_frames(clip, every, fps).len(),
+        _ => clip.len().div_ceil(every.max(1)),
+    }
+}
+
+fn piece_plan(counts: &[usize], piece_frames: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut n) = (0, 0);
-    for (k, f) in frames.iter().enumerate() {
-        n += f.len();
+    for (k, c) in counts.iter().enumerate() {
+        n += c;
         if n >= piece_frames.max(1) {
             out.push(start..k + 1);
             (start, n) = (k + 1, 0);
         }
     }
-    if start < clips.len() {
-        out.push(start..clips.len());
+    if start < counts.len() {
+        out.push(start..counts.len());
     }
     out
+}
+
+/// Frames waiting for the encoder, with the row each will become.
+struct Pending {
+    data: Vec<u8>,
+    rows: Vec<(usize, i64, f64)>,
 }
 
 /// Embeds `clips` (relative names from `root`) into the Parquet file `out` with `metadata`.
 /// `on_progress(frames)` is called as frames are done; returning `false` stops the job (finished
 /// pieces stay for `resume`).
+///
+/// Memory is flat in clip length and dataset size: rows go to the file as soon as their batch is
+/// encoded (nothing is buffered per clip), a clip's frame indices are built one decode chunk at a
+/// time, and the part is assembled from its pieces one record batch at a time. A frame that cannot
+/// be decoded costs that frame ([`EmbedReport::lost`]); a clip none of whose frames decodes is
+/// [`EmbedReport::failed`].
 #[allow(clippy::too_many_arguments)]
 pub fn embed_clips(
     encoder: &Encoder,
@@ -137,7 +159,7 @@ pub fn embed_clips(
     resume: bool,
     mut on_progress: impl FnMut(u64) -> bool,
 ) -> Result<EmbedReport, ExportError> {
-    let frames: Vec<Vec<usize>> = clips.iter().map(|c| select_frames(c, cfg.every, cfg.fps)).collect();
+    let counts: Vec<usize> = clips.iter().map(|c| count_frames(c, cfg.every, cfg.fps)).collect();
     let episodes = clips.iter().any(|c| c.episode.is_some());
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("embeddings.parquet");
     let pieces_dir = out.with_file_name(format!("{name}.pieces"));
@@ -145,40 +167,46 @@ pub fn embed_clips(
         let p = p.to_path_buf();
         move |e| ExportError::Io { path: p, source: e }
     };
+    let fs_err = |e: r3m_fs::Error| ExportError::Io { path: e.path, source: e.source };
     if !resume && pieces_dir.exists() {
         std::fs::remove_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
     }
     std::fs::create_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
     // temporaries of a killed job (never those of a job still running)
-    r3m_fs::clean_stale(&pieces_dir).map_err(|e| ExportError::Io { path: e.path, source: e.source })?;
+    r3m_fs::clean_stale(&pieces_dir).map_err(fs_err)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        r3m_fs::clean_stale(parent).map_err(|e| ExportError::Io { path: e.path, source: e.source })?;
+        r3m_fs::clean_stale(parent).map_err(fs_err)?;
     }
     // pieces are only reused when made with the same settings and inputs
     let fingerprint = {
         let mut s = format!("{metadata:?}|{}|{:?}|{}|{}|", cfg.every, cfg.fps, cfg.size, cfg.piece_frames);
-        for (c, f) in clips.iter().zip(&frames) {
-            s.push_str(&format!("{}:{}:{}:{};", c.video.path.display(), c.start, c.end, f.len()));
+        for (c, n) in clips.iter().zip(&counts) {
+            s.push_str(&format!("{}:{}:{}:{n};", c.video.path.display(), c.start, c.end));
         }
         crate::sha256_hex(s.as_bytes())
     };
     let mut report = EmbedReport::default();
-    let plan = piece_plan(clips, &frames, cfg.piece_frames);
+    let plan = piece_plan(&counts, cfg.piece_frames);
     let pool = DecodePool::new(cfg.workers, DecodeOptions { resize: eval_resize(cfg.size), threads: 1, ..Default::default() }, cfg.workers * 2 + 2);
     let dim = encoder.dim() as usize;
+    let frame_bytes = (cfg.size * cfg.size * 3) as usize;
+    let rel_name = |c: &Clip| c.video.path.strip_prefix(root).unwrap_or(&c.video.path).to_string_lossy().into_owned();
     let mut piece_paths = Vec::new();
     for (pi, range) in plan.iter().enumerate() {
         let path = pieces_dir.join(format!("piece-{pi:05}.parquet"));
         piece_paths.push(path.clone());
-        let piece_frames: usize = frames[range.clone()].iter().map(Vec::len).sum();
+        let piece_frames: usize = counts[range.clone()].iter().sum();
         if resume && path.exists() {
-            if let Ok(e) = read_embeddings(&path) {
-                if e.metadata.get("r3m.piece").map(String::as_str) == Some(fingerprint.as_str()) {
-                    if let Some(lost) = e.metadata.get(LOST_KEY).and_then(|l| serde_json::from_str::<Vec<(String, Vec<i64>)>>(l).ok()) {
+            if let Ok((meta, rows)) = crate::read_embeddings_metadata(&path) {
+                if meta.get("r3m.piece").map(String::as_str) == Some(fingerprint.as_str()) {
+                    if let Some(lost) = meta.get(LOST_KEY).and_then(|l| serde_json::from_str::<Vec<(String, Vec<i64>)>>(l).ok()) {
                         report.lost.extend(lost);
                     }
+                    if let Some(failed) = meta.get(FAILED_KEY).and_then(|l| serde_json::from_str::<Vec<(PathBuf, String)>>(l).ok()) {
+                        report.failed.extend(failed);
+                    }
                     report.pieces_reused += 1;
-                    report.rows += e.len() as u64;
+                    report.rows += rows;
                     report.clips += range.len();
                     if !on_progress(piece_frames as u64) {
                         return Ok(report);
@@ -190,100 +218,101 @@ pub fn embed_clips(
         let mut meta = metadata.to_vec();
         meta.push(("r3m.piece".into(), fingerprint.clone()));
         let mut writer = EmbeddingWriter::create(&path, dim, episodes, &meta)?;
-        // decode requests: each clip's selected frames in chunks
+        // decode requests: each clip's selected frames in chunks (one piece's worth of indices,
+        // bounded by --piece-frames or one clip)
         let mut requests = Vec::new();
-        let mut owner = Vec::new();
+        let mut owners: Vec<(usize, Vec<usize>)> = Vec::new();
         for k in range.clone() {
-            for chunk in frames[k].chunks(CHUNK_FRAMES) {
+            for chunk in select_frames(&clips[k], cfg.every, cfg.fps).chunks(CHUNK_FRAMES) {
                 // a frame that cannot be decoded costs that frame, not the clip
                 requests.push(Request::frames_lossy(clips[k].video.clone(), chunk.to_vec()));
-                owner.push(k);
+                owners.push((k, chunk.to_vec()));
             }
         }
-        let mut results = pool.run(requests);
-        let mut current: Option<usize> = None;
-        let mut clip_rows: Vec<(i64, f64)> = Vec::new();
-        let mut clip_emb: Vec<f32> = Vec::new();
-        let mut clip_failed: Option<String> = None;
-        // frames waiting for the encoder, packed as one batch buffer
-        let mut pending: Vec<u8> = Vec::new();
-        let frame_bytes = (cfg.size * cfg.size * 3) as usize;
-        let encode = |pending: &mut Vec<u8>, out: &mut Vec<f32>| {
-            encode_batch(encoder, pending, cfg.size, cfg.device, cfg.precision, cfg.channels_last, out);
-            pending.clear();
-        };
-        let piece_lost_start = report.lost.len();
-        let flush_clip = |k: usize, rows: &mut Vec<(i64, f64)>, emb: &mut Vec<f32>, failed: &mut Option<String>, writer: &mut EmbeddingWriter, report: &mut EmbedReport| -> Result<(), ExportError> {
-            let c = &clips[k];
-            if let Some(reason) = failed.take() {
-                report.failed.push((c.video.path.clone(), reason));
-            } else {
-                let rel = c.video.path.strip_prefix(root).unwrap_or(&c.video.path).to_string_lossy().into_owned();
-                for (j, (fi, t)) in rows.iter().enumerate() {
-                    writer.push(&rel, c.episode, *fi, *t, &emb[j * dim..(j + 1) * dim])?;
-                }
-                // the selected frames that did not arrive
-                let got: std::collections::HashSet<i64> = rows.iter().map(|r| r.0).collect();
-                let lost: Vec<i64> = frames[k].iter().map(|&i| (i - c.start) as i64).filter(|i| !got.contains(i)).collect();
-                if !lost.is_empty() {
-                    report.lost.push((rel, lost));
-                }
-                report.clips += 1;
+        let results = pool.run(requests);
+        let mut pending = Pending { data: Vec::with_capacity(cfg.batch * frame_bytes), rows: Vec::with_capacity(cfg.batch) };
+        let mut emb: Vec<f32> = Vec::with_capacity(cfg.batch * dim);
+        // per clip of the piece: rows written, frames lost, the first fatal error
+        let mut written = vec![0usize; range.len()];
+        let mut lost: Vec<Vec<i64>> = vec![Vec::new(); range.len()];
+        let mut error: Vec<Option<String>> = vec![None; range.len()];
+        let mut encode = |pending: &mut Pending, writer: &mut EmbeddingWriter, written: &mut [usize]| -> Result<(), ExportError> {
+            if pending.rows.is_empty() {
+                return Ok(());
             }
-            rows.clear();
             emb.clear();
+            encode_batch(encoder, &pending.data, cfg.size, cfg.device, cfg.precision, cfg.channels_last, &mut emb);
+            for (j, &(k, fi, t)) in pending.rows.iter().enumerate() {
+                let c = &clips[k];
+                writer.push(&rel_name(c), c.episode, fi, t, &emb[j * dim..(j + 1) * dim])?;
+                written[k - range.start] += 1;
+            }
+            pending.data.clear();
+            pending.rows.clear();
             Ok(())
         };
-        for (r, &k) in (&mut results).zip(&owner) {
-            if current != Some(k) {
-                if let Some(prev) = current {
-                    encode(&mut pending, &mut clip_emb);
-                    flush_clip(prev, &mut clip_rows, &mut clip_emb, &mut clip_failed, &mut writer, &mut report)?;
-                }
-                current = Some(k);
-            }
+        for (r, (k, asked)) in results.zip(owners) {
             let c = &clips[k];
             let t0 = c.video.timestamp(c.start).unwrap_or(0.0);
+            let slot = k - range.start;
             match r {
                 Ok(fs) => {
-                    let n = fs.len() as u64;
+                    // the frames of this chunk that did not arrive
+                    let got: std::collections::HashSet<usize> = fs.iter().map(|f| f.index).collect();
+                    lost[slot].extend(asked.iter().filter(|i| !got.contains(i)).map(|&i| (i - c.start) as i64));
                     for f in fs {
-                        let fi = (f.index - c.start) as i64;
-                        clip_rows.push((fi, f.timestamp - t0));
-                        pending.extend_from_slice(&f.data);
-                        if pending.len() >= cfg.batch * frame_bytes {
-                            encode(&mut pending, &mut clip_emb);
+                        pending.rows.push((k, (f.index - c.start) as i64, f.timestamp - t0));
+                        pending.data.extend_from_slice(&f.data);
+                        if pending.rows.len() >= cfg.batch {
+                            encode(&mut pending, &mut writer, &mut written)?;
                         }
-                    }
-                    if !on_progress(n) {
-                        return Ok(report);
                     }
                 }
                 Err(e) => {
-                    clip_failed.get_or_insert_with(|| e.to_string());
+                    lost[slot].extend(asked.iter().map(|&i| (i - c.start) as i64));
+                    error[slot].get_or_insert_with(|| e.to_string());
                 }
             }
+            if !on_progress(asked.len() as u64) {
+                return Ok(report);
+            }
         }
-        if let Some(prev) = current {
-            encode(&mut pending, &mut clip_emb);
-            flush_clip(prev, &mut clip_rows, &mut clip_emb, &mut clip_failed, &mut writer, &mut report)?;
+        encode(&mut pending, &mut writer, &mut written)?;
+        let (mut piece_lost, mut piece_failed) = (Vec::new(), Vec::new());
+        for (slot, k) in range.clone().enumerate() {
+            let c = &clips[k];
+            if written[slot] == 0 {
+                let why = error[slot].take().unwrap_or_else(|| "no frame could be decoded".into());
+                piece_failed.push((c.video.path.clone(), why));
+                continue;
+            }
+            report.clips += 1;
+            if !lost[slot].is_empty() {
+                piece_lost.push((rel_name(c), std::mem::take(&mut lost[slot])));
+            }
         }
-        let piece_lost = &report.lost[piece_lost_start..];
         if !piece_lost.is_empty() {
-            writer.append_metadata(LOST_KEY, serde_json::to_string(piece_lost).unwrap_or_default());
+            writer.append_metadata(LOST_KEY, serde_json::to_string(&piece_lost).unwrap_or_default());
         }
+        if !piece_failed.is_empty() {
+            writer.append_metadata(FAILED_KEY, serde_json::to_string(&piece_failed).unwrap_or_default());
+        }
+        report.lost.extend(piece_lost);
+        report.failed.extend(piece_failed);
         report.rows += writer.finish()?;
     }
-    // assemble the part from its pieces, renumbering `index` globally
+    // assemble the part from its pieces, one record batch at a time, renumbering `index` globally
     let mut meta = metadata.to_vec();
     meta.push(("r3m.rows".into(), report.rows.to_string()));
     meta.push((LOST_KEY.into(), serde_json::to_string(&report.lost).unwrap_or_default()));
     let mut writer = EmbeddingWriter::create(out, dim, episodes, &meta)?;
     for p in &piece_paths {
-        let e = read_embeddings(p)?;
-        for i in 0..e.len() {
-            writer.push(&e.video[i], e.episode_index.as_ref().map(|v| v[i]), e.frame_index[i], e.timestamp[i], e.row(i))?;
-        }
+        crate::for_each_chunk(p, |e| {
+            for i in 0..e.len() {
+                writer.push(&e.video[i], e.episode_index.as_ref().map(|v| v[i]), e.frame_index[i], e.timestamp[i], e.row(i))?;
+            }
+            Ok(())
+        })?;
     }
     writer.finish()?;
     std::fs::remove_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;

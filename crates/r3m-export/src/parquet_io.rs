@@ -229,8 +229,42 @@ impl Embeddings {
     }
 }
 
-/// Reads an embeddings file (ours, or any Parquet file with that schema).
+/// Reads an embeddings file (ours, or any Parquet file with that schema) whole.
 pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
+    let mut out: Option<Embeddings> = None;
+    let (metadata, dim, episodes) = for_each_chunk(path, |c| {
+        let o = out.get_or_insert_with(|| Embeddings { dim: c.dim, episode_index: c.episode_index.as_ref().map(|_| Vec::new()), ..Default::default() });
+        o.video.extend_from_slice(&c.video);
+        if let (Some(a), Some(b)) = (o.episode_index.as_mut(), c.episode_index.as_ref()) {
+            a.extend_from_slice(b);
+        }
+        o.frame_index.extend_from_slice(&c.frame_index);
+        o.timestamp.extend_from_slice(&c.timestamp);
+        o.index.extend_from_slice(&c.index);
+        o.values.extend_from_slice(&c.values);
+        Ok(())
+    })?;
+    let mut out = out.unwrap_or_else(|| Embeddings { dim, episode_index: episodes.then(Vec::new), ..Default::default() });
+    out.metadata = metadata;
+    Ok(out)
+}
+
+/// An embeddings file's key-value metadata and row count, without reading its rows.
+pub fn read_embeddings_metadata(path: &Path) -> Result<(HashMap<String, String>, u64), ExportError> {
+    let file = File::open(path).map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fmt_err(path, format!("not a Parquet file ({e})")))?;
+    let fm = builder.metadata().file_metadata();
+    let metadata = fm.key_value_metadata().map(|kv| kv.iter().filter_map(|k| k.value.clone().map(|v| (k.key.clone(), v))).collect()).unwrap_or_default();
+    Ok((metadata, fm.num_rows().max(0) as u64))
+}
+
+/// Streams an embeddings file record batch by record batch (memory: one batch, not the file):
+/// `f` sees each batch as an [`Embeddings`] without metadata. Returns the file's metadata, the
+/// embedding size and whether it has `episode_index`.
+pub fn for_each_chunk(
+    path: &Path,
+    mut f: impl FnMut(&Embeddings) -> Result<(), ExportError>,
+) -> Result<(HashMap<String, String>, usize, bool), ExportError> {
     let file = File::open(path).map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fmt_err(path, format!("not a Parquet file ({e})")))?;
     let metadata: HashMap<String, String> = builder
@@ -246,10 +280,10 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
         Err(_) => return Err(fmt_err(path, "no 'embedding' column: not an r3m embeddings file")),
     };
     let episodes = schema.field_with_name("episode_index").is_ok();
-    let reader = builder.build().map_err(|e| fmt_err(path, e))?;
-    let mut out = Embeddings { dim, metadata, episode_index: episodes.then(Vec::new), ..Default::default() };
+    let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| fmt_err(path, e))?;
     for batch in reader {
         let b = batch.map_err(|e| fmt_err(path, e))?;
+        let mut out = Embeddings { dim, episode_index: episodes.then(Vec::new), ..Default::default() };
         let col = |name: &str| b.column_by_name(name).cloned().ok_or_else(|| fmt_err(path, format!("no '{name}' column")));
         let video = col("video")?;
         let video = video.as_string_opt::<i32>().ok_or_else(|| fmt_err(path, "column 'video' is not utf8"))?;
@@ -270,8 +304,9 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
         let vals = vals.as_primitive_opt::<Float32Type>().ok_or_else(|| fmt_err(path, "embedding items are not float32"))?;
         let start = list.offset() * dim;
         out.values.extend_from_slice(&vals.values()[start..start + list.len() * dim]);
+        f(&out)?;
     }
-    Ok(out)
+    Ok((metadata, dim, episodes))
 }
 
 #[cfg(test)]
