@@ -73,6 +73,40 @@ fn batches_are_shaped_distinct_deterministic_and_resumable() {
     }
 }
 
+/// Garbage in the middle of a clip costs the frames it hit, not the clip: tuples that need one
+/// are drawn again around it (counted), the clip keeps appearing in batches, and the batches are
+/// still the same for 1 and 2 workers and after a resume.
+#[test]
+fn tuples_are_drawn_around_undecodable_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = clips(dir.path(), &[80, 80]);
+    let p = &cl[1].video.path;
+    let mut b = std::fs::read(p).unwrap();
+    let mid = b.len() / 2;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for byte in &mut b[mid..mid + 3000] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    std::fs::write(p, b).unwrap();
+    let run = |workers: usize, state: Option<r3m_data::LoaderState>, n: usize| {
+        let mut l = Loader::resume(cl.clone(), cfg(workers, 2, 2), state);
+        let batches: Vec<_> = l.by_ref().take(n).collect();
+        (batches, l.state(), l.stats().clone())
+    };
+    let (a, _, stats) = run(1, None, 24);
+    assert!(stats.failed.is_empty(), "the damaged clip must not be dropped: {:?}", stats.failed);
+    assert!(stats.redrawn > 0, "24 batches of 2 tuples from an 80-frame clip with ~10 bad frames should hit one");
+    assert!(a.iter().filter(|b| b.clips.contains(&1)).count() > 12, "the damaged clip keeps being drawn");
+    let (b, _, _) = run(2, None, 24);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.data == y.data && x.tuples == y.tuples), "1 and 2 workers differ");
+    let (_, st, _) = run(1, None, 9);
+    let (c, _, _) = run(2, Some(st), 15);
+    assert!(a[9..].iter().zip(&c).all(|(x, y)| x.data == y.data && x.tuples == y.tuples), "resume differs");
+}
+
 #[test]
 fn a_clip_that_fails_to_decode_is_dropped_and_reported() {
     let dir = tempfile::tempdir().unwrap();

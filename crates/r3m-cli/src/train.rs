@@ -263,6 +263,7 @@ pub fn run(args: Args) -> Result<i32> {
     let images_per_step = (args.batch * 5) as f64;
     let objective_name = cfg.objective.kind.name();
     let mut dropped_total = 0usize;
+    let mut redrawn_total = 0u64;
     let done = r3m_train::train(ds.clips, &cfg, &args.out, args.resume, |m| {
         if bar.position() == 0 {
             bar.set_position(m.step - 1);
@@ -271,6 +272,7 @@ pub fn run(args: Args) -> Result<i32> {
             bar.println(format!("warning: clip dropped (failed to decode): {d}"));
         }
         dropped_total = m.dropped_total;
+        redrawn_total = m.redrawn_total;
         wait += m.wait_s;
         total += m.step_s;
         if let Some(v) = &viz {
@@ -302,6 +304,9 @@ pub fn run(args: Args) -> Result<i32> {
         if let Some(r3m_viz::Sink::Save(p)) = &args.rerun {
             eprintln!("rerun recording: {}", p.display());
         }
+    }
+    if redrawn_total > 0 {
+        eprintln!("{redrawn_total} tuple(s) were drawn again around frames that could not be decoded");
     }
     if dropped_total > 0 {
         eprintln!("{dropped_total} clip(s) were dropped because they failed to decode (listed above; column dropped_clips of metrics.csv)");

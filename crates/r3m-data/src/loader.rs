@@ -99,6 +99,8 @@ pub struct LoaderStats {
     pub batches: u64,
     /// Clips dropped because decoding them failed, with the reason (each clip once).
     pub failed: Vec<(usize, String)>,
+    /// Tuples that needed a frame that could not be decoded, and were drawn again around it.
+    pub redrawn: u64,
 }
 
 /// The sequential part that decides what comes next: runs on the producer thread.
@@ -112,8 +114,12 @@ struct Producer {
     pool: DecodePool,
 }
 
-/// What the producer sends per group: the state before it, its batches, clips that failed.
-type GroupMsg = (LoaderState, Vec<Batch>, Vec<(usize, String)>);
+/// What the producer sends per group: the state before it, its batches, clips that failed, tuples
+/// redrawn around undecodable frames.
+type GroupMsg = (LoaderState, Vec<Batch>, Vec<(usize, String)>, u64);
+
+/// Attempts at redrawing a tuple around undecodable frames before its clip counts as failed.
+const REDRAWS: u64 = 8;
 
 /// An endless iterator of batches (see the module docs). A producer thread decodes and augments
 /// up to `prefetch_groups` groups ahead; dropping the loader stops it.
@@ -239,6 +245,7 @@ impl Producer {
     /// decode are marked bad, reported once, and the group is drawn again without them.
     fn next_group(&mut self) -> Option<GroupMsg> {
         let mut failures = Vec::new();
+        let mut redrawn = 0u64;
         loop {
             let state_before = LoaderState { rng: self.rng.state(), group: self.group, within: 0 };
             let g = self.draw_group()?;
@@ -251,26 +258,77 @@ impl Producer {
                     let mut ix: Vec<usize> = ts.iter().flatten().map(|f| clip.start + f).collect();
                     ix.sort_unstable();
                     ix.dedup();
-                    Request::frames(clip.video.clone(), ix)
+                    // an undecodable frame is left out, not the request: its tuples are redrawn
+                    Request::frames_lossy(clip.video.clone(), ix)
                 })
                 .collect();
             let results: Vec<_> = self.pool.run(reqs).collect();
+            let mut g = g;
             let mut failed = false;
-            for (&c, r) in g.clips.iter().zip(&results) {
-                if let Err(e) = r {
-                    if !self.bad[c] {
-                        self.bad[c] = true;
-                        failures.push((c, e.to_string()));
+            let mut frames: Vec<Vec<r3m_video::Frame>> = Vec::with_capacity(results.len());
+            for (j, r) in results.into_iter().enumerate() {
+                let c = g.clips[j];
+                let outcome = r.map_err(|e| e.to_string()).and_then(|fr| self.redraw_around_lost(&mut g, j, fr, &mut redrawn));
+                match outcome {
+                    Ok(fr) => frames.push(fr),
+                    Err(e) => {
+                        if !self.bad[c] {
+                            self.bad[c] = true;
+                            failures.push((c, e));
+                        }
+                        failed = true;
                     }
-                    failed = true;
                 }
             }
             if failed {
                 continue;
             }
-            let frames: Vec<Vec<r3m_video::Frame>> = results.into_iter().map(|r| r.expect("checked")).collect();
-            return Some((state_before, self.assemble(&g, frames), failures));
+            return Some((state_before, self.assemble(&g, frames), failures, redrawn));
         }
+    }
+
+    /// Checks that every tuple of clip `j` in `g` has its 5 frames in `fr` (decoded lossily);
+    /// a tuple that lacks one is drawn again from a stream of its own (seed, group, clip slot,
+    /// tuple, attempt), decoded, and substituted, so the batches stay a function of the seed and
+    /// the files (resume and worker count do not change them). Returns the frames, sorted by
+    /// index, or why the clip must be dropped (no tuple around the bad frames after a few draws).
+    fn redraw_around_lost(&self, g: &mut Group, j: usize, mut fr: Vec<r3m_video::Frame>, redrawn: &mut u64) -> Result<Vec<r3m_video::Frame>, String> {
+        let clip = &self.clips[g.clips[j]];
+        let has = |fr: &[r3m_video::Frame], t: &Tuple| t.iter().all(|&f| fr.binary_search_by_key(&(clip.start + f), |x| x.index).is_ok());
+        for t in 0..g.tuples[j].len() {
+            if has(&fr, &g.tuples[j][t]) {
+                continue;
+            }
+            let mut found = false;
+            for attempt in 0..REDRAWS {
+                let mut rng = Rng::stream(self.cfg.seed ^ 0x5245_4452_4157, (g.group << 24) ^ ((j as u64) << 12) ^ t as u64 ^ (attempt << 40));
+                let Some(tuple) = self.cfg.sampler.sample(clip.len(), clip.video.fps, &mut rng) else { break };
+                let mut ix: Vec<usize> = tuple.iter().map(|f| clip.start + f).filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err()).collect();
+                ix.sort_unstable();
+                ix.dedup();
+                if !ix.is_empty() {
+                    match self.pool.run(vec![Request::frames_lossy(clip.video.clone(), ix)]).next() {
+                        Some(Ok(more)) => {
+                            fr.extend(more);
+                            fr.sort_by_key(|x| x.index);
+                            fr.dedup_by_key(|x| x.index);
+                        }
+                        Some(Err(e)) => return Err(e.to_string()),
+                        None => return Err("the decode pool stopped".into()),
+                    }
+                }
+                if has(&fr, &tuple) {
+                    g.tuples[j][t] = tuple;
+                    *redrawn += 1;
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                return Err(format!("{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too", clip.video.path.display()));
+            }
+        }
+        Ok(fr)
     }
 
     fn assemble(&self, g: &Group, frames: Vec<Vec<r3m_video::Frame>>) -> Vec<Batch> {
@@ -323,8 +381,9 @@ impl Iterator for Loader {
 
     fn next(&mut self) -> Option<Batch> {
         while self.pending.is_empty() {
-            let (st, batches, failures) = self.rx.as_ref()?.recv().ok()?;
+            let (st, batches, failures, redrawn) = self.rx.as_ref()?.recv().ok()?;
             self.stats.failed.extend(failures);
+            self.stats.redrawn += redrawn;
             self.pending = batches.into();
             self.state = st;
             let skip = std::mem::take(&mut self.skip_first).min(self.pending.len());

@@ -129,6 +129,8 @@ pub struct StepMetrics {
     pub dropped: Vec<String>,
     /// Clips dropped so far in this process.
     pub dropped_total: usize,
+    /// Tuples drawn again so far (in this process) because a frame could not be decoded.
+    pub redrawn_total: u64,
 }
 
 /// One tuple of a batch, for looking at: its 5 frames after augmentation (start, end, s0, s1, s2)
@@ -455,6 +457,7 @@ pub fn train(
             sample,
             dropped,
             dropped_total: reported,
+            redrawn_total: loader.stats().redrawn,
         };
         let (lang_loss, lang_acc) = m.lang.map_or((String::new(), String::new()), |(l, a)| (format!("{l:.6}"), format!("{a:.4}")));
         writeln!(
