@@ -5,8 +5,9 @@
 //! bench of the package, so `r3m` runs without `LD_LIBRARY_PATH`, and we record the libtorch version
 //! (read from the `torch/version.py` next to that directory) for `r3m doctor`.
 //!
-//! A package with `src/shim.cpp` (r3m-model's autocast switches) gets it compiled with the system
-//! C++ compiler against the headers of that same libtorch and linked as a static library.
+//! A package with `src/shim.cpp` (r3m-model's autocast switches, r3m-train's c10d process group)
+//! gets it compiled with the system C++ compiler against the headers of that same libtorch and
+//! linked as a static library.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -46,8 +47,19 @@ fn compile_shim(lib: &str) {
     let include = std::path::Path::new(lib).join("..").join("include");
     let obj = out.join("r3m_shim.o");
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    // c10d's Gloo process group (r3m-train's data-parallel shim) needs Gloo's headers, which the
+    // PyPI wheel lacks: Debian's libgloo-dev (scripts/setup.sh installs it) or $GLOO_INCLUDE
+    println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
+    let gloo = std::env::var("GLOO_INCLUDE").map(std::path::PathBuf::from).unwrap_or_else(|_| "/usr/include".into());
+    let mut gloo_flags: Vec<String> = Vec::new();
+    if gloo.join("gloo/config.h").exists() {
+        gloo_flags.extend(["-DUSE_C10D_GLOO".into(), "-DR3M_HAVE_GLOO".into(), format!("-I{}", gloo.display())]);
+    } else {
+        println!("cargo:warning=no Gloo headers ({}/gloo): data-parallel training is off in this build", gloo.display());
+    }
     let status = std::process::Command::new(&cxx)
         .args(["-std=c++17", "-O2", "-fPIC", "-w", "-c"])
+        .args(&gloo_flags)
         .arg(format!("-I{}", include.display()))
         .arg(format!("-I{}", include.join("torch/csrc/api/include").display()))
         .arg(&src)

@@ -23,6 +23,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 APT_PKGS=(
   pkg-config clang libclang-dev g++
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
+  libgloo-dev
   ffmpeg
   libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0
 )

@@ -15,7 +15,7 @@ R3M_PROBE_CACHE="$(mktemp -d)"
 export R3M_PROBE_CACHE
 trap 'rm -rf "$log" "$R3M_PROBE_CACHE"' EXIT
 set +e
-cargo test --release --locked --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
+cargo test --release --locked --no-fail-fast --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # one closing line over all test binaries

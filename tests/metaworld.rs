@@ -99,7 +99,9 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
     let e = env.step(&[0.0; 4]).unwrap_err().to_string();
-    assert!(e.contains("reach-v3") && (e.contains("exited") || e.contains("stdin is closed")), "{e}");
+    // (which of the three the client sees first depends on scheduling: a loaded machine may read
+    // the closed stdout before it reaps the process)
+    assert!(e.contains("reach-v3") && (e.contains("exited") || e.contains("stdin is closed") || e.contains("stopped answering")), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(5));
 
     // a tiny closed-loop BC run writes its table and JSON

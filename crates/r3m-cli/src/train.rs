@@ -121,6 +121,10 @@ pub struct Args {
     /// Steps between sampled tuples in the rerun recording.
     #[arg(long, default_value_t = 20)]
     rerun_every: u64,
+    /// Data-parallel (launched by torchrun, WORLD_SIZE > 1): seconds a rendezvous or a collective
+    /// may wait for the other ranks before this rank gives up with an error.
+    #[arg(long, default_value_t = 300)]
+    dist_timeout: u64,
     /// How clips are drawn: length (proportional to frames) or uniform.
     #[arg(long, default_value = "length", value_parser = ["length", "uniform"])]
     clip_weighting: String,
@@ -134,8 +138,29 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("--size {}: give a crop side between 32 (the smallest a ResNet takes) and 2048 pixels", args.size);
     }
     let (dev, precision) = args.compute.resolve()?;
+    // data-parallel when torchrun (or the like) says so: join the group before anything else
+    let dist = match r3m_train::DistEnv::from_env()? {
+        Some(env) => {
+            if !r3m_train::Dist::available() {
+                bail!("WORLD_SIZE={}: this r3m was built without Gloo (install libgloo-dev and rebuild) and cannot train data-parallel", env.world);
+            }
+            if args.dist_timeout == 0 {
+                bail!("--dist-timeout must be ≥ 1 second");
+            }
+            let d = r3m_train::Dist::join(&env, std::time::Duration::from_secs(args.dist_timeout))?;
+            eprintln!("rank {} of {} (local rank {}), store {}:{}", d.rank, d.world, d.local_rank, env.addr, env.port);
+            Some(std::sync::Arc::new(d))
+        }
+        None => None,
+    };
+    let lead = dist.as_ref().is_none_or(|d| d.rank == 0);
+    let dev = match (dev, &dist) {
+        (tch::Device::Cuda(_), Some(d)) => crate::device::parse_checked(&format!("cuda:{}", d.local_rank))?,
+        (dev, _) => dev,
+    };
     // the run directory is checked before anything (a rerun recording inside it included) is written
-    let cleared = r3m_train::prepare_run_dir(&args.out, args.resume, args.overwrite)?;
+    // rank 0 owns the run directory
+    let cleared = if lead { r3m_train::prepare_run_dir(&args.out, args.resume, args.overwrite)? } else { 0 };
     if cleared > 0 {
         eprintln!("--overwrite: cleared {} ({cleared} entries)", args.out.display());
     }
@@ -159,6 +184,7 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("--proj-dim must be ≥ 1");
     }
     let mut cfg = r3m_train::TrainConfig::new(dev);
+    cfg.dist = dist.clone();
     cfg.precision = precision;
     cfg.channels_last = match args.memory_format.as_str() { "auto" => precision == Precision::Bf16, m => m == "channels-last" };
     cfg.proj_dim = args.proj_dim;
@@ -173,7 +199,7 @@ pub fn run(args: Args) -> Result<i32> {
     cfg.seed = args.seed;
     cfg.checkpoint_every = args.checkpoint_every;
     cfg.keep_last = args.keep;
-    let viz = args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_train", s)).transpose().map_err(anyhow::Error::msg)?;
+    let viz = args.rerun.as_ref().filter(|_| lead).map(|s| r3m_viz::Viz::open("r3m_train", s)).transpose().map_err(anyhow::Error::msg)?;
     if let Some(v) = &viz {
         v.send_blueprint(r3m_viz::train_blueprint()).map_err(anyhow::Error::msg)?;
     }
@@ -254,7 +280,7 @@ pub fn run(args: Args) -> Result<i32> {
         cfg.objective.kind.name(),
         if cfg.objective.lang_weight > 0.0 { format!(" + language x{}", cfg.objective.lang_weight) } else { String::new() }, crate::device::name(dev), cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
     );
-    let bar = ProgressBar::new(args.steps);
+    let bar = if lead { ProgressBar::new(args.steps) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
             .expect("valid template"),

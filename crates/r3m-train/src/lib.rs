@@ -10,9 +10,11 @@
 //! config ([`run::RunConfig`]) that `--resume` compares field by field, and exact resume.
 
 pub mod adam;
+pub mod dist;
 pub mod run;
 pub mod trainer;
 
 pub use adam::Adam;
+pub use dist::{Dist, DistEnv};
 pub use run::{prepare_run_dir, RunConfig};
 pub use trainer::{check_resume, latest_checkpoint, train, StepMetrics, TrainConfig, TupleSample};

@@ -94,9 +94,29 @@ pub struct RunConfig {
     pub negatives_rng: u64,
     /// The data.
     pub data: DataFingerprint,
+    /// Processes of a data-parallel run (1: one process).
+    #[serde(default = "one")]
+    pub world_size: usize,
+    /// Data-parallel runs: each rank's loader and negatives state, by rank (exact resume needs
+    /// every rank's, not only rank 0's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rank_states: Vec<RankState>,
     /// `best/` only: the mean training loss of the interval that ended with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_mean_loss: Option<f64>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// One rank's place in its streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankState {
+    /// The rank's loader.
+    pub loader_state: LoaderState,
+    /// The rank's negatives RNG.
+    pub negatives_rng: u64,
 }
 
 /// What [`RunConfig::resume_check`] found.
@@ -142,6 +162,7 @@ impl RunConfig {
         diff("--negative-gap", s(&self.sampler.negative_gap), s(&new.sampler.negative_gap), false);
         diff("sampler alpha", self.sampler.alpha.to_string(), new.sampler.alpha.to_string(), false);
         diff("--text-embeddings (hash)", s(&self.text_embeddings), s(&new.text_embeddings), false);
+        diff("world size (WORLD_SIZE: processes)", self.world_size.to_string(), new.world_size.to_string(), false);
         // every objective setting, by its key
         let keys: std::collections::BTreeSet<&String> = self
             .objective
@@ -278,6 +299,8 @@ mod tests {
             loader_state: LoaderState { rng: 1, group: 2, within: 0 },
             negatives_rng: 3,
             data: DataFingerprint { clips: 2, fingerprint: vec!["a.mp4:10".into(), "b.mp4:12".into()] },
+            world_size: 1,
+            rank_states: Vec::new(),
             interval_mean_loss: None,
         }
     }

@@ -66,6 +66,8 @@ pub struct TrainConfig {
     pub weighting: ClipWeighting,
     /// Hand a sampled tuple to the step callback every this many steps (0: never).
     pub sample_every: u64,
+    /// Data-parallel: the process group this rank joined (see [`crate::dist`]); `None`: one process.
+    pub dist: Option<std::sync::Arc<crate::dist::Dist>>,
 }
 
 impl TrainConfig {
@@ -94,6 +96,7 @@ impl TrainConfig {
             proj_dim: None,
             weighting: ClipWeighting::ByLength,
             sample_every: 0,
+            dist: None,
         }
     }
 }
@@ -205,6 +208,8 @@ fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips
             clips: clips.len(),
             fingerprint: clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect(),
         },
+        world_size: cfg.dist.as_ref().map_or(1, |d| d.world),
+        rank_states: Vec::new(),
         interval_mean_loss: None,
     }
 }
@@ -272,15 +277,25 @@ pub fn train(
     if let Some(c) = clips.iter().find(|c| c.len() < r3m_data::MIN_CLIP_FRAMES) {
         bail!("{}: {} frame(s), a tuple needs {} (Dataset::for_tuples drops such clips)", c.video.path.display(), c.len(), r3m_data::MIN_CLIP_FRAMES);
     }
+    let dist = cfg.dist.clone();
+    let rank = dist.as_ref().map_or(0, |d| d.rank);
+    // rank 0 owns the run directory; the others read it
+    let lead = rank == 0;
+    let seed = dist.as_ref().map_or(cfg.seed, |d| crate::dist::rank_seed(cfg.seed, d.rank));
     if resume {
         check_resume(run, cfg, &clips)?;
-    } else if run.join("latest").exists() || run.join("metrics.csv").exists() {
+    } else if lead && (run.join("latest").exists() || run.join("metrics.csv").exists()) {
         bail!("{} already holds a run: continue it with --resume, or clear it first (r3m train --overwrite)", run.display());
     }
-    std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
-    // a killed run leaves temporaries of checkpoints it was writing: remove them
-    r3m_fs::clean_stale(run)?;
-    r3m_fs::clean_stale(&run.join("checkpoints"))?;
+    if lead {
+        std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
+        // a killed run leaves temporaries of checkpoints it was writing: remove them
+        r3m_fs::clean_stale(run)?;
+        r3m_fs::clean_stale(&run.join("checkpoints"))?;
+    }
+    if let Some(d) = &dist {
+        d.barrier()?;
+    }
     let mut vs = nn::VarStore::new(cfg.device);
     let lang_table = lang_table(&clips, cfg)?;
     let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
@@ -305,10 +320,12 @@ pub fn train(
         vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
     params.extend(objective.trainable());
+    // what Adam updates: the gradients that are averaged over ranks
+    let grad_params: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut adam = Adam::new(params, cfg.lr);
     let mut step = 0u64;
     let mut loader_state = None;
-    let mut neg = Rng::stream(cfg.seed, 0x4E45_47);
+    let mut neg = Rng::stream(seed, 0x4E45_47);
     if resume {
         let Some(dir) = latest_checkpoint(run) else { bail!("{}: nothing to resume (no checkpoint)", run.display()) };
         let loaded = checkpoint::load(&dir, &mut vs)?;
@@ -323,9 +340,21 @@ pub fn train(
         step = stored.step;
         loader_state = Some(stored.loader_state);
         neg = Rng::from_state(stored.negatives_rng);
+        if let Some(d) = &dist {
+            let mine = stored.rank_states.get(d.rank).with_context(|| format!("{}: no state for rank {}", dir.display(), d.rank))?;
+            loader_state = Some(mine.loader_state);
+            neg = Rng::from_state(mine.negatives_rng);
+        }
+    }
+    if let Some(d) = &dist {
+        // one model: parameters, buffers and the objective's heads from rank 0
+        let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        all.extend(objective.trainable());
+        all.extend(objective.momentum.variables().into_iter().map(|(n, t)| (format!("momentum.{n}"), t)));
+        d.broadcast_all(&mut all)?;
     }
     let metrics_path = run.join("metrics.csv");
-    if resume {
+    if resume && lead {
         // drop rows past the checkpoint (steps a crash lost), so the file has each step once
         if let Ok(text) = std::fs::read_to_string(&metrics_path) {
             let kept: Vec<&str> = text
@@ -335,11 +364,19 @@ pub fn train(
             r3m_fs::write(&metrics_path, (kept.join("\n") + "\n").as_bytes())?;
         }
     }
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
-    if metrics.metadata()?.len() == 0 {
-        writeln!(metrics, "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips")?;
-    }
-    let mut loader = Loader::resume(clips.clone(), loader_config(cfg), loader_state);
+    // only rank 0 writes metrics
+    let mut metrics = if lead {
+        let mut m = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
+        if m.metadata()?.len() == 0 {
+            writeln!(m, "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips")?;
+        }
+        Some(m)
+    } else {
+        None
+    };
+    let mut lc = loader_config(cfg);
+    lc.seed = seed;
+    let mut loader = Loader::resume(clips.clone(), lc, loader_state);
     // the best checkpoint: lowest mean training loss over a checkpoint interval
     let best_dir = run.join("checkpoints").join("best");
     let mut best_loss = checkpoint::read_config(&best_dir)
@@ -351,6 +388,28 @@ pub fn train(
         let name = format!("step-{step:08}");
         let dir = run.join("checkpoints").join(&name);
         let mut config = run_config(cfg, step, loader.state(), neg.state(), loader.clips());
+        if let Some(d) = &dist {
+            // BatchNorm running statistics from rank 0, so the checkpoint is every rank's model
+            let mut buffers: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
+            d.broadcast_all(&mut buffers)?;
+            // every rank's place in its streams, for an exact resume
+            let ls = loader.state();
+            let mine = [ls.rng as i64, ls.group as i64, ls.within as i64, neg.state() as i64];
+            let mut all = Tensor::zeros([d.world as i64, 4], (Kind::Int64, Device::Cpu));
+            all.get(d.rank as i64).copy_(&Tensor::from_slice(&mine));
+            d.allreduce_sum(&mut all)?;
+            let v: Vec<i64> = Vec::try_from(all.view([-1])).context("gathering rank states")?;
+            config.rank_states = v
+                .chunks(4)
+                .map(|c| crate::run::RankState {
+                    loader_state: LoaderState { rng: c[0] as u64, group: c[1] as u64, within: c[2] as usize },
+                    negatives_rng: c[3] as u64,
+                })
+                .collect();
+            if !lead {
+                return Ok(());
+            }
+        }
         let state = objective.state();
         let json = serde_json::to_value(&config).context("serialising the run config")?;
         checkpoint::save_with(&dir, vs, &adam.state(), &json, &state)?;
@@ -433,12 +492,25 @@ pub fn train(
             precision: cfg.precision,
         });
         let total = loss.total.double_value(&[]);
-        if !total.is_finite() {
-            bail!("loss became {total} at step {}: stopping; the last good checkpoint is {}", step + 1,
+        // a non-finite loss on any rank stops every rank
+        let bad = match &dist {
+            Some(d) => d.any(!total.is_finite())?,
+            None => !total.is_finite(),
+        };
+        if bad {
+            bail!("loss became {} at step {}: stopping; the last good checkpoint is {}",
+                if total.is_finite() { "non-finite on another rank".to_string() } else { total.to_string() }, step + 1,
                 latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()));
         }
         adam.zero_grad();
-        loss.total.backward();
+        if let Some(d) = &dist {
+            // 0·Σp gives every parameter a gradient (zeros where unused), so all ranks send the same buffer
+            let zero = grad_params.iter().fold(Tensor::zeros([], (Kind::Float, cfg.device)), |acc, p| acc + p.sum(Kind::Float) * 0.0);
+            (&loss.total + zero).backward();
+            d.average_grads(&grad_params)?;
+        } else {
+            loss.total.backward();
+        }
         adam.step();
         objective.after_step(&vs);
         step += 1;
@@ -460,14 +532,21 @@ pub fn train(
             redrawn_total: loader.stats().redrawn,
         };
         let (lang_loss, lang_acc) = m.lang.map_or((String::new(), String::new()), |(l, a)| (format!("{l:.6}"), format!("{a:.4}")));
+        if let Some(metrics) = metrics.as_mut() {
         writeln!(
             metrics,
             "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{lang_loss},{lang_acc},{}",
             m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s, m.objective, m.objective_acc, m.dropped_total
         )?;
+        }
         interval_sum += total;
         interval_n += 1;
         let go_on = on_step(&m);
+        // a stop on any rank (Ctrl-C, a callback) stops every rank at the same step
+        let go_on = match &dist {
+            Some(d) => !d.any(!go_on)?,
+            None => go_on,
+        };
         if step % cfg.checkpoint_every.max(1) == 0 || step == cfg.steps || !go_on {
             let mean = interval_sum / interval_n as f64;
             let best = (mean < best_loss).then_some(mean);
@@ -484,6 +563,11 @@ pub fn train(
     }
     if last_saved != step {
         save(step, &loader, &neg, &adam, &vs, &objective, None)?;
+    }
+    if let Some(d) = &dist {
+        // one number per rank to compare: the ranks must hold the same weights
+        let sum: f64 = grad_params.iter().map(|p| p.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[])).sum();
+        eprintln!("rank {} of {}: {step} steps, parameter checksum {sum:.17e}", d.rank, d.world);
     }
     Ok(step)
 }

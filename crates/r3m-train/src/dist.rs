@@ -1,0 +1,218 @@
+//! Data-parallel training over PyTorch's c10d: a Gloo process group joined through a TCPStore,
+//! as `torchrun` (or Slurm with the usual wrapper) describes it in the environment.
+//!
+//! What each rank does (see `trainer`): it draws its own clips (loader and negatives seeded from
+//! the seed and the rank), parameters and buffers are broadcast from rank 0 at the start and on
+//! resume, gradients are averaged over ranks in one flat buffer after every backward pass, BatchNorm
+//! running statistics are broadcast from rank 0 before every checkpoint, a non-finite loss or a
+//! stop on any rank stops every rank (agreed through a collective, never a hang), and only rank 0
+//! writes the run directory. The global batch is `--batch` × world size.
+//!
+//! The collectives run on CPU tensors (Gloo); CUDA tensors are staged through host memory. NCCL
+//! is not built in yet (see README).
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tch::{Device, Kind, Tensor};
+
+extern "C" {
+    fn r3m_dist_init(addr: *const c_char, port: i32, rank: i32, world: i32, agent_store: i32, timeout_s: i32, out: *mut *mut c_void, err: *mut c_char, len: usize) -> i32;
+    fn r3m_dist_allreduce_sum(group: *mut c_void, t: *mut c_void, err: *mut c_char, len: usize) -> i32;
+    fn r3m_dist_broadcast(group: *mut c_void, t: *mut c_void, root: i32, err: *mut c_char, len: usize) -> i32;
+    fn r3m_dist_barrier(group: *mut c_void, err: *mut c_char, len: usize) -> i32;
+    fn r3m_dist_free(group: *mut c_void);
+    fn r3m_dist_available() -> i32;
+}
+
+/// Where this process sits in the job, from the environment `torchrun` sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistEnv {
+    /// This process's rank.
+    pub rank: usize,
+    /// Number of processes.
+    pub world: usize,
+    /// Rank within this node (picks `cuda:LOCAL_RANK`).
+    pub local_rank: usize,
+    /// The TCPStore's host.
+    pub addr: String,
+    /// The TCPStore's port.
+    pub port: u16,
+    /// `torchrun` hosts the store itself (`TORCHELASTIC_USE_AGENT_STORE=True`).
+    pub agent_store: bool,
+}
+
+impl DistEnv {
+    /// `None` when `WORLD_SIZE` is unset or 1; an error naming the variable when one is malformed.
+    pub fn from_env() -> Result<Option<DistEnv>> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let num = |k: &str| -> Result<Option<usize>> {
+            var(k).map(|v| v.trim().parse::<usize>().with_context(|| format!("{k}={v}: not a number"))).transpose()
+        };
+        let world = num("WORLD_SIZE")?.unwrap_or(1);
+        if world <= 1 {
+            return Ok(None);
+        }
+        let rank = num("RANK")?.context("WORLD_SIZE > 1 but RANK is not set (launch with torchrun, or set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)")?;
+        if rank >= world {
+            bail!("RANK={rank} but WORLD_SIZE={world}");
+        }
+        let port = var("MASTER_PORT").map_or(Ok(29500), |p| p.trim().parse::<u16>().with_context(|| format!("MASTER_PORT={p}: not a port")))?;
+        Ok(Some(DistEnv {
+            rank,
+            world,
+            local_rank: num("LOCAL_RANK")?.unwrap_or(rank),
+            addr: var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+            port,
+            agent_store: var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        }))
+    }
+}
+
+/// A joined process group.
+pub struct Dist {
+    group: *mut c_void,
+    /// This process's rank.
+    pub rank: usize,
+    /// Number of processes.
+    pub world: usize,
+    /// Rank within the node.
+    pub local_rank: usize,
+}
+
+// SAFETY: the group is only used through &self methods that call c10d, whose Gloo process group
+// is safe to call from any thread; it is freed once, in Drop.
+unsafe impl Send for Dist {}
+unsafe impl Sync for Dist {}
+
+impl std::fmt::Debug for Dist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dist(rank {} of {})", self.rank, self.world)
+    }
+}
+
+fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<()> {
+    let mut buf = vec![0 as c_char; 1024];
+    if f(buf.as_mut_ptr(), buf.len()) != 0 {
+        // SAFETY: the shim writes a NUL-terminated message into buf
+        let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
+        bail!("{what}: {msg}");
+    }
+    Ok(())
+}
+
+impl Dist {
+    /// Whether this build can join a process group (it has Gloo).
+    pub fn available() -> bool {
+        // SAFETY: no arguments, no state
+        unsafe { r3m_dist_available() == 1 }
+    }
+
+    /// Joins the group `env` describes; `timeout` bounds the rendezvous and every collective.
+    pub fn join(env: &DistEnv, timeout: Duration) -> Result<Dist> {
+        let addr = CString::new(env.addr.clone()).context("MASTER_ADDR contains a NUL byte")?;
+        let mut group = std::ptr::null_mut();
+        let secs = timeout.as_secs().clamp(1, i32::MAX as u64) as i32;
+        call(&format!("joining the process group (rank {} of {} at {}:{})", env.rank, env.world, env.addr, env.port), |e, l| {
+            // SAFETY: valid C string, out pointer to our local, error buffer from `call`
+            unsafe { r3m_dist_init(addr.as_ptr(), i32::from(env.port), env.rank as i32, env.world as i32, i32::from(env.agent_store), secs, &mut group, e, l) }
+        })?;
+        Ok(Dist { group, rank: env.rank, world: env.world, local_rank: env.local_rank })
+    }
+
+    /// In-place sum over ranks of a tensor (any device; staged through host memory).
+    pub fn allreduce_sum(&self, t: &mut Tensor) -> Result<()> {
+        let mut host = t.to_device(Device::Cpu).contiguous();
+        call("all-reduce", |e, l| {
+            // SAFETY: host is a live, contiguous CPU tensor (tch's handle is an at::Tensor*)
+            unsafe { r3m_dist_allreduce_sum(self.group, host.as_mut_ptr() as *mut c_void, e, l) }
+        })?;
+        if t.device() != Device::Cpu || !t.is_contiguous() {
+            tch::no_grad(|| t.copy_(&host));
+        } else {
+            *t = host;
+        }
+        Ok(())
+    }
+
+    /// In-place broadcast of a tensor from `root`.
+    pub fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<()> {
+        let mut host = t.to_device(Device::Cpu).contiguous();
+        call("broadcast", |e, l| {
+            // SAFETY: as in allreduce_sum
+            unsafe { r3m_dist_broadcast(self.group, host.as_mut_ptr() as *mut c_void, root as i32, e, l) }
+        })?;
+        tch::no_grad(|| t.copy_(&host));
+        Ok(())
+    }
+
+    /// Waits for every rank.
+    pub fn barrier(&self) -> Result<()> {
+        // SAFETY: the group is live
+        call("barrier", |e, l| unsafe { r3m_dist_barrier(self.group, e, l) })
+    }
+
+    /// Whether `flag` is set on any rank (one small all-reduce).
+    pub fn any(&self, flag: bool) -> Result<bool> {
+        let mut t = Tensor::from_slice(&[f64::from(u8::from(flag))]);
+        self.allreduce_sum(&mut t)?;
+        Ok(t.double_value(&[0]) > 0.0)
+    }
+
+    /// Averages the gradients of `params` over ranks in one flat buffer. Every parameter must
+    /// have a gradient (the trainer adds `0 · Σp` to the loss so that unused ones get zeros), so
+    /// every rank sends the same layout.
+    pub fn average_grads(&self, params: &[Tensor]) -> Result<()> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let dev = params[0].device();
+        let mut flat = Vec::with_capacity(params.len());
+        for (i, p) in params.iter().enumerate() {
+            let g = p.grad();
+            if !g.defined() {
+                bail!("parameter {i} has no gradient on rank {}: every rank must send every gradient", self.rank);
+            }
+            flat.push(g.detach().to_kind(Kind::Float).reshape([-1]));
+        }
+        let mut buf = Tensor::cat(&flat, 0);
+        self.allreduce_sum(&mut buf)?;
+        let buf = (buf / self.world as f64).to_device(dev);
+        let mut off = 0i64;
+        tch::no_grad(|| {
+            for p in params {
+                let n = p.numel() as i64;
+                let mut g = p.grad();
+                g.copy_(&buf.narrow(0, off, n).view_as(&g).to_kind(g.kind()));
+                off += n;
+            }
+        });
+        Ok(())
+    }
+
+    /// Broadcasts every tensor of `vars` (sorted by name) from rank 0.
+    pub fn broadcast_all(&self, vars: &mut [(String, Tensor)]) -> Result<()> {
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in vars.iter_mut() {
+            self.broadcast(t, 0).with_context(|| format!("broadcasting {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Dist {
+    fn drop(&mut self) {
+        // SAFETY: freed once
+        unsafe { r3m_dist_free(self.group) }
+    }
+}
+
+/// Rank `rank`'s seed for its clip stream and negatives (rank streams are disjoint).
+pub fn rank_seed(seed: u64, rank: usize) -> u64 {
+    // SplitMix64 of (seed, rank)
+    let mut z = seed ^ (rank as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
