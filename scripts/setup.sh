@@ -66,5 +66,8 @@ export MUJOCO_GL="\${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="\${PYOPENGL_PLATFORM:-egl}"
 ENV
 
+# `r3m` on the venv's PATH (a link to the release build; it resolves once the first build is done)
+ln -sfn "${CARGO_TARGET_DIR:-$R3M_CACHE/target}/release/r3m" "$VENV/bin/r3m"
+
 command -v cargo >/dev/null || { log "cargo not found: install Rust (rustup) first"; exit 1; }
 log "ready (cache: $R3M_CACHE)"
