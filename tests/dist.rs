@@ -189,3 +189,45 @@ fn a_killed_rank_makes_the_other_exit_with_an_error() {
     assert!(e.contains("error") && !e.contains("panicked"), "{e}");
     eprintln!("rank 0 exited {waited:?} after rank 1 was killed: {}", e.lines().last().unwrap_or(""));
 }
+
+/// Data-parallel objectives over the global batch: SimCLR with `--global-negatives` trains with
+/// identical weights on both ranks; MoCo enqueues the global batch's keys, so the ranks' queues
+/// are identical and a 2-rank MoCo run resumes bit-identically (queue included).
+#[test]
+fn global_negatives_and_a_global_moco_queue() {
+    let Some(torchrun) = torchrun() else { panic!("torchrun not found in the venv (VIRTUAL_ENV)") };
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let launch = |out: &Path, steps: u64, extra: &[&str]| -> String {
+        let mut c = Command::new(&torchrun);
+        c.args(["--nproc-per-node=2", "--master-port", &free_port().to_string(), "--no-python"]).arg(r3m_bin());
+        c.args(["train", "--videos"]).arg(&v).arg("--out").arg(out);
+        c.args(["--steps", &steps.to_string(), "--batch", "2", "--size", "48", "--workers", "1", "--tuples-per-clip", "2"]);
+        c.args(["--checkpoint-every", "2", "--seed", "4", "--device", "cpu", "--precision", "fp32", "--lr", "1e-3"]).args(extra);
+        let o = c.output().unwrap();
+        let e = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "torchrun failed:\n{e}");
+        e
+    };
+    let log = launch(&dir.path().join("simclr"), 3, &["--objective", "simclr", "--global-negatives"]);
+    let sums: Vec<&str> = log.lines().filter_map(|l| l.split("parameter checksum ").nth(1)).collect();
+    assert!(sums.len() == 2 && sums[0] == sums[1], "{log}");
+    let moco = ["--objective", "moco", "--queue", "8"];
+    launch(&dir.path().join("straight"), 4, &moco);
+    let split = dir.path().join("split");
+    launch(&split, 2, &moco);
+    launch(&split, 4, &[&moco[..], &["--resume"]].concat());
+    let state = |run: &Path, file: &str| {
+        let mut t = Tensor::read_safetensors(run.join("checkpoints/step-00000004").join(file)).unwrap();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    for file in ["model.safetensors", "objective.safetensors"] {
+        for ((n, a), (_, b)) in state(&dir.path().join("straight"), file).iter().zip(&state(&split, file)) {
+            let d = (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[]);
+            assert!(d == 0.0, "{file} {n} differs by {d} after a 2-rank MoCo resume");
+        }
+    }
+}

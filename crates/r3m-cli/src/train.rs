@@ -80,6 +80,10 @@ pub struct Args {
     /// simclr / moco: softmax temperature (default: simclr 0.1, moco 0.2).
     #[arg(long)]
     temperature: Option<f64>,
+    /// simclr / npair, data-parallel (WORLD_SIZE > 1): negatives from every rank's batch (all-gathered,
+    /// gradient through this rank's part), as SimCLR's large-batch recipe does.
+    #[arg(long)]
+    global_negatives: bool,
     /// moco: length of the queue of past keys [default: 4096].
     #[arg(long)]
     queue: Option<usize>,
@@ -214,6 +218,7 @@ pub fn run(args: Args) -> Result<i32> {
         ("--temperature", args.temperature.is_some(), matches!(kind, ObjectiveKind::SimClr | ObjectiveKind::Moco)),
         ("--queue", args.queue.is_some(), kind == ObjectiveKind::Moco),
         ("--momentum", args.momentum.is_some(), kind.has_target()),
+        ("--global-negatives", args.global_negatives, matches!(kind, ObjectiveKind::SimClr | ObjectiveKind::NPair)),
     ]
     .into_iter()
     .filter(|&(_, given, used)| given && !used)
@@ -221,10 +226,13 @@ pub fn run(args: Args) -> Result<i32> {
     .collect();
     if !unused.is_empty() {
         bail!(
-            "{} do(es) nothing with --objective {} (triplet: --margin, --hard-negatives; simclr/moco: --temperature; moco: --queue; moco/byol: --momentum)",
+            "{} do(es) nothing with --objective {} (triplet: --margin, --hard-negatives; simclr/moco: --temperature; moco: --queue; moco/byol: --momentum; simclr/npair: --global-negatives)",
             unused.join(", "),
             kind.name()
         );
+    }
+    if args.global_negatives && dist.is_none() {
+        bail!("--global-negatives does nothing in one process: launch with torchrun (WORLD_SIZE > 1)");
     }
     if args.text_embeddings.is_some() && args.lang_weight == 0.0 {
         bail!("--text-embeddings does nothing without the language term: give --lang-weight W (R3M: 1.0)");
@@ -238,6 +246,7 @@ pub fn run(args: Args) -> Result<i32> {
     objective.momentum = args.momentum.unwrap_or(objective.momentum);
     objective.lang_weight = args.lang_weight;
     objective.lang_hidden = args.lang_hidden;
+    objective.global_negatives = args.global_negatives;
     if !(objective.temperature > 0.0) {
         bail!("--temperature must be > 0");
     }

@@ -122,6 +122,9 @@ pub struct ObjectiveConfig {
     pub lang_weight: f64,
     /// Width of the language head's hidden layers (R3M: 1024).
     pub lang_hidden: i64,
+    /// Data-parallel `simclr` / `npair`: negatives from the global batch
+    /// ([`ObjectiveInput::global`]).
+    pub global_negatives: bool,
 }
 
 impl ObjectiveConfig {
@@ -140,18 +143,24 @@ impl ObjectiveConfig {
             byol_dim: 128,
             lang_weight: 0.0,
             lang_hidden: 1024,
+            global_negatives: false,
         }
     }
 
     /// The settings as JSON (stored in every checkpoint).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "name": self.kind.name(), "w_tcn": self.r3m.w_tcn, "w_l1": self.r3m.w_l1, "w_l2": self.r3m.w_l2,
             "num_negatives": self.r3m.num_negatives, "similarity": format!("{:?}", self.r3m.similarity),
             "margin": self.margin, "hard_negatives": self.hard_negatives, "temperature": self.temperature,
             "queue": self.queue, "momentum": self.momentum, "byol_hidden": self.byol_hidden, "byol_dim": self.byol_dim,
             "lang_weight": self.lang_weight, "lang_hidden": self.lang_hidden,
-        })
+        });
+        // only when on, so configs written before the option compare equal
+        if self.global_negatives {
+            v["global_negatives"] = serde_json::json!(true);
+        }
+        v
     }
 }
 
@@ -213,6 +222,45 @@ pub fn npair(a: &Tensor, p: &Tensor, emb: &Tensor, clips: &Tensor) -> (Tensor, T
     let logits = Tensor::cat(&[pos, neg.masked_fill(&same, f64::NEG_INFINITY)], 1);
     let loss = -logits.log_softmax(1, Kind::Float).select(1, 0).mean(Kind::Float);
     let acc = tch::no_grad(|| logits.argmax(1, false).eq(0).to_kind(Kind::Float).mean(Kind::Float));
+    (loss, acc)
+}
+
+/// [`npair`] against the global batch (data-parallel): the local anchors `a` (clips `clips`) with
+/// their positives `p`, negatives every frame of `emb_all` `[N, 5, D]` from another clip.
+pub fn npair_global(a: &Tensor, p: &Tensor, clips: &Tensor, emb_all: &Tensor, clips_all: &Tensor) -> (Tensor, Tensor) {
+    let (n, d) = (emb_all.size()[0], emb_all.size()[2]);
+    let pos = (a * p).sum_dim_intlist(&[-1i64][..], true, Kind::Float);
+    let neg = a.matmul(&emb_all.reshape([n * 5, d]).tr());
+    let same = clips.unsqueeze(1).eq_tensor(&clips_all.unsqueeze(0)).repeat_interleave_self_int(5, Some(1), None);
+    let logits = Tensor::cat(&[pos, neg.masked_fill(&same, f64::NEG_INFINITY)], 1);
+    let loss = -logits.log_softmax(1, Kind::Float).select(1, 0).mean(Kind::Float);
+    let acc = tch::no_grad(|| logits.argmax(1, false).eq(0).to_kind(Kind::Float).mean(Kind::Float));
+    (loss, acc)
+}
+
+/// [`nt_xent`] for this rank's 2B views against the 2N views of the global batch (data-parallel
+/// SimCLR): `a_all`/`p_all` `[N, D]` hold every rank's views, this rank's at rows
+/// `offset..offset+B` (they carry the graph there). Equals [`nt_xent`] when N = B.
+#[allow(clippy::too_many_arguments)]
+pub fn nt_xent_global(a: &Tensor, p: &Tensor, clips: &Tensor, a_all: &Tensor, p_all: &Tensor, clips_all: &Tensor, offset: i64, tau: f64) -> (Tensor, Tensor) {
+    let (b, n) = (a.size()[0], a_all.size()[0]);
+    let dev = a.device();
+    let zq = normalize(&Tensor::cat(&[a, p], 0));
+    let zk = normalize(&Tensor::cat(&[a_all, p_all], 0));
+    let sim = zq.matmul(&zk.tr()) / tau;
+    let li = Tensor::arange(b, (Kind::Int64, dev)) + offset;
+    // each local view's pair among the global views: a_i ↔ p_i
+    let pair = Tensor::cat(&[&li + n, li.shallow_clone()], 0);
+    let col = Tensor::arange(2 * n, (Kind::Int64, dev));
+    let is_pair = pair.unsqueeze(1).eq_tensor(&col.unsqueeze(0));
+    let cq = Tensor::cat(&[clips, clips], 0);
+    let ck = Tensor::cat(&[clips_all, clips_all], 0);
+    // exclude itself and same-clip views other than its pair
+    let excluded = cq.unsqueeze(1).eq_tensor(&ck.unsqueeze(0)).logical_and(&is_pair.logical_not());
+    let logits = sim.masked_fill(&excluded, f64::NEG_INFINITY);
+    let logp = logits.log_softmax(1, Kind::Float).gather(1, &pair.unsqueeze(1), false).squeeze_dim(1);
+    let loss = -logp.mean(Kind::Float);
+    let acc = tch::no_grad(|| logits.argmax(1, false).eq_tensor(&pair).to_kind(Kind::Float).mean(Kind::Float));
     (loss, acc)
 }
 
@@ -380,6 +428,10 @@ pub struct ObjectiveInput<'a> {
     pub lang: Option<(&'a Tensor, &'a Tensor, &'a [Tensor], &'a Tensor)>,
     /// Arithmetic of the momentum encoder's forward pass.
     pub precision: Precision,
+    /// Data-parallel with global negatives: the global batch's embeddings `[W·B, 5, D]` (this
+    /// rank's rows carry the graph, the others are constants), their clip ids `[W·B]`, and this
+    /// rank's first row in them.
+    pub global: Option<(&'a Tensor, &'a Tensor, i64)>,
 }
 
 /// One evaluation's terms (scalars); `total` carries the graph.
@@ -542,8 +594,17 @@ impl Objective {
                 let neg = if self.cfg.hard_negatives { hardest_negatives(&emb, inp.clips) } else { n };
                 triplet(&a, &p, &neg, self.cfg.margin)
             }
-            ObjectiveKind::NPair => npair(&a, &p, &emb, inp.clips),
-            ObjectiveKind::SimClr => nt_xent(&a, &p, inp.clips, self.cfg.temperature),
+            ObjectiveKind::NPair => match inp.global.filter(|_| self.cfg.global_negatives) {
+                Some((all, clips_all, _)) => npair_global(&a, &p, inp.clips, &all.to_kind(Kind::Float), clips_all),
+                None => npair(&a, &p, &emb, inp.clips),
+            },
+            ObjectiveKind::SimClr => match inp.global.filter(|_| self.cfg.global_negatives) {
+                Some((all, clips_all, offset)) => {
+                    let all = all.to_kind(Kind::Float);
+                    nt_xent_global(&a, &p, inp.clips, &all.select(1, 4), &all.select(1, 3), clips_all, offset, self.cfg.temperature)
+                }
+                None => nt_xent(&a, &p, inp.clips, self.cfg.temperature),
+            },
             ObjectiveKind::Moco => {
                 let k = self.target_embed(inp, &[3]).squeeze_dim(1);
                 let out = moco_logits_loss(&a, &k, self.queue.as_ref().expect("moco has a queue"), self.cfg.temperature);
@@ -588,6 +649,16 @@ impl Objective {
     }
 
     /// The momentum encoder's embeddings of the given tuple slots, `[B, slots, D]`, no grad.
+    /// Data-parallel MoCo: replaces the keys waiting to be enqueued by `gather(keys)` (every
+    /// rank's keys, in rank order), so every rank's queue holds the global batch's keys and the
+    /// queues stay identical.
+    pub fn gather_pending_keys<E>(&mut self, gather: impl FnOnce(&Tensor) -> Result<Tensor, E>) -> Result<(), E> {
+        if let Some(k) = self.pending_keys.take() {
+            self.pending_keys = Some(gather(&k)?);
+        }
+        Ok(())
+    }
+
     fn target_embed(&self, inp: &ObjectiveInput, slots: &[i64]) -> Tensor {
         let enc = self.target.as_ref().expect("a target encoder");
         let b = inp.emb.size()[0];
@@ -626,5 +697,31 @@ impl Objective {
     /// The device.
     pub fn device(&self) -> Device {
         self.heads.device()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_variants_equal_the_local_ones_on_one_rank_and_see_more_negatives_on_two() {
+        tch::manual_seed(1);
+        let emb = Tensor::randn([6, 5, 8], (Kind::Float, tch::Device::Cpu));
+        let clips = Tensor::from_slice(&[0i64, 1, 2, 2, 3, 4]);
+        let (a, p) = (emb.select(1, 4), emb.select(1, 3));
+        let (l1, c1) = nt_xent(&a, &p, &clips, 0.1);
+        let (l2, c2) = nt_xent_global(&a, &p, &clips, &a, &p, &clips, 0, 0.1);
+        assert!((l1.double_value(&[]) - l2.double_value(&[])).abs() < 1e-6 && c1.double_value(&[]) == c2.double_value(&[]));
+        let (l1, _) = npair(&a, &p, &emb, &clips);
+        let (l2, _) = npair_global(&a, &p, &clips, &emb, &clips);
+        assert!((l1.double_value(&[]) - l2.double_value(&[])).abs() < 1e-6);
+        // as rank 1 of 2: rows 6..12 of a 12-row global batch; more negatives, a larger loss
+        let other = Tensor::randn([6, 5, 8], (Kind::Float, tch::Device::Cpu));
+        let all = Tensor::cat(&[&other, &emb], 0);
+        let clips_all = Tensor::cat(&[&(&clips + 10), &clips], 0);
+        let (lg, _) = nt_xent_global(&a, &p, &clips, &all.select(1, 4), &all.select(1, 3), &clips_all, 6, 0.1);
+        let (ll, _) = nt_xent(&a, &p, &clips, 0.1);
+        assert!(lg.double_value(&[]) > ll.double_value(&[]), "more negatives raise the loss");
     }
 }

@@ -153,6 +153,19 @@ impl Dist {
         call("barrier", |e, l| unsafe { r3m_dist_barrier(self.group, e, l) })
     }
 
+    /// Every rank's `t` (same shape on every rank) concatenated along dim 0 in rank order, without
+    /// gradient (one all-reduce of a zero-padded buffer).
+    pub fn all_gather(&self, t: &Tensor) -> Result<Tensor> {
+        let t = t.detach();
+        let n = t.size()[0];
+        let mut shape = t.size();
+        shape[0] = n * self.world as i64;
+        let mut buf = Tensor::zeros(&shape, (t.kind(), Device::Cpu));
+        tch::no_grad(|| buf.narrow(0, self.rank as i64 * n, n).copy_(&t.to_device(Device::Cpu)));
+        self.allreduce_sum(&mut buf)?;
+        Ok(buf.to_device(t.device()))
+    }
+
     /// Whether `flag` is set on any rank (one small all-reduce).
     pub fn any(&self, flag: bool) -> Result<bool> {
         let mut t = Tensor::from_slice(&[f64::from(u8::from(flag))]);

@@ -482,6 +482,18 @@ pub fn train(
             let perms: Vec<Tensor> = (0..9).map(|_| perm(&mut neg)).collect();
             (table.index_select(0, &clip_ids), mask.index_select(0, &clip_ids), perms, Tensor::from_slice(&backward).to_device(cfg.device))
         });
+        // data-parallel global negatives: every rank's embeddings, this rank's rows with the graph
+        let global = match (&dist, cfg.objective.global_negatives) {
+            (Some(d), true) => {
+                let e = emb.to_kind(Kind::Float);
+                let all = d.all_gather(&e)?;
+                let off = d.rank as i64 * b;
+                let rest = (d.world as i64 - d.rank as i64 - 1) * b;
+                let all = Tensor::cat(&[all.narrow(0, 0, off), e, all.narrow(0, off + b, rest)], 0);
+                Some((all, d.all_gather(&clip_ids)?, off))
+            }
+            _ => None,
+        };
         let loss = objective.loss(&ObjectiveInput {
             emb: &emb,
             images: &x,
@@ -490,7 +502,12 @@ pub fn train(
             perms2: &p2,
             lang: lang.as_ref().map(|(t, m, p, b)| (t, m, p.as_slice(), b)),
             precision: cfg.precision,
+            global: global.as_ref().map(|(e, c, o)| (e, c, *o)),
         });
+        if let Some(d) = &dist {
+            // MoCo: every rank enqueues the global batch's keys (identical queues on all ranks)
+            objective.gather_pending_keys(|k| d.all_gather(k))?;
+        }
         let total = loss.total.double_value(&[]);
         // a non-finite loss on any rank stops every rank
         let bad = match &dist {
