@@ -8,6 +8,7 @@
 //! - random access: R3M 5-frame tuples from r3m-data's sampler: r3m-video (one reader tuple by
 //!   tuple; a pool of `threads` workers; and all tuples of the video in one `read_many` pass, as a sampler drawing several tuples per decoded
 //!   clip does), and PyAV seeking to each requested frame.
+//!
 //! All at the same thread count. Prints a markdown table and writes JSON next to the videos.
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # build the binary first: the end-to-end tests in tests/ run it
 cargo build --release --locked -p r3m-cli
+# lint gate: clippy on every target (lib, bins, tests, benches), warnings are errors; a check, not
+# a build: ~1.5 min with a warm cache, longer on a cold one (it checks the dependencies too)
+lint_rc=0
+cargo clippy --release --locked --workspace --all-targets -- -D warnings || lint_rc=$?
 log="$(mktemp)"
 # the tests' probe cache is their own, never the user's ~/.cache/r3m/probe
 R3M_PROBE_CACHE="$(mktemp -d)"
@@ -21,4 +25,8 @@ set -e
 # one closing line over all test binaries
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+if [ "$lint_rc" -ne 0 ]; then
+  echo "lint: cargo clippy -D warnings failed (see above)"
+  [ "$rc" -ne 0 ] || rc=$lint_rc
+fi
 exit "$rc"

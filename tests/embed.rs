@@ -264,6 +264,8 @@ fn a_bad_frame_costs_that_frame_and_empty_jobs_fail() {
 /// Runs `cmd` and returns (success, stderr, its own peak resident memory in kB), measured by
 /// `wait4` on that child alone (tests running in parallel start children of their own).
 fn run_measured(mut cmd: Command, log: &Path) -> (bool, String, i64) {
+    // waited for below with wait4 (for its rusage), which clippy cannot see
+    #[allow(clippy::zombie_processes)]
     let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
     let mut status = 0;
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };

@@ -244,6 +244,7 @@ fn replayed_demo_actions_render_the_demo_pixels_and_embed_equals_eval_bc() {
     let ours = r3m_bc::embed_prepared(&frozen.encoder, &refs, 56, tch::Device::Cpu, r3m_model::Precision::Fp32);
     let episodes = e.episode_index.as_ref().expect("episode_index column");
     let mut compared = 0;
+    #[allow(clippy::needless_range_loop)] // rows of several parallel columns
     for row in 0..e.len() {
         if episodes[row] != demo.episode {
             continue;

@@ -55,7 +55,10 @@ pub fn render_info(root: &Path) -> Option<RenderInfo> {
 }
 
 /// Per episode: (task name, layout seed), from `episodes.jsonl` (v2) or the episodes Parquet (v3).
-fn episode_tasks(root: &Path, info: &lerobot::Info) -> Result<Vec<(i64, Option<String>, Option<i64>)>> {
+/// Per episode: index, task text, task index.
+type EpisodeTasks = Vec<(i64, Option<String>, Option<i64>)>;
+
+fn episode_tasks(root: &Path, info: &lerobot::Info) -> Result<EpisodeTasks> {
     let mut out = Vec::new();
     if info.is_v3() {
         let mut files = Vec::new();

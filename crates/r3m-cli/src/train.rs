@@ -247,7 +247,7 @@ pub fn run(args: Args) -> Result<i32> {
     objective.lang_weight = args.lang_weight;
     objective.lang_hidden = args.lang_hidden;
     objective.global_negatives = args.global_negatives;
-    if !(objective.temperature > 0.0) {
+    if objective.temperature.is_nan() || objective.temperature <= 0.0 {
         bail!("--temperature must be > 0");
     }
     if !(0.0..1.0).contains(&objective.momentum) {

@@ -297,26 +297,6 @@ pub fn probe_all(files: &[PathBuf], cache: &mut ProbeCache) -> (Vec<Result<Arc<V
     (out, hits)
 }
 
-#[cfg(test)]
-mod cache_tests {
-    use super::*;
-
-    #[test]
-    fn prune_keeps_the_newest_three_quarters() {
-        let d = tempfile::tempdir().unwrap();
-        for i in 0..8 {
-            let p = d.path().join(format!("{i:016x}.json"));
-            std::fs::write(&p, b"{}").unwrap();
-            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i);
-            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
-        }
-        assert_eq!(prune(d.path(), 10), 0);
-        assert_eq!(prune(d.path(), 4), 5);
-        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
-        left.sort();
-        assert_eq!(left, vec![format!("{:016x}.json", 5), format!("{:016x}.json", 6), format!("{:016x}.json", 7)]);
-    }
-}
 
 /// The clip for frames `start..end` of `video`, or why it cannot be one (no frame). The sources
 /// apply only this rule; a command that needs more (training: [`Dataset::for_tuples`]) applies its own.
@@ -356,4 +336,25 @@ pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sourc
         return Err(no_clips(root, files.len(), &skipped));
     }
     Ok(Dataset { root: root.into(), clips, skipped, cache_hits })
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_three_quarters() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..8 {
+            let p = d.path().join(format!("{i:016x}.json"));
+            std::fs::write(&p, b"{}").unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i);
+            std::fs::File::options().write(true).open(&p).unwrap().set_modified(t).unwrap();
+        }
+        assert_eq!(prune(d.path(), 10), 0);
+        assert_eq!(prune(d.path(), 4), 5);
+        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec![format!("{:016x}.json", 5), format!("{:016x}.json", 6), format!("{:016x}.json", 7)]);
+    }
 }

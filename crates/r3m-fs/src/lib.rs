@@ -164,8 +164,8 @@ impl TempDir {
         Ok(TempDir { path: path.to_path_buf(), tmp, committed: false })
     }
 
-    /// Where to write the folder's files.
-    pub fn path(&self) -> &Path {
+    /// Where to write the folder's files (the temporary folder).
+    pub fn staging(&self) -> &Path {
         &self.tmp
     }
 
@@ -337,7 +337,7 @@ mod tests {
         drop(t);
         assert!(!tmp.exists() && !p.exists());
         let t = TempDir::new(&d.path().join("ck")).unwrap();
-        let tmp = t.path().to_path_buf();
+        let tmp = t.staging().to_path_buf();
         std::fs::write(tmp.join("a"), b"1").unwrap();
         drop(t);
         assert!(!tmp.exists());
@@ -350,7 +350,7 @@ mod tests {
         for (i, files) in [vec!["a", "b"], vec!["c"]].into_iter().enumerate() {
             let t = TempDir::new(&p).unwrap();
             for f in &files {
-                std::fs::write(t.path().join(f), i.to_string()).unwrap();
+                std::fs::write(t.staging().join(f), i.to_string()).unwrap();
             }
             t.commit().unwrap();
         }

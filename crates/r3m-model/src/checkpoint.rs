@@ -64,7 +64,7 @@ pub fn save_with(
     objective: &[(String, Tensor)],
 ) -> Result<(), CheckpointError> {
     let staged = r3m_fs::TempDir::new(dir).map_err(fs_err)?;
-    let tmp = staged.path().to_path_buf();
+    let tmp = staged.staging().to_path_buf();
     // safetensors wants contiguous data; channels-last weights are written in torchvision's layout
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.contiguous())).collect();
     let optimizer: Vec<(String, Tensor)> = optimizer.iter().map(|(n, t)| (n.clone(), t.contiguous())).collect();

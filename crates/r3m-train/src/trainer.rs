@@ -325,7 +325,7 @@ pub fn train(
     let mut adam = Adam::new(params, cfg.lr);
     let mut step = 0u64;
     let mut loader_state = None;
-    let mut neg = Rng::stream(seed, 0x4E45_47);
+    let mut neg = Rng::stream(seed, 0x004E_4547);
     if resume {
         let Some(dir) = latest_checkpoint(run) else { bail!("{}: nothing to resume (no checkpoint)", run.display()) };
         let loaded = checkpoint::load(&dir, &mut vs)?;
@@ -456,7 +456,7 @@ pub fn train(
         let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]);
         let x = if cfg.channels_last { channels_last(&x) } else { x.contiguous() }.to_device(cfg.device);
         let emb = encoder.embed(&x, true, cfg.precision).view([b, 5, -1]);
-        let sample = (cfg.sample_every > 0 && (step + 1) % cfg.sample_every == 0).then(|| {
+        let sample = (cfg.sample_every > 0 && (step + 1).is_multiple_of(cfg.sample_every)).then(|| {
             let frame = (h * w * 3) as usize;
             let e0 = emb.get(0).detach().to_device(Device::Cpu);
             let d = r3m_model::analysis::distance_matrix(&e0).contiguous().view([-1]);
@@ -564,7 +564,7 @@ pub fn train(
             Some(d) => !d.any(!go_on)?,
             None => go_on,
         };
-        if step % cfg.checkpoint_every.max(1) == 0 || step == cfg.steps || !go_on {
+        if step.is_multiple_of(cfg.checkpoint_every.max(1)) || step == cfg.steps || !go_on {
             let mean = interval_sum / interval_n as f64;
             let best = (mean < best_loss).then_some(mean);
             save(step, &loader, &neg, &adam, &vs, &objective, best)?;

@@ -11,6 +11,9 @@
 //!
 //! What it is not: it knows nothing of tensors, models or datasets (`r3m-data` builds clips and
 //! tuples on top of it). Bad input never panics: every failure is an [`Error`] that names the file.
+// bindgen gives FFmpeg's flag constants different integer types in different FFmpeg versions
+// (i32 here, u32 elsewhere): the `as i32` casts keep the calls portable
+#![allow(clippy::unnecessary_cast)]
 
 mod decode;
 mod error;

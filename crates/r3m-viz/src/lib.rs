@@ -197,6 +197,8 @@ impl Viz {
     /// One video: frames on the `frame_index`/`timestamp` timelines, distance to the final frame
     /// as a curve, the 3-D trajectory (`points3`, one per frame) coloured from blue (start) to
     /// yellow (end), and the T×T distance matrix (row-major).
+    // one entity per argument (frames, trajectory, distances): a struct would only rename them
+    #[allow(clippy::too_many_arguments)]
     pub fn video(&self, name: &str, frames: &[(i64, f64, &[u8])], w: u32, h: u32, to_final: &[f32], points3: &[[f32; 3]], distances: &[f32]) -> Result<(), String> {
         let clean = name.replace(['/', '\\', ' '], "_");
         let base = format!("{}/{clean}", paths::VIDEOS);
