@@ -8,6 +8,13 @@ use std::process::Command;
 use r3m_suite::{make_video, r3m_bin};
 use tch::Tensor;
 
+/// The tests that train inside this process take turns. Two trainings running at the same time in
+/// one process were seen to give a different channels-last fp32 loss at step 1 (4.245 → 4.086 or
+/// 4.301; 3 of ~6 full runs), though the initialisation is seeded under one lock and no training op
+/// draws random numbers; the cause is not found yet (see README, "Known issues"). The `r3m`
+/// binary runs one training per process, so it is not affected.
+static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn videos(dir: &Path) {
     for i in 0..5 {
         make_video(&dir.join(format!("clip{i}.mp4")), "96x72", 10, 20 + 5 * i, &["-c:v", "libx264", "-g", "10"]);
@@ -103,6 +110,7 @@ fn bad_flags_are_refused_clearly() {
 /// within 0.2% (only the summation order of the convolutions changes).
 #[test]
 fn bf16_loss_curve_tracks_fp32() {
+    let _turn = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("videos");
     std::fs::create_dir_all(&v).unwrap();
@@ -139,6 +147,7 @@ fn bf16_loss_curve_tracks_fp32() {
 /// metrics.csv, and the momentum variants keep their state beside the model.
 #[test]
 fn every_objective_trains() {
+    let _turn = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("videos");
     std::fs::create_dir_all(&v).unwrap();

@@ -301,8 +301,9 @@ pub fn train(
     let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
     let dim = cfg.proj_dim.unwrap_or(cfg.arch.dim());
     // libtorch's generator is process-wide: seeding and initialising under one lock keeps the
-    // initial weights a function of the seed when several trainings share a process (the tests
-    // run in threads; a flaky channels-last comparison came from two of them interleaving here)
+    // initial weights a function of the seed when several trainings share a process (tests run
+    // in threads). Concurrent trainings in one process still differ in another way: README,
+    // "Known issues".
     let (encoder, mut objective) = {
         let _guard = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         tch::manual_seed(cfg.seed as i64);
