@@ -81,6 +81,21 @@ fn videos(dir: &Path) {
     }
 }
 
+/// `torchrun --nproc-per-node=2 ... r3m train` on `videos` into `out` (tiny settings, seed `seed`);
+/// panics with the log on failure, returns the log.
+fn launch(videos: &Path, out: &Path, steps: u64, seed: u64, extra: &[&str]) -> String {
+    let Some(torchrun) = torchrun() else { panic!("torchrun not found in the venv (VIRTUAL_ENV)") };
+    let mut c = Command::new(torchrun);
+    c.args(["--nproc-per-node=2", "--master-port", &free_port().to_string(), "--no-python"]).arg(r3m_bin());
+    c.args(["train", "--videos"]).arg(videos).arg("--out").arg(out);
+    c.args(["--steps", &steps.to_string(), "--batch", "2", "--size", "48", "--workers", "1", "--tuples-per-clip", "2"]);
+    c.args(["--checkpoint-every", "2", "--seed", &seed.to_string(), "--device", "cpu", "--precision", "fp32", "--lr", "1e-3"]);
+    let o = c.args(["--dist-timeout", "60"]).args(extra).output().unwrap();
+    let e = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "torchrun failed:\n{e}");
+    e
+}
+
 fn torchrun() -> Option<std::path::PathBuf> {
     let venv = std::env::var_os("VIRTUAL_ENV")?;
     let p = Path::new(&venv).join("bin/torchrun");
@@ -93,25 +108,11 @@ fn torchrun() -> Option<std::path::PathBuf> {
 /// one process is refused, naming the world size.
 #[test]
 fn torchrun_two_ranks_train_resume_exactly_and_refuse_another_world_size() {
-    let Some(torchrun) = torchrun() else { panic!("torchrun not found in the venv (VIRTUAL_ENV)") };
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("videos");
     std::fs::create_dir_all(&v).unwrap();
     videos(&v);
-    let launch = |out: &Path, steps: u64, resume: bool| -> String {
-        let mut c = Command::new(&torchrun);
-        c.args(["--nproc-per-node=2", "--master-port", &free_port().to_string(), "--no-python"]).arg(r3m_bin());
-        c.args(["train", "--videos"]).arg(&v).arg("--out").arg(out);
-        c.args(["--steps", &steps.to_string(), "--batch", "2", "--size", "48", "--workers", "1", "--tuples-per-clip", "2"]);
-        c.args(["--checkpoint-every", "2", "--seed", "3", "--device", "cpu", "--precision", "fp32", "--lr", "1e-3", "--dist-timeout", "60"]);
-        if resume {
-            c.arg("--resume");
-        }
-        let o = c.output().unwrap();
-        let e = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        assert!(o.status.success(), "torchrun failed:\n{e}");
-        e
-    };
+    let launch = |out: &Path, steps: u64, resume: bool| launch(&v, out, steps, 3, if resume { &["--resume"] } else { &[] });
     let straight = dir.path().join("straight");
     let log = launch(&straight, 4, false);
     let sums: Vec<&str> = log.lines().filter_map(|l| l.split("parameter checksum ").nth(1)).collect();
@@ -195,22 +196,11 @@ fn a_killed_rank_makes_the_other_exit_with_an_error() {
 /// are identical and a 2-rank MoCo run resumes bit-identically (queue included).
 #[test]
 fn global_negatives_and_a_global_moco_queue() {
-    let Some(torchrun) = torchrun() else { panic!("torchrun not found in the venv (VIRTUAL_ENV)") };
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("videos");
     std::fs::create_dir_all(&v).unwrap();
     videos(&v);
-    let launch = |out: &Path, steps: u64, extra: &[&str]| -> String {
-        let mut c = Command::new(&torchrun);
-        c.args(["--nproc-per-node=2", "--master-port", &free_port().to_string(), "--no-python"]).arg(r3m_bin());
-        c.args(["train", "--videos"]).arg(&v).arg("--out").arg(out);
-        c.args(["--steps", &steps.to_string(), "--batch", "2", "--size", "48", "--workers", "1", "--tuples-per-clip", "2"]);
-        c.args(["--checkpoint-every", "2", "--seed", "4", "--device", "cpu", "--precision", "fp32", "--lr", "1e-3"]).args(extra);
-        let o = c.output().unwrap();
-        let e = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        assert!(o.status.success(), "torchrun failed:\n{e}");
-        e
-    };
+    let launch = |out: &Path, steps: u64, extra: &[&str]| launch(&v, out, steps, 4, extra);
     let log = launch(&dir.path().join("simclr"), 3, &["--objective", "simclr", "--global-negatives"]);
     let sums: Vec<&str> = log.lines().filter_map(|l| l.split("parameter checksum ").nth(1)).collect();
     assert!(sums.len() == 2 && sums[0] == sums[1], "{log}");

@@ -123,13 +123,11 @@ const BRIDGE_FILES: [(&str, &str); 2] = [
 /// Writes [`BRIDGE_FILES`] to `cache/bridge-HASH/` (content-addressed: a folder that exists holds
 /// exactly these files, written atomically) and returns the bridge script's path.
 pub fn install_bridge(cache: &Path) -> std::result::Result<PathBuf, r3m_fs::Error> {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut h = r3m_fs::Fnv64::default();
     for (name, text) in BRIDGE_FILES {
-        for b in name.bytes().chain([0]).chain(text.bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        h.update(name.as_bytes()).update(&[0]).update(text.as_bytes());
     }
-    let dir = cache.join(format!("bridge-{h:016x}"));
+    let dir = cache.join(format!("bridge-{:016x}", h.finish()));
     for (name, text) in BRIDGE_FILES {
         let p = dir.join(name);
         if std::fs::read_to_string(&p).ok().as_deref() != Some(text) {

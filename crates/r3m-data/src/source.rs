@@ -207,12 +207,6 @@ struct CacheEntry {
     info: VideoInfo,
 }
 
-/// FNV-1a, 64 bit: a stable file name for a stamp (the entry holds the stamp, so a collision is a
-/// miss, not a wrong answer).
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 impl ProbeCache {
     /// Entries kept before pruning.
     pub const MAX_ENTRIES: usize = 100_000;
@@ -223,7 +217,8 @@ impl ProbeCache {
     }
 
     fn entry_path(&self, stamp: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{:016x}.json", fnv1a(stamp))))
+        // a stable file name for the stamp (the entry holds the stamp: a collision is a miss)
+        self.dir.as_ref().map(|d| d.join(format!("{}.json", r3m_fs::Fnv64::hex(stamp.as_bytes()))))
     }
 
     /// The cached probe of the video version `stamp`, if any.

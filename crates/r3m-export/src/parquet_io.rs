@@ -251,11 +251,21 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
 
 /// An embeddings file's key-value metadata and row count, without reading its rows.
 pub fn read_embeddings_metadata(path: &Path) -> Result<(HashMap<String, String>, u64), ExportError> {
+    let (builder, metadata) = open_parquet(path)?;
+    Ok((metadata, builder.metadata().file_metadata().num_rows().max(0) as u64))
+}
+
+/// Opens a Parquet file for reading and returns its key-value metadata.
+fn open_parquet(path: &Path) -> Result<(ParquetRecordBatchReaderBuilder<File>, HashMap<String, String>), ExportError> {
     let file = File::open(path).map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fmt_err(path, format!("not a Parquet file ({e})")))?;
-    let fm = builder.metadata().file_metadata();
-    let metadata = fm.key_value_metadata().map(|kv| kv.iter().filter_map(|k| k.value.clone().map(|v| (k.key.clone(), v))).collect()).unwrap_or_default();
-    Ok((metadata, fm.num_rows().max(0) as u64))
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| kv.iter().filter_map(|k| k.value.clone().map(|v| (k.key.clone(), v))).collect())
+        .unwrap_or_default();
+    Ok((builder, metadata))
 }
 
 /// Streams an embeddings file record batch by record batch (memory: one batch, not the file):
@@ -265,14 +275,7 @@ pub fn for_each_chunk(
     path: &Path,
     mut f: impl FnMut(&Embeddings) -> Result<(), ExportError>,
 ) -> Result<(HashMap<String, String>, usize, bool), ExportError> {
-    let file = File::open(path).map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fmt_err(path, format!("not a Parquet file ({e})")))?;
-    let metadata: HashMap<String, String> = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| kv.iter().filter_map(|k| k.value.clone().map(|v| (k.key.clone(), v))).collect())
-        .unwrap_or_default();
+    let (builder, metadata) = open_parquet(path)?;
     let schema = builder.schema().clone();
     let dim = match schema.field_with_name("embedding").map(|f| f.data_type().clone()) {
         Ok(DataType::FixedSizeList(_, d)) => d as usize,

@@ -243,6 +243,38 @@ fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
 
+/// FNV-1a (64 bit), incremental: a stable short name for content-addressed entries (probe-cache
+/// files, the carried bridge's folder, the text-embedding table's hash in run configs). Not
+/// cryptographic; its users keep the full key beside the entry or only compare equal inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) -> &mut Self {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self
+    }
+
+    /// The hash so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// The hash of `bytes` as 16 hex digits.
+    pub fn hex(bytes: &[u8]) -> String {
+        format!("{:016x}", Fnv64::default().update(bytes).finish())
+    }
+}
+
 /// Whether process `pid` still runs (on Unix; elsewhere every process counts as running, so
 /// nothing of another run is ever removed).
 fn alive(pid: u32) -> bool {
@@ -381,6 +413,14 @@ mod tests {
         assert_eq!(names, vec![format!(".latest.tmp-{live}-9"), "best".into(), "step-4".into()]);
         assert!(d.path().join("best/config.json").exists());
         assert_eq!(clean_stale(&d.path().join("missing")).unwrap(), 0);
+    }
+
+    #[test]
+    fn fnv_matches_the_reference_vectors() {
+        // FNV-1a 64 test vectors (Fowler/Noll/Vo): "" and "a"
+        assert_eq!(Fnv64::default().finish(), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(Fnv64::hex(b"a"), "af63dc4c8601ec8c");
+        assert_eq!(Fnv64::default().update(b"fo").update(b"o").finish(), Fnv64::default().update(b"foo").finish());
     }
 
     #[test]

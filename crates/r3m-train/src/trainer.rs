@@ -216,20 +216,14 @@ fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips
 
 /// FNV-1a over the text embeddings table (texts and values in order), as hex.
 fn text_hash(table: &std::collections::BTreeMap<String, Vec<f32>>) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut eat = |b: &[u8]| {
-        for &x in b {
-            h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut h = r3m_fs::Fnv64::default();
     for (t, v) in table {
-        eat(t.as_bytes());
-        eat(&[0]);
+        h.update(t.as_bytes()).update(&[0]);
         for x in v {
-            eat(&x.to_le_bytes());
+            h.update(&x.to_le_bytes());
         }
     }
-    format!("{h:016x}")
+    format!("{:016x}", h.finish())
 }
 
 /// Compares the run in `run` with what `cfg` and `clips` would train: every difference that would

@@ -347,30 +347,17 @@ impl VideoReader {
     /// Returns the frames at `indices` (sorted ascending; repeats allowed), seeking to keyframes
     /// only when that is cheaper than decoding forward from the current position.
     pub fn read_frames(&mut self, indices: &[usize]) -> Result<Vec<Frame>> {
-        if indices.windows(2).any(|w| w[0] > w[1]) {
-            return Err(Error::Unsorted { path: self.path().into() });
-        }
-        let count = self.info.frame_count();
-        if let Some(&bad) = indices.iter().find(|&&i| i >= count) {
-            return Err(Error::OutOfRange { path: self.path().into(), index: bad, count });
-        }
-        let mut out: Vec<Frame> = Vec::with_capacity(indices.len());
-        for &t in indices {
-            if let Some(prev) = out.last() {
-                if prev.index == t {
-                    out.push(prev.clone());
-                    continue;
-                }
-            }
-            out.push(self.read_one(t)?);
-        }
-        Ok(out)
+        self.read_indices(indices, false)
     }
 
     /// [`VideoReader::read_frames`], but a frame that cannot be decoded (corrupt data) costs only
     /// that frame: it is left out of the result (the caller sees which from the returned frames'
     /// `index`) and counted in `stats.corrupt`. Other errors (I/O, an index out of range) fail.
     pub fn read_frames_lossy(&mut self, indices: &[usize]) -> Result<Vec<Frame>> {
+        self.read_indices(indices, true)
+    }
+
+    fn read_indices(&mut self, indices: &[usize], lossy: bool) -> Result<Vec<Frame>> {
         if indices.windows(2).any(|w| w[0] > w[1]) {
             return Err(Error::Unsorted { path: self.path().into() });
         }
@@ -388,7 +375,7 @@ impl VideoReader {
             }
             match self.read_one(t) {
                 Ok(f) => out.push(f),
-                Err(Error::FrameUndecodable { .. }) => self.stats.corrupt += 1,
+                Err(Error::FrameUndecodable { .. }) if lossy => self.stats.corrupt += 1,
                 Err(e) => return Err(e),
             }
         }
