@@ -28,6 +28,7 @@ fn cfg(workers: usize, batch: usize, k: usize) -> LoaderConfig {
         weighting: ClipWeighting::ByLength,
         seed: 7,
         prefetch_groups: 2,
+        mode: r3m_data::LoaderMode::Grouped,
     }
 }
 
@@ -119,4 +120,87 @@ fn a_clip_that_fails_to_decode_is_dropped_and_reported() {
     assert!(batches.iter().all(|b| b.clips == vec![0, 0]), "only the good clip is left");
     assert_eq!(l.stats().failed.len(), 1);
     assert!(l.stats().failed[0].1.contains("c1.mp4"), "{:?}", l.stats().failed);
+}
+
+fn reservoir(workers: usize, batch: usize, k: usize, slots: usize) -> LoaderConfig {
+    LoaderConfig { mode: r3m_data::LoaderMode::Reservoir { slots }, ..cfg(workers, batch, k) }
+}
+
+/// The reservoir: batches of distinct clips, every clip's K tuples spread over many batches (not
+/// K consecutive ones), the same batches for any worker count, and an exact resume at any batch.
+#[test]
+fn the_reservoir_is_fresh_deterministic_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = clips(dir.path(), &[20, 25, 30, 35, 40, 22, 27, 33, 38, 24, 29, 31]);
+    let (b, k, slots) = (3usize, 4usize, 8usize);
+    let a: Vec<_> = Loader::new(cl.clone(), reservoir(2, b, k, slots)).take(24).collect();
+    assert_eq!(a.len(), 24);
+    let mut served = std::collections::HashMap::<usize, usize>::new();
+    for x in &a {
+        assert_eq!((x.batch, x.width, x.height), (b, 32, 32));
+        assert_eq!(x.data.len(), b * 5 * 32 * 32 * 3);
+        let mut c = x.clips.clone();
+        c.sort_unstable();
+        c.dedup();
+        assert_eq!(c.len(), b, "a batch holds distinct clips: {:?}", x.clips);
+        for (t, &ci) in x.tuples.iter().zip(&x.clips) {
+            assert!(t[2] < t[3] && t[3] < t[4] && t[4] < cl[ci].len(), "{t:?}");
+            *served.entry(ci).or_default() += 1;
+        }
+    }
+    // unlike grouped mode, consecutive batches are not the same clips
+    let same = a.windows(2).filter(|w| w[0].clips == w[1].clips).count();
+    assert!(same < 4, "{same} of 23 consecutive batch pairs had the same clips");
+    assert!(served.len() >= 10, "24 batches drew from {} of 12 clips", served.len());
+    for workers in [1usize, 3] {
+        let other: Vec<_> = Loader::new(cl.clone(), reservoir(workers, b, k, slots)).take(24).collect();
+        for (x, y) in a.iter().zip(&other) {
+            assert_eq!((&x.clips, &x.tuples), (&y.clips, &y.tuples), "{workers} worker(s)");
+            assert!(x.data == y.data, "batches differ between 2 workers and {workers}");
+        }
+    }
+    for cut in [1usize, 7, 13] {
+        let mut l = Loader::new(cl.clone(), reservoir(2, b, k, slots));
+        for _ in 0..cut {
+            l.next().unwrap();
+        }
+        let st = l.state();
+        drop(l);
+        let resumed: Vec<_> = Loader::resume(cl.clone(), reservoir(1, b, k, slots), Some(st)).take(24 - cut).collect();
+        assert_eq!(resumed.len(), 24 - cut);
+        for (x, y) in a[cut..].iter().zip(&resumed) {
+            assert_eq!((&x.clips, &x.tuples), (&y.clips, &y.tuples), "resumed after {cut}");
+            assert!(x.data == y.data, "resumed after {cut}: data differs");
+        }
+    }
+}
+
+/// A clip that fails in the reservoir is replaced in its slot by a substitute, reported once; the
+/// batches stay the same for any worker count and after a resume.
+#[test]
+fn the_reservoir_replaces_a_clip_that_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = clips(dir.path(), &[30, 30, 30, 30, 30]);
+    std::fs::write(&cl[2].video.path, b"gone").unwrap();
+    let run = |workers: usize, state: Option<r3m_data::LoaderState>, n: usize| {
+        let mut l = Loader::resume(cl.clone(), reservoir(workers, 2, 3, 4), state);
+        let batches: Vec<_> = l.by_ref().take(n).collect();
+        (batches, l.state(), l.stats().clone())
+    };
+    let (a, _, stats) = run(1, None, 30);
+    assert_eq!(a.len(), 30);
+    assert!(a.iter().all(|x| !x.clips.contains(&2)), "the bad clip never reaches a batch");
+    assert_eq!(stats.failed.len(), 1, "{:?}", stats.failed);
+    assert!(stats.failed[0].1.contains("c2.mp4"), "{:?}", stats.failed);
+    let (b, _, _) = run(3, None, 30);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.data == y.data && x.tuples == y.tuples), "1 and 3 workers differ");
+    let (_, st, _) = run(2, None, 11);
+    let (c, _, _) = run(1, Some(st), 19);
+    assert!(a[11..].iter().zip(&c).all(|(x, y)| x.data == y.data && x.tuples == y.tuples && x.clips == y.clips), "resume differs");
+    // every clip bad: the loader ends instead of spinning
+    for c in &cl {
+        std::fs::write(&c.video.path, b"gone").unwrap();
+    }
+    let mut l = Loader::new(cl.clone(), reservoir(2, 2, 3, 4));
+    assert!(l.next().is_none());
 }

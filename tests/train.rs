@@ -442,3 +442,38 @@ fn kill_9_at_random_points_then_resume_gives_identical_weights() {
     let (ok, e) = train_output(&v, &full, 4, &["--resume"]);
     assert!(ok, "{e}");
 }
+
+/// `--loader reservoir`: trains, resumes bit for bit, keeps its pool size in the run config
+/// (a resume with another `--reservoir-mb` is refused by name), and a reservoir flag without the
+/// reservoir is refused.
+#[test]
+fn the_reservoir_loader_trains_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let res = ["--loader", "reservoir", "--reservoir-mb", "1"];
+    let straight = dir.path().join("straight");
+    let log = train_with(&v, &straight, 4, false, &res);
+    assert!(log.contains("decoded clip(s) held, each serving 2 tuple(s)"), "{log}");
+    let split = dir.path().join("split");
+    train_with(&v, &split, 2, false, &res);
+    train_with(&v, &split, 4, true, &res);
+    let losses = |run: &Path| {
+        let m = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
+    };
+    assert_eq!(losses(&straight), losses(&split), "losses differ after resume");
+    for ((n, x), (_, y)) in weights(&straight).iter().zip(&weights(&split)) {
+        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
+        assert!(d == 0.0, "{n} differs by {d} after resume");
+    }
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(split.join("checkpoints/step-00000004/config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["loader"].as_str(), cfg["reservoir"][0].as_u64()), (Some("reservoir"), Some(1)), "{cfg}");
+    let (ok, e) = train_output(&v, &split, 6, &["--resume", "--loader", "reservoir", "--reservoir-mb", "64"]);
+    assert!(!ok && e.contains("--reservoir-mb 1 MB"), "{e}");
+    let (ok, e) = train_output(&v, &split, 6, &["--resume"]);
+    assert!(!ok && e.contains("--loader reservoir → grouped"), "{e}");
+    let (ok, e) = train_output(&v, &dir.path().join("x"), 2, &["--reservoir-mb", "64"]);
+    assert!(!ok && e.contains("--reservoir-mb does nothing with --loader grouped"), "{e}");
+}

@@ -48,9 +48,23 @@ pub struct Args {
     /// Decode workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Tuples drawn per decoded clip (1 = R3M's sampling exactly; more = fewer decodes per tuple).
-    #[arg(long, default_value_t = 4)]
-    tuples_per_clip: usize,
+    /// Tuples drawn per decoded clip, K (fewer decodes per tuple). Default 4 with
+    /// `--loader grouped` (1 = R3M's sampling exactly), 16 with `--loader reservoir`.
+    #[arg(long)]
+    tuples_per_clip: Option<usize>,
+    /// How batches come from decoded clips. `grouped`: `batch` clips decoded together serve K
+    /// consecutive batches (negatives repeat for K steps). `reservoir`: a pool of decoded clips
+    /// (`--reservoir-mb`); every batch draws `batch` clips from it at random, one tuple each, and
+    /// a clip leaves after K tuples: R3M's fresh draw per batch at the decode cost of K tuples per
+    /// clip (see README, data loader).
+    #[arg(long, default_value = "grouped", value_parser = ["grouped", "reservoir"])]
+    loader: String,
+    /// Memory for the reservoir's decoded clips, in MB (each holds the union of its K tuples'
+    /// frames at the decode size, ≈ 8/7·size squared × 3 bytes a frame: ~1.3 MB a clip at 64 px,
+    /// ~16 MB at 224 px with K = 16; default 2048). The slots it buys are printed and kept in the
+    /// run config.
+    #[arg(long)]
+    reservoir_mb: Option<usize>,
     /// Write a checkpoint every N steps (and at the end, and on Ctrl-C).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: u64,
@@ -196,7 +210,14 @@ pub fn run(args: Args) -> Result<i32> {
     cfg.arch = args.arch;
     cfg.size = args.size;
     cfg.batch = args.batch;
-    cfg.tuples_per_clip = args.tuples_per_clip.max(1);
+    let reservoir = args.loader == "reservoir";
+    cfg.tuples_per_clip = args.tuples_per_clip.unwrap_or(if reservoir { 16 } else { 4 }).max(1);
+    match (reservoir, args.reservoir_mb) {
+        (false, Some(_)) => bail!("--reservoir-mb does nothing with --loader grouped: give --loader reservoir"),
+        (true, Some(0)) => bail!("--reservoir-mb must be ≥ 1"),
+        _ => {}
+    }
+    cfg.reservoir_mb = reservoir.then(|| args.reservoir_mb.unwrap_or(2048));
     cfg.workers = args.workers.max(1);
     cfg.steps = args.steps;
     cfg.lr = args.lr;

@@ -15,13 +15,14 @@ pub mod augment;
 pub mod lerobot;
 pub mod loader;
 pub mod manifest;
+pub mod reservoir;
 pub mod rng;
 pub mod sampler;
 pub mod source;
 pub mod table;
 
 pub use augment::{Augment, Crop};
-pub use loader::{Batch, ClipWeighting, Loader, LoaderConfig, LoaderState, LoaderStats};
+pub use loader::{Batch, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderState, LoaderStats};
 pub use rng::Rng;
 pub use sampler::{Span, Tuple, TupleSampler, MIN_CLIP_FRAMES};
 pub use lerobot::scan_lerobot;

@@ -54,11 +54,37 @@ pub struct LoaderConfig {
     pub weighting: ClipWeighting,
     /// Seed of everything random.
     pub seed: u64,
-    /// Groups decoded ahead of the consumer.
+    /// Groups decoded ahead of the consumer (grouped mode; the reservoir runs ahead by batches).
     pub prefetch_groups: usize,
+    /// How tuples are drawn from decoded clips.
+    pub mode: LoaderMode,
 }
 
-/// Where the loader is in its sequence; store it in a checkpoint to resume exactly.
+/// How decoded clips are turned into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoaderMode {
+    /// Groups of `batch` clips, K tuples each, in K consecutive batches (see the module docs).
+    Grouped,
+    /// A pool of `slots` decoded clips; every batch takes `batch` of them at random, one tuple
+    /// each; a clip leaves after K tuples ([`crate::reservoir`]).
+    Reservoir {
+        /// Clips held decoded (see [`crate::reservoir::pool_slots`] to size it from memory).
+        slots: usize,
+    },
+}
+
+impl LoaderMode {
+    /// `grouped` or `reservoir`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoaderMode::Grouped => "grouped",
+            LoaderMode::Reservoir { .. } => "reservoir",
+        }
+    }
+}
+
+/// Where the loader is in its sequence; store it in a checkpoint to resume exactly. (The
+/// reservoir counts batches in `group` and replays its schedule from the seed.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoaderState {
     /// State of the group sampler's RNG before the next group to yield.
@@ -116,7 +142,7 @@ struct Producer {
 
 /// What the producer sends per group: the state before it, its batches, clips that failed, tuples
 /// redrawn around undecodable frames.
-type GroupMsg = (LoaderState, Vec<Batch>, Vec<(usize, String)>, u64);
+pub(crate) type GroupMsg = (LoaderState, Vec<Batch>, Vec<(usize, String)>, u64);
 
 /// Attempts at redrawing a tuple around undecodable frames before its clip counts as failed.
 const REDRAWS: u64 = 8;
@@ -157,20 +183,44 @@ impl Loader {
         let n = clips.len();
         let st = state.unwrap_or(LoaderState { rng: cfg.seed, group: 0, within: 0 });
         let clips = Arc::new(clips);
-        let (tx, rx) = crossbeam_channel::bounded(cfg.prefetch_groups.max(1));
-        let pool = DecodePool::new(cfg.workers, cfg.decode, 2 * cfg.workers.max(1));
-        let mut producer =
-            Producer { clips: clips.clone(), rng: Rng::from_state(st.rng), group: st.group, bad: vec![false; n], cum, pool, cfg };
-        let thread = std::thread::Builder::new()
-            .name("r3m-loader".into())
-            .spawn(move || {
-                while let Some(msg) = producer.next_group() {
-                    if tx.send(msg).is_err() {
-                        return;
-                    }
-                }
-            })
-            .expect("spawning the loader thread");
+        // a group message carries K batches, a reservoir message one
+        let cap = cfg.prefetch_groups.max(1) * if cfg.mode == LoaderMode::Grouped { 1 } else { 4 };
+        let (tx, rx) = crossbeam_channel::bounded(cap);
+        let (st, thread) = match cfg.mode {
+            LoaderMode::Grouped => {
+                let pool = DecodePool::new(cfg.workers, cfg.decode, 2 * cfg.workers.max(1));
+                let mut producer =
+                    Producer { clips: clips.clone(), rng: Rng::from_state(st.rng), group: st.group, bad: vec![false; n], cum, pool, cfg };
+                let thread = std::thread::Builder::new()
+                    .name("r3m-loader".into())
+                    .spawn(move || {
+                        while let Some(msg) = producer.next_group() {
+                            if tx.send(msg).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawning the loader thread");
+                (st, thread)
+            }
+            LoaderMode::Reservoir { slots } => {
+                // one batch per message: continue at the batch after the last one yielded
+                let start = st.group + st.within as u64;
+                let c2 = clips.clone();
+                let thread = std::thread::Builder::new()
+                    .name("r3m-reservoir".into())
+                    .spawn(move || {
+                        let mut producer = crate::reservoir::Reservoir::new(c2, cfg, slots, start);
+                        while let Some(msg) = producer.next_msg() {
+                            if tx.send(msg).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawning the loader thread");
+                (LoaderState { rng: st.rng, group: start, within: 0 }, thread)
+            }
+        };
         Loader {
             clips,
             rx: Some(rx),

@@ -62,6 +62,12 @@ pub struct RunConfig {
     pub batch: usize,
     /// Tuples per decoded clip.
     pub tuples_per_clip: usize,
+    /// How batches are drawn from decoded clips (`grouped`, `reservoir`).
+    #[serde(default = "grouped")]
+    pub loader: String,
+    /// The reservoir's memory budget in MB (`--reservoir-mb`) and the clip slots it gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservoir: Option<(usize, usize)>,
     /// Adam learning rate.
     pub lr: f64,
     /// Seed of everything random.
@@ -110,6 +116,10 @@ fn one() -> usize {
     1
 }
 
+fn grouped() -> String {
+    "grouped".into()
+}
+
 /// One rank's place in its streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RankState {
@@ -156,6 +166,9 @@ impl RunConfig {
         diff("--clip-weighting", self.clip_weighting.clone(), new.clip_weighting.clone(), false);
         diff("--batch", self.batch.to_string(), new.batch.to_string(), false);
         diff("--tuples-per-clip", self.tuples_per_clip.to_string(), new.tuples_per_clip.to_string(), false);
+        diff("--loader", self.loader.clone(), new.loader.clone(), false);
+        let mb = |r: &Option<(usize, usize)>| r.map_or("(none)".to_string(), |(mb, slots)| format!("{mb} MB ({slots} clips)"));
+        diff("--reservoir-mb", mb(&self.reservoir), mb(&new.reservoir), false);
         diff("--lr", self.lr.to_string(), new.lr.to_string(), false);
         diff("--seed", self.seed.to_string(), new.seed.to_string(), false);
         diff("--positive-window", s(&self.sampler.positive_window), s(&new.sampler.positive_window), false);
@@ -285,6 +298,8 @@ mod tests {
             clip_weighting: "ByLength".into(),
             batch: 4,
             tuples_per_clip: 2,
+            loader: "grouped".into(),
+            reservoir: None,
             lr: 1e-4,
             seed: 0,
             steps: 10,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderState, Rng, TupleSampler};
+use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderState, Rng, TupleSampler};
 use r3m_model::precision::{channels_last, vars_to_channels_last};
 use r3m_model::objectives::LANG_DIM;
 use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, Precision};
@@ -37,6 +37,9 @@ pub struct TrainConfig {
     pub tuples_per_clip: usize,
     /// Decode workers.
     pub workers: usize,
+    /// Draw batches from a reservoir of decoded clips with this memory budget in MB
+    /// (`r3m_data::reservoir`); `None`: grouped batches.
+    pub reservoir_mb: Option<usize>,
     /// Total optimisation steps.
     pub steps: u64,
     /// Adam learning rate.
@@ -80,6 +83,7 @@ impl TrainConfig {
             batch: 16,
             tuples_per_clip: 4,
             workers: 1,
+            reservoir_mb: None,
             steps: 1000,
             lr: 1e-4,
             seed: 0,
@@ -150,10 +154,10 @@ pub struct TupleSample {
     pub distances: Vec<f32>,
 }
 
-fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
+fn loader_config(cfg: &TrainConfig, clips: &[Clip]) -> LoaderConfig {
     // decode a little larger than the crop, as R3M's frames are larger than its 224 crops
     let decode_side = (cfg.size * 8 / 7).max(cfg.size);
-    LoaderConfig {
+    let mut lc = LoaderConfig {
         batch: cfg.batch,
         tuples_per_clip: cfg.tuples_per_clip,
         workers: cfg.workers,
@@ -167,7 +171,12 @@ fn loader_config(cfg: &TrainConfig) -> LoaderConfig {
         weighting: cfg.weighting,
         seed: cfg.seed,
         prefetch_groups: 2,
+        mode: LoaderMode::Grouped,
+    };
+    if let Some(mb) = cfg.reservoir_mb {
+        lc.mode = LoaderMode::Reservoir { slots: r3m_data::reservoir::pool_slots(clips, &lc.decode, lc.tuples_per_clip, lc.batch, mb) };
     }
+    lc
 }
 
 /// Held while libtorch's global generator is seeded and the model initialised.
@@ -187,6 +196,11 @@ fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips
         clip_weighting: format!("{:?}", cfg.weighting),
         batch: cfg.batch,
         tuples_per_clip: cfg.tuples_per_clip,
+        loader: if cfg.reservoir_mb.is_some() { "reservoir" } else { "grouped" }.into(),
+        reservoir: cfg.reservoir_mb.map(|mb| match loader_config(cfg, clips).mode {
+            LoaderMode::Reservoir { slots } => (mb, slots),
+            LoaderMode::Grouped => (mb, 0),
+        }),
         lr: cfg.lr,
         seed: cfg.seed,
         steps: cfg.steps,
@@ -369,8 +383,12 @@ pub fn train(
     } else {
         None
     };
-    let mut lc = loader_config(cfg);
+    let mut lc = loader_config(cfg, &clips);
     lc.seed = seed;
+    if let (LoaderMode::Reservoir { slots }, true) = (lc.mode, lead) {
+        let mb = r3m_data::reservoir::clip_bytes(&clips, &lc.decode, lc.tuples_per_clip).unwrap_or(0.0) * slots.min(clips.len()).max(lc.batch) as f64 / 1e6;
+        eprintln!("reservoir: {} decoded clip(s) held, each serving {} tuple(s) (~{mb:.0} MB)", slots.min(clips.len()).max(lc.batch), lc.tuples_per_clip);
+    }
     let mut loader = Loader::resume(clips.clone(), lc, loader_state);
     // the best checkpoint: lowest mean training loss over a checkpoint interval
     let best_dir = run.join("checkpoints").join("best");

@@ -24,7 +24,7 @@ pub mod synth;
 
 pub use decode::{DecodeOptions, DecodeStats, Frame, VideoReader};
 pub use error::{Error, Result};
-pub use pool::{DecodePool, Request};
+pub use pool::{DecodePool, Ordered, Request};
 pub use probe::{probe, FrameCount, VideoInfo, PROBE_VERSION};
 pub use scale::{Resize, RgbTransform, Scaler};
 
