@@ -29,7 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use r3m_data::{reservoir, scan_videos, Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, ProbeCache, Rng, TupleSampler};
+use r3m_data::{
+    reservoir, scan_videos, Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, ProbeCache, Rng,
+    TupleSampler,
+};
 use r3m_video::{DecodeOptions, Resize};
 
 const CLIPS: usize = 64;
@@ -77,7 +80,8 @@ fn make_set(dir: &Path, ext: &str, encode: impl Fn(&str, &str)) {
 /// Mean distinct clips in windows of 16 consecutive batches; mean clips shared with the previous batch.
 fn diversity(batches: &[Vec<usize>]) -> (f64, f64) {
     let w = 16.min(batches.len());
-    let windows: Vec<usize> = batches.windows(w).map(|win| win.iter().flatten().collect::<HashSet<_>>().len()).collect();
+    let windows: Vec<usize> =
+        batches.windows(w).map(|win| win.iter().flatten().collect::<HashSet<_>>().len()).collect();
     let shared: Vec<usize> = batches
         .windows(2)
         .map(|p| {
@@ -126,11 +130,44 @@ fn grouped_clips(n: usize, k: usize, batches: usize, seed: u64) -> Vec<Vec<usize
 
 fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().unwrap();
-    let base = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("bench-data-2");
+    let base =
+        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("bench-data-2");
     let (h264, av1, jpegs) = (base.join("h264"), base.join("av1-g2"), base.join("jpeg"));
-    make_set(&h264, "mp4", |src, out| ffmpeg(&["-f", "lavfi", "-i", src, "-frames:v", &FRAMES.to_string(), "-pix_fmt", "yuv420p", "-c:v", "libx264", out]));
+    make_set(&h264, "mp4", |src, out| {
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            src,
+            "-frames:v",
+            &FRAMES.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            out,
+        ])
+    });
     make_set(&av1, "mp4", |src, out| {
-        ffmpeg(&["-f", "lavfi", "-i", src, "-frames:v", &FRAMES.to_string(), "-pix_fmt", "yuv420p", "-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "8", out])
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            src,
+            "-frames:v",
+            &FRAMES.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libsvtav1",
+            "-g",
+            "2",
+            "-crf",
+            "30",
+            "-preset",
+            "8",
+            out,
+        ])
     });
     if !jpegs.exists() {
         let tmp = base.join("jpeg.tmp");
@@ -138,7 +175,13 @@ fn main() {
         for i in 0..CLIPS {
             let d = tmp.join(format!("clip{i:02}"));
             std::fs::create_dir_all(&d).unwrap();
-            ffmpeg(&["-i", h264.join(format!("clip{i:02}.mp4")).to_str().unwrap(), "-q:v", "2", d.join("%06d.jpg").to_str().unwrap()]);
+            ffmpeg(&[
+                "-i",
+                h264.join(format!("clip{i:02}.mp4")).to_str().unwrap(),
+                "-q:v",
+                "2",
+                d.join("%06d.jpg").to_str().unwrap(),
+            ]);
         }
         std::fs::rename(&tmp, &jpegs).unwrap();
     }
@@ -169,14 +212,24 @@ fn main() {
         for (label, k, mode) in [
             ("grouped K=1 (R3M's sampling)".to_string(), 1, LoaderMode::Grouped),
             ("grouped K=16".to_string(), 16, LoaderMode::Grouped),
-            (format!("reservoir K=16, {RESERVOIR_MB} MB ({} of {CLIPS} clips held)", slots.min(CLIPS)), 16, LoaderMode::Reservoir { slots }),
+            (
+                format!("reservoir K=16, {RESERVOIR_MB} MB ({} of {CLIPS} clips held)", slots.min(CLIPS)),
+                16,
+                LoaderMode::Reservoir { slots },
+            ),
         ] {
             let (t0, c0) = (Instant::now(), cpu_seconds());
-            let batches: Vec<Vec<usize>> = Loader::new(clips.clone(), config(k, mode)).take(TUPLES / BATCH).map(|b| b.clips).collect();
+            let batches: Vec<Vec<usize>> =
+                Loader::new(clips.clone(), config(k, mode)).take(TUPLES / BATCH).map(|b| b.clips).collect();
             let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
             let n = (batches.len() * BATCH) as f64;
             let (d, s) = diversity(&batches);
-            println!("| {name} | r3m-data {label} | {:.0} | {:.0} | {:.2}× | {d:.1} | {s:.2} |", n / wall, n / cpu, n / cpu / peer_cpu);
+            println!(
+                "| {name} | r3m-data {label} | {:.0} | {:.0} | {:.2}× | {d:.1} | {s:.2} |",
+                n / wall,
+                n / cpu,
+                n / cpu / peer_cpu
+            );
         }
     }
 
@@ -196,7 +249,12 @@ fn main() {
     }
     for k in [8usize, 16] {
         for slots in [256usize, 1024, 4096] {
-            let cfg = LoaderConfig { batch: BATCH, tuples_per_clip: k, seed: 2, ..config(k, LoaderMode::Reservoir { slots }) };
+            let cfg = LoaderConfig {
+                batch: BATCH,
+                tuples_per_clip: k,
+                seed: 2,
+                ..config(k, LoaderMode::Reservoir { slots })
+            };
             let (d, s) = diversity(&reservoir::schedule_clips(&lens, &cfg, slots, batches));
             let gb = slots as f64 * (5 * k).min(FRAMES) as f64 * frame_bytes / 1e9;
             println!("| reservoir K={k}, {slots} clips | 1/{k} | {gb:.1} GB | {d:.1} | {s:.2} |");

@@ -25,7 +25,12 @@ fn main() {
     let threads = tch::get_num_threads();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let data = root.join("datasets/synthetic");
-    let clips: Vec<_> = r3m_data::scan_videos(&data, &mut r3m_data::ProbeCache::default()).unwrap().clips.into_iter().take(nclips).collect();
+    let clips: Vec<_> = r3m_data::scan_videos(&data, &mut r3m_data::ProbeCache::default())
+        .unwrap()
+        .clips
+        .into_iter()
+        .take(nclips)
+        .collect();
     let frames: usize = clips.iter().map(|c| c.len()).sum();
     let tmp = tempfile::tempdir().unwrap();
 
@@ -49,7 +54,17 @@ fn main() {
         if cl {
             r3m_model::precision::vars_to_channels_last(&vs);
         }
-        let cfg = EmbedConfig { every: 1, fps: None, batch, workers: 1, device: Device::Cpu, precision, channels_last: cl, size, piece_frames: 1 << 20 };
+        let cfg = EmbedConfig {
+            every: 1,
+            fps: None,
+            batch,
+            workers: 1,
+            device: Device::Cpu,
+            precision,
+            channels_last: cl,
+            size,
+            piece_frames: 1 << 20,
+        };
         let out = tmp.path().join(format!("{name}.parquet"));
         let t0 = Instant::now();
         let rep = embed_clips(&enc, &clips, &data, &cfg, &out, &[], false, |_| true).unwrap();
@@ -85,7 +100,10 @@ fn main() {
             .fold(1.0, f64::min);
         rows.push((format!("r3m embed {name}"), fps, Some(min_cos)));
     }
-    println!("embed benchmark: resnet18 at {size}px, batch {batch}, {threads} threads, {frames} frames of {} clips", clips.len());
+    println!(
+        "embed benchmark: resnet18 at {size}px, batch {batch}, {threads} threads, {frames} frames of {} clips",
+        clips.len()
+    );
     println!("CPU bf16 units (AMX/AVX512-BF16): {with_bf16}\n");
     println!("| pipeline | frames/s | vs Python fp32 | min cosine to r3m fp32 |");
     println!("| --- | ---: | ---: | ---: |");

@@ -22,7 +22,15 @@ fn arg(name: &str, default: usize) -> usize {
 fn peer(root: &std::path::Path, batch: usize, size: u32, steps: u64, warmup: u64, threads: i32, mode: &str) -> f64 {
     let out = Command::new("python3")
         .arg(root.join("scripts/bench_torch_train_step.py"))
-        .args(["resnet18", &batch.to_string(), &size.to_string(), &steps.to_string(), &warmup.to_string(), &threads.to_string(), mode])
+        .args([
+            "resnet18",
+            &batch.to_string(),
+            &size.to_string(),
+            &steps.to_string(),
+            &warmup.to_string(),
+            &threads.to_string(),
+            mode,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -31,8 +39,17 @@ fn peer(root: &std::path::Path, batch: usize, size: u32, steps: u64, warmup: u64
 }
 
 /// (steps/s, data-wait share) of `r3m train` with this precision and layout.
-fn ours(root: &std::path::Path, batch: usize, size: u32, steps: u64, warmup: u64, precision: Precision, channels_last: bool) -> (f64, f64) {
-    let clips = r3m_data::scan_videos(&root.join("datasets/synthetic"), &mut r3m_data::ProbeCache::default()).unwrap().clips;
+fn ours(
+    root: &std::path::Path,
+    batch: usize,
+    size: u32,
+    steps: u64,
+    warmup: u64,
+    precision: Precision,
+    channels_last: bool,
+) -> (f64, f64) {
+    let clips =
+        r3m_data::scan_videos(&root.join("datasets/synthetic"), &mut r3m_data::ProbeCache::default()).unwrap().clips;
     let mut cfg = r3m_train::TrainConfig::new(tch::Device::Cpu);
     cfg.size = size;
     cfg.batch = batch;
@@ -62,10 +79,22 @@ fn main() {
     let threads = tch::get_num_threads();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let recipe = peer(&root, batch, size, steps, warmup, threads, "fp32");
-    let mut rows = vec![("PyTorch recipe: torchvision ResNet18 fp32 NCHW + R3M loss + Adam (data in memory)".to_string(), recipe, None)];
-    rows.push(("PyTorch fp32 channels_last (data in memory)".to_string(), peer(&root, batch, size, steps, warmup, threads, "fp32-cl"), None));
+    let mut rows = vec![(
+        "PyTorch recipe: torchvision ResNet18 fp32 NCHW + R3M loss + Adam (data in memory)".to_string(),
+        recipe,
+        None,
+    )];
+    rows.push((
+        "PyTorch fp32 channels_last (data in memory)".to_string(),
+        peer(&root, batch, size, steps, warmup, threads, "fp32-cl"),
+        None,
+    ));
     if with_bf16 {
-        rows.push(("PyTorch bf16 autocast + channels_last (data in memory)".to_string(), peer(&root, batch, size, steps, warmup, threads, "bf16-cl"), None));
+        rows.push((
+            "PyTorch bf16 autocast + channels_last (data in memory)".to_string(),
+            peer(&root, batch, size, steps, warmup, threads, "bf16-cl"),
+            None,
+        ));
     }
     let mut mine = vec![(Precision::Fp32, false), (Precision::Fp32, true)];
     if with_bf16 {
@@ -73,7 +102,8 @@ fn main() {
     }
     for (p, cl) in mine {
         let (sps, wait) = ours(&root, batch, size, steps, warmup, p, cl);
-        let name = format!("r3m train {p} {} (decode + augment from mp4 included)", if cl { "channels-last" } else { "NCHW" });
+        let name =
+            format!("r3m train {p} {} (decode + augment from mp4 included)", if cl { "channels-last" } else { "NCHW" });
         rows.push((name, sps, Some(wait)));
     }
     println!("train step benchmark: resnet18, batch {batch} clips x 5 frames at {size}px, {threads} threads, {steps} timed steps after {warmup} warm-up");

@@ -26,9 +26,24 @@ struct Video {
 }
 
 const VIDEOS: &[Video] = &[
-    Video { name: "224p H.264", file: "h264_224p.mp4", size: "400x224", codec: &["-c:v", "libx264", "-preset", "medium"] },
-    Video { name: "640x480 H.264", file: "h264_480p.mp4", size: "640x480", codec: &["-c:v", "libx264", "-preset", "medium"] },
-    Video { name: "640x480 AV1 g=2", file: "av1_480p_g2.mp4", size: "640x480", codec: &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "10"] },
+    Video {
+        name: "224p H.264",
+        file: "h264_224p.mp4",
+        size: "400x224",
+        codec: &["-c:v", "libx264", "-preset", "medium"],
+    },
+    Video {
+        name: "640x480 H.264",
+        file: "h264_480p.mp4",
+        size: "640x480",
+        codec: &["-c:v", "libx264", "-preset", "medium"],
+    },
+    Video {
+        name: "640x480 AV1 g=2",
+        file: "av1_480p_g2.mp4",
+        size: "640x480",
+        codec: &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "10"],
+    },
 ];
 
 const FRAMES: usize = 900; // 30 s at 30 fps
@@ -36,11 +51,7 @@ const TUPLES: usize = 40;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn make(dir: &Path, v: &Video) -> PathBuf {
@@ -51,7 +62,20 @@ fn make(dir: &Path, v: &Video) -> PathBuf {
     let tmp = dir.join(format!("tmp-{}", v.file));
     let src = format!("testsrc2=size={}:rate=30", v.size);
     let n = FRAMES.to_string();
-    let mut args = vec!["-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", &src, "-frames:v", &n, "-pix_fmt", "yuv420p"];
+    let mut args = vec![
+        "-y",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        &src,
+        "-frames:v",
+        &n,
+        "-pix_fmt",
+        "yuv420p",
+    ];
     args.extend_from_slice(v.codec);
     let tmp_s = tmp.to_str().unwrap().to_string();
     args.push(&tmp_s);
@@ -168,7 +192,12 @@ fn main() {
         let ours = best(runs, || ours_seq(&path, threads));
         let cli = best(runs, || ffmpeg_seq(&path, threads));
         let py = best(runs, || pyav(&["seq", p, &t, "224"]));
-        println!("| {} | sequential → 224² RGB | {ours:.0} | {cli:.0} | {py:.0} | {:.2}× | {:.2}× |", v.name, ours / cli, ours / py);
+        println!(
+            "| {} | sequential → 224² RGB | {ours:.0} | {cli:.0} | {py:.0} | {:.2}× | {:.2}× |",
+            v.name,
+            ours / cli,
+            ours / py
+        );
 
         let info = probe(&path).unwrap();
         let tuples = r3m_tuples(info.frame_count(), TUPLES, 42);
@@ -179,9 +208,21 @@ fn main() {
         let ours_pm = best(runs, || ours_pool(&path, &tuples, threads, TUPLES / (2 * threads)));
         let ours_b = best(runs, || ours_batched(&path, &tuples, threads));
         let py_r = best(runs, || pyav(&["random", p, &t, "224", spec.to_str().unwrap()]));
-        println!("| {} | R3M 5-frame tuples, one reader | {ours_r:.0} | – | {py_r:.0} | – | {:.2}× |", v.name, ours_r / py_r);
-        println!("| {} | R3M 5-frame tuples, pool of {threads} | {ours_p:.0} | – | {py_r:.0} | – | {:.2}× |", v.name, ours_p / py_r);
-        println!("| {} | R3M 5-frame tuples, {TUPLES} per pass (`read_many`) | {ours_b:.0} | – | {py_r:.0} | – | {:.2}× |", v.name, ours_b / py_r);
+        println!(
+            "| {} | R3M 5-frame tuples, one reader | {ours_r:.0} | – | {py_r:.0} | – | {:.2}× |",
+            v.name,
+            ours_r / py_r
+        );
+        println!(
+            "| {} | R3M 5-frame tuples, pool of {threads} | {ours_p:.0} | – | {py_r:.0} | – | {:.2}× |",
+            v.name,
+            ours_p / py_r
+        );
+        println!(
+            "| {} | R3M 5-frame tuples, {TUPLES} per pass (`read_many`) | {ours_b:.0} | – | {py_r:.0} | – | {:.2}× |",
+            v.name,
+            ours_b / py_r
+        );
         println!("| {} | R3M 5-frame tuples, pool of {threads}, {} per request | {ours_pm:.0} | – | {py_r:.0} | – | {:.2}× |", v.name, TUPLES / (2 * threads), ours_pm / py_r);
         json.push(serde_json::json!({
             "video": v.name, "threads": threads, "frames": FRAMES, "tuples": TUPLES,

@@ -55,7 +55,10 @@ fn compile_shim(lib: &str) {
     if gloo.join("gloo/config.h").exists() {
         gloo_flags.extend(["-DUSE_C10D_GLOO".into(), "-DR3M_HAVE_GLOO".into(), format!("-I{}", gloo.display())]);
     } else {
-        println!("cargo:warning=no Gloo headers ({}/gloo): data-parallel training is off in this build", gloo.display());
+        println!(
+            "cargo:warning=no Gloo headers ({}/gloo): data-parallel training is off in this build",
+            gloo.display()
+        );
     }
     let status = std::process::Command::new(&cxx)
         .args(["-std=c++17", "-O2", "-fPIC", "-w", "-c"])
@@ -70,12 +73,7 @@ fn compile_shim(lib: &str) {
     assert!(status.success(), "{cxx} failed on {}", src.display());
     let archive = out.join("libr3m_shim.a");
     let _ = std::fs::remove_file(&archive);
-    let status = std::process::Command::new("ar")
-        .arg("crs")
-        .arg(&archive)
-        .arg(&obj)
-        .status()
-        .expect("running ar");
+    let status = std::process::Command::new("ar").arg("crs").arg(&archive).arg(&obj).status().expect("running ar");
     assert!(status.success(), "ar failed on {}", obj.display());
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=r3m_shim");

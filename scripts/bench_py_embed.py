@@ -53,14 +53,22 @@ def main():
                 if len(pending) == batch:
                     emb = run(pending)
                     for (fi, t), e in zip(meta, emb):
-                        cols["video"].append(v); cols["frame_index"].append(fi); cols["timestamp"].append(t)
-                        cols["index"].append(n); cols["embedding"].append(e); n += 1
+                        cols["video"].append(v)
+                        cols["frame_index"].append(fi)
+                        cols["timestamp"].append(t)
+                        cols["index"].append(n)
+                        cols["embedding"].append(e)
+                        n += 1
                     pending, meta = [], []
             if pending:
                 emb = run(pending)
                 for (fi, t), e in zip(meta, emb):
-                    cols["video"].append(v); cols["frame_index"].append(fi); cols["timestamp"].append(t)
-                    cols["index"].append(n); cols["embedding"].append(e); n += 1
+                    cols["video"].append(v)
+                    cols["frame_index"].append(fi)
+                    cols["timestamp"].append(t)
+                    cols["index"].append(n)
+                    cols["embedding"].append(e)
+                    n += 1
     dim = len(cols["embedding"][0])
     flat = pa.array(np.stack(cols["embedding"]).reshape(-1), pa.float32())
     table = pa.table({

@@ -12,7 +12,11 @@ cargo build --release --locked -p r3m-cli
 # lint gate: clippy on every target (lib, bins, tests, benches), warnings are errors; a check, not
 # a build: ~1.5 min with a warm cache, longer on a cold one (it checks the dependencies too)
 lint_rc=0
-cargo clippy --release --locked --workspace --all-targets -- -D warnings || lint_rc=$?
+lint_failed=()
+cargo clippy --release --locked --workspace --all-targets -- -D warnings || { lint_rc=1; lint_failed+=("cargo clippy -D warnings"); }
+# formatting (rustfmt.toml) and the Python side (ruff.toml): seconds
+cargo fmt --all --check >/dev/null || { lint_rc=1; lint_failed+=("cargo fmt --check (run: cargo fmt --all)"); }
+ruff check --quiet scripts examples || { lint_rc=1; lint_failed+=("ruff check scripts examples"); }
 log="$(mktemp)"
 # the tests' probe cache is their own, never the user's ~/.cache/r3m/probe
 R3M_PROBE_CACHE="$(mktemp -d)"
@@ -26,7 +30,7 @@ set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 if [ "$lint_rc" -ne 0 ]; then
-  echo "lint: cargo clippy -D warnings failed (see above)"
+  echo "lint failed: ${lint_failed[*]} (see above)"
   [ "$rc" -ne 0 ] || rc=$lint_rc
 fi
 exit "$rc"

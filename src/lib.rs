@@ -57,14 +57,17 @@ pub fn r3m_bin() -> PathBuf {
 /// What an `.rrd` holds, read with the `rerun` CLI of the venv's rerun-sdk (`rerun rrd print -vv`):
 /// entity path → (rows, timelines other than `log_time`).
 pub fn rrd_contents(rrd: &Path) -> std::collections::BTreeMap<String, (usize, std::collections::BTreeSet<String>)> {
-    let out = Command::new("rerun").args(["rrd", "print", "-vv"]).arg(rrd).output().expect("the rerun CLI from the venv");
+    let out =
+        Command::new("rerun").args(["rrd", "print", "-vv"]).arg(rrd).output().expect("the rerun CLI from the venv");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut map: std::collections::BTreeMap<String, (usize, std::collections::BTreeSet<String>)> = std::collections::BTreeMap::new();
+    let mut map: std::collections::BTreeMap<String, (usize, std::collections::BTreeSet<String>)> =
+        std::collections::BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("Chunk(") {
-            let rows: usize = rest.split(" with ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+            let rows: usize =
+                rest.split(" with ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
             let path = rest.split(" - ").nth(1).unwrap().trim().to_string();
             map.entry(path.clone()).or_default().0 += rows;
             current = Some(path);
@@ -79,4 +82,3 @@ pub fn rrd_contents(rrd: &Path) -> std::collections::BTreeMap<String, (usize, st
     }
     map
 }
-

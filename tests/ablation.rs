@@ -30,7 +30,12 @@ fn alignment_scores_monotone_and_flat_trajectories() {
         flat.display()
     );
     run(&["-c", &make]);
-    let score = |p: &Path| -> serde_json::Value { serde_json::from_str(run(&[script("alignment.py").to_str().unwrap(), p.to_str().unwrap(), "--tuples", "500"]).trim()).unwrap() };
+    let score = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(
+            run(&[script("alignment.py").to_str().unwrap(), p.to_str().unwrap(), "--tuples", "500"]).trim(),
+        )
+        .unwrap()
+    };
     let (l, f) = (score(&line), score(&flat));
     assert_eq!(l["aligned"], 1.0, "{l}");
     assert!((l["spearman_progress"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{l}");
@@ -42,9 +47,11 @@ fn alignment_scores_monotone_and_flat_trajectories() {
 fn ablation_table_reports_means_and_intervals() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
-    let cell = |enc: &str, seed: u64, ok: usize| serde_json::json!({"encoder": enc, "demos": 5, "seed": seed,
+    let cell = |enc: &str, seed: u64, ok: usize| {
+        serde_json::json!({"encoder": enc, "demos": 5, "seed": seed,
         "evals": [{"step": 500, "successes": ok + 2, "rollouts": 10}, {"step": 1000, "successes": ok, "rollouts": 10}],
-        "heldout_mse": 0.1, "train_mse": 0.01, "seconds": 3.0});
+        "heldout_mse": 0.1, "train_mse": 0.01, "seconds": 3.0})
+    };
     let write = |name: &str, task: &str, cells: Vec<serde_json::Value>| {
         let d = out.join("bc").join(name).join(task);
         std::fs::create_dir_all(&d).unwrap();
@@ -107,10 +114,22 @@ fn eval_table_shows_each_task_and_row_with_intervals_and_the_svg_plot() {
         std::fs::write(d.join("results.json"), r.to_string()).unwrap();
     }
     let svg = dir.path().join("s.svg");
-    let out = run(&[script("eval_table.py").to_str().unwrap(), dir.path().to_str().unwrap(), "--demos", "10", "--tasks", "push-v3,hammer-v3", "--plot", svg.to_str().unwrap()]);
+    let out = run(&[
+        script("eval_table.py").to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+        "--demos",
+        "10",
+        "--tasks",
+        "push-v3,hammer-v3",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "| encoder | push-v3 | hammer-v3* |", "{out}");
-    assert_eq!(lines[2], "| state | 70% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 | 84% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 |", "{out}");
+    assert_eq!(
+        lines[2], "| state | 70% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 | 84% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 |",
+        "{out}"
+    );
     assert_eq!(lines[3], "| random | 30% (20%–40%)<br>2×50 | 30% (20%–40%)<br>2×50 |", "{out}");
     assert_eq!(lines.len(), 4, "demos 5 rows filtered out: {out}");
     let svg = std::fs::read_to_string(svg).unwrap();

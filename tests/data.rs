@@ -196,7 +196,10 @@ fn the_reservoir_replaces_a_clip_that_fails() {
     assert!(a.iter().zip(&b).all(|(x, y)| x.data == y.data && x.tuples == y.tuples), "1 and 3 workers differ");
     let (_, st, _) = run(2, None, 11);
     let (c, _, _) = run(1, Some(st), 19);
-    assert!(a[11..].iter().zip(&c).all(|(x, y)| x.data == y.data && x.tuples == y.tuples && x.clips == y.clips), "resume differs");
+    assert!(
+        a[11..].iter().zip(&c).all(|(x, y)| x.data == y.data && x.tuples == y.tuples && x.clips == y.clips),
+        "resume differs"
+    );
     // every clip bad: the loader ends instead of spinning
     for c in &cl {
         std::fs::write(&c.video.path, b"gone").unwrap();

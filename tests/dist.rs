@@ -41,7 +41,8 @@ fn two_ranks_average_gradients_like_one_process_on_the_whole_batch() {
     let w_full = w.detach().copy();
     // two ranks, half each
     let port = free_port();
-    let halves: Vec<(Tensor, Tensor)> = (0..2).map(|r| (x.narrow(0, 4 * r, 4).copy(), y.narrow(0, 4 * r, 4).copy())).collect();
+    let halves: Vec<(Tensor, Tensor)> =
+        (0..2).map(|r| (x.narrow(0, 4 * r, 4).copy(), y.narrow(0, 4 * r, 4).copy())).collect();
     let w0s = [w0.copy(), w0.copy()];
     let results: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
@@ -89,7 +90,18 @@ fn launch(videos: &Path, out: &Path, steps: u64, seed: u64, extra: &[&str]) -> S
     c.args(["--nproc-per-node=2", "--master-port", &free_port().to_string(), "--no-python"]).arg(r3m_bin());
     c.args(["train", "--videos"]).arg(videos).arg("--out").arg(out);
     c.args(["--steps", &steps.to_string(), "--batch", "2", "--size", "48", "--workers", "1", "--tuples-per-clip", "2"]);
-    c.args(["--checkpoint-every", "2", "--seed", &seed.to_string(), "--device", "cpu", "--precision", "fp32", "--lr", "1e-3"]);
+    c.args([
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        &seed.to_string(),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--lr",
+        "1e-3",
+    ]);
     let o = c.args(["--dist-timeout", "60"]).args(extra).output().unwrap();
     let e = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "torchrun failed:\n{e}");
@@ -112,7 +124,8 @@ fn torchrun_two_ranks_train_resume_exactly_and_refuse_another_world_size() {
     let v = dir.path().join("videos");
     std::fs::create_dir_all(&v).unwrap();
     videos(&v);
-    let launch = |out: &Path, steps: u64, resume: bool| launch(&v, out, steps, 3, if resume { &["--resume"] } else { &[] });
+    let launch =
+        |out: &Path, steps: u64, resume: bool| launch(&v, out, steps, 3, if resume { &["--resume"] } else { &[] });
     let straight = dir.path().join("straight");
     let log = launch(&straight, 4, false);
     let sums: Vec<&str> = log.lines().filter_map(|l| l.split("parameter checksum ").nth(1)).collect();
@@ -120,7 +133,9 @@ fn torchrun_two_ranks_train_resume_exactly_and_refuse_another_world_size() {
     assert_eq!(sums[0], sums[1], "the ranks' weights differ:\n{log}");
     let metrics = std::fs::read_to_string(straight.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 5, "rank 0 alone writes metrics: {metrics}");
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(straight.join("checkpoints/step-00000004/config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(straight.join("checkpoints/step-00000004/config.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["world_size"], 2);
     assert_eq!(cfg["rank_states"].as_array().unwrap().len(), 2);
     assert_ne!(cfg["rank_states"][0], cfg["rank_states"][1], "each rank draws its own clips");
@@ -137,12 +152,29 @@ fn torchrun_two_ranks_train_resume_exactly_and_refuse_another_world_size() {
         let d = (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[]);
         assert!(d == 0.0, "{n} differs by {d} after a 2-rank resume");
     }
-    let losses = |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    let losses =
+        |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
     assert_eq!(losses(&metrics), losses(&std::fs::read_to_string(split.join("metrics.csv")).unwrap()));
 
     let o = Command::new(r3m_bin())
-        .args(["train", "--videos"]).arg(&v).arg("--out").arg(&split)
-        .args(["--steps", "6", "--batch", "2", "--size", "48", "--workers", "1", "--tuples-per-clip", "2", "--checkpoint-every", "2"])
+        .args(["train", "--videos"])
+        .arg(&v)
+        .arg("--out")
+        .arg(&split)
+        .args([
+            "--steps",
+            "6",
+            "--batch",
+            "2",
+            "--size",
+            "48",
+            "--workers",
+            "1",
+            "--tuples-per-clip",
+            "2",
+            "--checkpoint-every",
+            "2",
+        ])
         .args(["--seed", "3", "--device", "cpu", "--precision", "fp32", "--lr", "1e-3", "--resume"])
         .env_remove("WORLD_SIZE")
         .output()
@@ -161,10 +193,31 @@ fn a_killed_rank_makes_the_other_exit_with_an_error() {
     let port = free_port().to_string();
     let spawn = |rank: usize| {
         Command::new(r3m_bin())
-            .args(["train", "--videos"]).arg(&v).arg("--out").arg(dir.path().join("run"))
-            .args(["--steps", "200", "--batch", "2", "--size", "48", "--workers", "1", "--device", "cpu", "--precision", "fp32", "--dist-timeout", "20"])
-            .env("WORLD_SIZE", "2").env("RANK", rank.to_string()).env("LOCAL_RANK", rank.to_string())
-            .env("MASTER_ADDR", "127.0.0.1").env("MASTER_PORT", &port)
+            .args(["train", "--videos"])
+            .arg(&v)
+            .arg("--out")
+            .arg(dir.path().join("run"))
+            .args([
+                "--steps",
+                "200",
+                "--batch",
+                "2",
+                "--size",
+                "48",
+                "--workers",
+                "1",
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--dist-timeout",
+                "20",
+            ])
+            .env("WORLD_SIZE", "2")
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", &port)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -26,8 +26,13 @@ fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
     tch::manual_seed(11);
     let vs = nn::VarStore::new(Device::Cpu);
     let _enc = Encoder::new(&vs.root(), Arch::Resnet18);
-    checkpoint::save(&ck, &vs, &[], &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": SIZE, "step": 0}))
-        .unwrap();
+    checkpoint::save(
+        &ck,
+        &vs,
+        &[],
+        &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": SIZE, "step": 0}),
+    )
+    .unwrap();
     (v, ck)
 }
 
@@ -57,7 +62,20 @@ fn embeddings_match_the_encoder_and_read_back_everywhere() {
     let d = tempfile::tempdir().unwrap();
     let (v, ck) = fixture(d.path());
     let out = d.path().join("emb.parquet");
-    let (ok, log) = embed(&["--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&out), "--device", "cpu", "--precision", "fp32", "--batch", "7"]);
+    let (ok, log) = embed(&[
+        "--checkpoint",
+        s(&ck),
+        "--videos",
+        s(&v),
+        "--out",
+        s(&out),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--batch",
+        "7",
+    ]);
     assert!(ok, "{log}");
     assert!(log.contains("3 clips") && log.contains("1 file(s) skipped") && log.contains("corrupt.mp4"), "{log}");
     let e = r3m_export::read_embeddings(&out).unwrap();
@@ -105,12 +123,26 @@ print(json.dumps({{
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
         j["schema"],
-        serde_json::json!([["video", "string"], ["frame_index", "int64"], ["timestamp", "double"], ["index", "int64"],
-            ["embedding", "fixed_size_list<item: float not null>[512]"]])
+        serde_json::json!([
+            ["video", "string"],
+            ["frame_index", "int64"],
+            ["timestamp", "double"],
+            ["index", "int64"],
+            ["embedding", "fixed_size_list<item: float not null>[512]"]
+        ])
     );
     assert_eq!(j["rows"], 52);
     assert_eq!(j["codec"], "ZSTD");
-    for k in ["r3m.arch", "r3m.checkpoint", "r3m.checkpoint_sha256", "r3m.dim", "r3m.precision", "r3m.preprocess", "r3m.source", "r3m.version"] {
+    for k in [
+        "r3m.arch",
+        "r3m.checkpoint",
+        "r3m.checkpoint_sha256",
+        "r3m.dim",
+        "r3m.precision",
+        "r3m.preprocess",
+        "r3m.source",
+        "r3m.version",
+    ] {
         assert!(j["keys"].as_array().unwrap().iter().any(|x| x == k), "missing {k}: {}", j["keys"]);
     }
     let py_row: Vec<f32> = j["row30"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
@@ -139,7 +171,8 @@ fn shards_cover_every_frame_once_and_resume_after_a_kill() {
         rows += p.len();
         for r in 0..p.len() {
             assert!(seen.insert((p.video[r].clone(), p.frame_index[r])), "frame in two shards");
-            let j = (0..all.len()).find(|&k| all.video[k] == p.video[r] && all.frame_index[k] == p.frame_index[r]).unwrap();
+            let j =
+                (0..all.len()).find(|&k| all.video[k] == p.video[r] && all.frame_index[k] == p.frame_index[r]).unwrap();
             assert_eq!(all.row(j), p.row(r));
         }
     }
@@ -156,7 +189,9 @@ fn shards_cover_every_frame_once_and_resume_after_a_kill() {
     let mut child = Command::new(r3m_bin()).arg("embed").args(&args).stderr(Stdio::null()).spawn().unwrap();
     let t0 = std::time::Instant::now();
     loop {
-        let done = std::fs::read_dir(&pieces).map(|r| r.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("piece-")).count()).unwrap_or(0);
+        let done = std::fs::read_dir(&pieces)
+            .map(|r| r.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("piece-")).count())
+            .unwrap_or(0);
         if done >= 2 || t0.elapsed().as_secs() > 60 {
             break;
         }
@@ -170,7 +205,8 @@ fn shards_cover_every_frame_once_and_resume_after_a_kill() {
     assert!(log.contains("reused"), "{log}");
     assert!(!pieces.exists(), "pieces are removed once the part is assembled");
     let straight = d.path().join("straight.parquet");
-    let (ok, log) = embed(&[&base[..], &["--out", s(&straight), "--piece-frames", "5", "--workers", "1", "--batch", "2"]].concat());
+    let (ok, log) =
+        embed(&[&base[..], &["--out", s(&straight), "--piece-frames", "5", "--workers", "1", "--batch", "2"]].concat());
     assert!(ok, "{log}");
     let (a, b) = (r3m_export::read_embeddings(&out).unwrap(), r3m_export::read_embeddings(&straight).unwrap());
     assert_eq!((a.len(), &a.video, &a.frame_index, &a.index), (b.len(), &b.video, &b.frame_index, &b.index));
@@ -211,11 +247,18 @@ fn a_bad_frame_costs_that_frame_and_empty_jobs_fail() {
     assert_eq!(rows("one.mp4"), 1, "{log}");
     let lost: Vec<(String, Vec<i64>)> = serde_json::from_str(&e.metadata[r3m_export::embed::LOST_KEY]).unwrap();
     let lost_bad: Vec<i64> = lost.iter().filter(|(n, _)| n == "bad.mp4").flat_map(|(_, l)| l.clone()).collect();
-    assert!(!lost_bad.is_empty() && lost_bad.len() < 40, "the garbage should cost some frames, not the clip: {lost:?}\n{log}");
+    assert!(
+        !lost_bad.is_empty() && lost_bad.len() < 40,
+        "the garbage should cost some frames, not the clip: {lost:?}\n{log}"
+    );
     assert_eq!(rows("bad.mp4") + lost_bad.len(), 80, "every frame is either a row or listed as lost");
-    let have: BTreeSet<i64> = e.frame_index.iter().zip(&e.video).filter(|(_, n)| *n == "bad.mp4").map(|(i, _)| *i).collect();
+    let have: BTreeSet<i64> =
+        e.frame_index.iter().zip(&e.video).filter(|(_, n)| *n == "bad.mp4").map(|(i, _)| *i).collect();
     assert!(lost_bad.iter().all(|i| !have.contains(i)));
-    assert!(log.contains("could not be decoded") && log.contains(&format!("{} frame(s) lost", lost_bad.len())), "{log}");
+    assert!(
+        log.contains("could not be decoded") && log.contains(&format!("{} frame(s) lost", lost_bad.len())),
+        "{log}"
+    );
 
     // every frame of every video undecodable: non-zero exit, the reason, no file
     let w = dir.path().join("ruined");
@@ -236,7 +279,18 @@ fn a_bad_frame_costs_that_frame_and_empty_jobs_fail() {
     let jobs: Vec<_> = (0..2)
         .map(|i| {
             Command::new(r3m_bin())
-                .args(["embed", "--checkpoint", s(&ck), "--videos", s(&ck_v), "--device", "cpu", "--shard", &format!("{i}/2"), "--out"])
+                .args([
+                    "embed",
+                    "--checkpoint",
+                    s(&ck),
+                    "--videos",
+                    s(&ck_v),
+                    "--device",
+                    "cpu",
+                    "--shard",
+                    &format!("{i}/2"),
+                    "--out",
+                ])
                 .arg(dir.path().join("concurrent"))
                 .env("R3M_PROBE_CACHE", &cache)
                 .stderr(Stdio::piped())
@@ -248,16 +302,33 @@ fn a_bad_frame_costs_that_frame_and_empty_jobs_fail() {
     for (i, j) in jobs.into_iter().enumerate() {
         let o = j.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        rows += r3m_export::read_embeddings(&dir.path().join(format!("concurrent/part-{i}-of-2.parquet"))).unwrap().len();
+        rows +=
+            r3m_export::read_embeddings(&dir.path().join(format!("concurrent/part-{i}-of-2.parquet"))).unwrap().len();
     }
     assert_eq!(rows, 23 + 17 + 12, "every frame of the three readable videos once");
-    let entries = std::fs::read_dir(&cache).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count();
+    let entries = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
     assert_eq!(entries, 3, "one probe cache entry per readable video, none half-written");
 
     // a GPU that is not there is a clear error, not a panic (this machine has none)
     if !tch::Cuda::is_available() {
-        let (ok, log) = embed(&["--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&dir.path().join("gpu.parquet")), "--device", "cuda"]);
-        assert!(!ok && log.contains("--device cuda") && log.contains("no CUDA GPU") && !log.contains("panicked"), "{log}");
+        let (ok, log) = embed(&[
+            "--checkpoint",
+            s(&ck),
+            "--videos",
+            s(&v),
+            "--out",
+            s(&dir.path().join("gpu.parquet")),
+            "--device",
+            "cuda",
+        ]);
+        assert!(
+            !ok && log.contains("--device cuda") && log.contains("no CUDA GPU") && !log.contains("panicked"),
+            "{log}"
+        );
     }
 }
 
@@ -288,8 +359,13 @@ fn embed_peak_memory_is_flat_in_clip_length() {
     tch::manual_seed(3);
     let vs = nn::VarStore::new(Device::Cpu);
     let _enc = Encoder::with_head(&vs.root(), Arch::Resnet18, Some(4096));
-    checkpoint::save(&ck, &vs, &[], &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 32, "proj_dim": 4096, "step": 0}))
-        .unwrap();
+    checkpoint::save(
+        &ck,
+        &vs,
+        &[],
+        &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 32, "proj_dim": 4096, "step": 0}),
+    )
+    .unwrap();
     let mut peaks = Vec::new();
     for frames in [5000usize, 10000] {
         let v = dir.path().join(format!("v{frames}"));
@@ -297,13 +373,31 @@ fn embed_peak_memory_is_flat_in_clip_length() {
         make_video(&v.join("long.mp4"), "36x36", 50, frames, &["-c:v", "libx264", "-g", "50"]);
         let out = dir.path().join(format!("e{frames}.parquet"));
         let mut cmd = Command::new(r3m_bin());
-        cmd.args(["embed", "--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&out), "--device", "cpu", "--precision", "fp32", "--workers", "1"]);
+        cmd.args([
+            "embed",
+            "--checkpoint",
+            s(&ck),
+            "--videos",
+            s(&v),
+            "--out",
+            s(&out),
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--workers",
+            "1",
+        ]);
         let (ok, log, peak) = run_measured(cmd, &dir.path().join("log"));
         assert!(ok, "{log}");
         assert_eq!(r3m_export::read_embeddings_metadata(&out).unwrap().1, frames as u64);
         peaks.push(peak);
     }
     let grew_mb = (peaks[1] - peaks[0]) as f64 / 1024.0;
-    eprintln!("peak RSS: 5000 frames {} MB, 10000 frames {} MB (+{grew_mb:.1} MB; buffering would add ~82 MB)", peaks[0] / 1024, peaks[1] / 1024);
+    eprintln!(
+        "peak RSS: 5000 frames {} MB, 10000 frames {} MB (+{grew_mb:.1} MB; buffering would add ~82 MB)",
+        peaks[0] / 1024,
+        peaks[1] / 1024
+    );
     assert!(grew_mb < 30.0, "peak memory grew by {grew_mb:.1} MB with 5000 more frames of a clip");
 }

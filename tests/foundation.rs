@@ -55,7 +55,9 @@ fn r3m_help_and_doctor() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "doctor failed:\n{stdout}\n{stderr}");
-    for needle in ["libtorch", "decoder h264", "decoder av1", "encode→decode", "resnet18 forward cpu", "all checks passed"] {
+    for needle in
+        ["libtorch", "decoder h264", "decoder av1", "encode→decode", "resnet18 forward cpu", "all checks passed"]
+    {
         assert!(stdout.contains(needle), "doctor output lacks '{needle}':\n{stdout}");
     }
     assert!(stdout.contains("2.13.0"), "doctor does not report PyTorch 2.13.0:\n{stdout}");

@@ -20,7 +20,18 @@ fn root() -> PathBuf {
 fn run_generator(out: &Path, episodes: usize, extra: &[&str]) {
     let o = Command::new("python3")
         .arg(root().join("scripts/metaworld_demos.py"))
-        .args(["--tasks", TASK, "--episodes", &episodes.to_string(), "--seed", "0", "--size", "64", "--stop-on-success", "3"])
+        .args([
+            "--tasks",
+            TASK,
+            "--episodes",
+            &episodes.to_string(),
+            "--seed",
+            "0",
+            "--size",
+            "64",
+            "--stop-on-success",
+            "3",
+        ])
         .args(extra)
         .arg("--out")
         .arg(out)
@@ -101,7 +112,11 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     let e = env.step(&[0.0; 4]).unwrap_err().to_string();
     // (which of the three the client sees first depends on scheduling: a loaded machine may read
     // the closed stdout before it reaps the process)
-    assert!(e.contains("reach-v3") && (e.contains("exited") || e.contains("stdin is closed") || e.contains("stopped answering")), "{e}");
+    assert!(
+        e.contains("reach-v3")
+            && (e.contains("exited") || e.contains("stdin is closed") || e.contains("stopped answering")),
+        "{e}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(5));
 
     // a tiny closed-loop BC run writes its table and JSON
@@ -116,8 +131,34 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
         .current_dir(d.path())
         .env("R3M_CACHE", &cache)
         .env_remove("R3M_BRIDGE")
-        .args(["eval", "bc", "--task", TASK, "--encoders", "random,scratch-shallow", "--demos", "1", "--seeds", "1", "--steps", "20"])
-        .args(["--eval-every", "10", "--rollouts", "2", "--max-episode-steps", "15", "--envs", "2", "--size", "32", "--heldout", "1"])
+        .args([
+            "eval",
+            "bc",
+            "--task",
+            TASK,
+            "--encoders",
+            "random,scratch-shallow",
+            "--demos",
+            "1",
+            "--seeds",
+            "1",
+            "--steps",
+            "20",
+        ])
+        .args([
+            "--eval-every",
+            "10",
+            "--rollouts",
+            "2",
+            "--max-episode-steps",
+            "15",
+            "--envs",
+            "2",
+            "--size",
+            "32",
+            "--heldout",
+            "1",
+        ])
         .args(["--device", "cpu", "--rerun", &format!("save:{}", d.path().join("bc.rrd").display()), "--data"])
         .arg(&v21)
         .arg("--out")
@@ -126,14 +167,20 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    let bridges: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("bridge-")).collect();
+    let bridges: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("bridge-"))
+        .collect();
     assert_eq!(bridges.len(), 1, "the bridge was written to R3M_CACHE");
     let carried = std::fs::read_to_string(bridges[0].path().join("metaworld_bridge.py")).unwrap();
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/metaworld_bridge.py")).unwrap();
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/metaworld_bridge.py")).unwrap();
     assert_eq!(carried, source, "the carried bridge is this tree's");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| random | 1 |") && md.contains("| scratch-shallow | 1 |"), "{md}");
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let cell = &j["cells"][0];
     assert_eq!(cell["evals"].as_array().unwrap().len(), 2, "evaluated at steps 10 and 20");
     assert_eq!(cell["evals"][1]["rollouts"], 2);
@@ -190,7 +237,11 @@ fn replayed_demo_actions_render_the_demo_pixels_and_embed_equals_eval_bc() {
     let camera = generate_eval(&ds, 2);
     let demos = r3m_bc::load_demos(&ds, Some(TASK), None).unwrap();
     let demo = &demos[0];
-    assert_eq!(demo.state.as_ref().map(|s| (s.len(), s[0].len())), Some((demo.actions.len(), 39)), "environment_state per frame");
+    assert_eq!(
+        demo.state.as_ref().map(|s| (s.len(), s[0].len())),
+        Some((demo.actions.len(), 39)),
+        "environment_state per frame"
+    );
 
     // demos and rollouts see the same pixels: replay the demo's actions on its layout through the
     // bridge; every rendered frame equals the decoded (lossless) demo frame, byte for byte
@@ -203,7 +254,8 @@ fn replayed_demo_actions_render_the_demo_pixels_and_embed_equals_eval_bc() {
         assert_eq!(obs.frame.len(), demo.frames[t].len());
         let differing = obs.frame.iter().zip(&demo.frames[t]).filter(|(a, b)| a != b).count();
         assert_eq!(differing, 0, "frame {t}: {differing} bytes differ between the rollout and the decoded demo");
-        let state_diff = obs.state.iter().zip(&demo.state.as_ref().unwrap()[t]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let state_diff =
+            obs.state.iter().zip(&demo.state.as_ref().unwrap()[t]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert_eq!(obs.state.len(), 39);
         assert!(state_diff < 1e-6, "frame {t}: state differs by {state_diff}");
         compared += 1;
@@ -222,8 +274,13 @@ fn replayed_demo_actions_render_the_demo_pixels_and_embed_equals_eval_bc() {
     tch::manual_seed(3);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let _enc = r3m_model::Encoder::new(&vs.root(), r3m_model::Arch::Resnet18);
-    r3m_model::checkpoint::save(&ck, &vs, &[], &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 56, "step": 0}))
-        .unwrap();
+    r3m_model::checkpoint::save(
+        &ck,
+        &vs,
+        &[],
+        &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 56, "step": 0}),
+    )
+    .unwrap();
     let emb = d.path().join("e.parquet");
     let o = Command::new(r3m_bin())
         .args(["embed", "--checkpoint"])
@@ -276,13 +333,26 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     generate_eval(&ds, 3);
     let eval = |out: &Path, extra: &[&str]| {
         let mut c = Command::new(r3m_bin());
-        c.args(["eval", "bc", "--task", TASK, "--encoders", "state,proprio", "--demos", "2", "--seeds", "2", "--steps", "200"])
-            .args(["--eval-every", "200", "--rollouts", "3", "--max-episode-steps", "60", "--envs", "2", "--heldout", "1"])
-            .args(["--device", "cpu", "--data"])
-            .arg(&ds)
-            .arg("--out")
-            .arg(out)
-            .args(extra);
+        c.args([
+            "eval",
+            "bc",
+            "--task",
+            TASK,
+            "--encoders",
+            "state,proprio",
+            "--demos",
+            "2",
+            "--seeds",
+            "2",
+            "--steps",
+            "200",
+        ])
+        .args(["--eval-every", "200", "--rollouts", "3", "--max-episode-steps", "60", "--envs", "2", "--heldout", "1"])
+        .args(["--device", "cpu", "--data"])
+        .arg(&ds)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
         c
     };
     // uninterrupted
@@ -291,7 +361,8 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(a.join("results.md")).unwrap();
     assert!(md.contains("| state | 2 | 2 |") && md.contains("| proprio | 2 | 2 |"), "{md}");
-    let mut ja: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
+    let mut ja: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
     assert_eq!(ja["complete"], true);
     assert_eq!(ja["cells"].as_array().unwrap().len(), 4);
     for c in ja["cells"].as_array().unwrap() {
@@ -306,15 +377,22 @@ fn state_and_proprio_rows_and_cell_level_resume() {
 
     // killed (-9) once the first cell is written, then resumed: the same results
     let b = d.path().join("b");
-    let mut child = eval(&b, &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child =
+        eval(&b, &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
-    while std::fs::read_dir(b.join("cells")).map_or(0, |r| r.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count()) < 1 {
+    while std::fs::read_dir(b.join("cells")).map_or(0, |r| {
+        r.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count()
+    }) < 1
+    {
         assert!(t0.elapsed() < Duration::from_secs(300), "no cell written");
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
     let _ = child.wait();
-    assert!(!b.join("results.json").exists() || !std::fs::read_to_string(b.join("results.json")).unwrap().contains("\"complete\": true"));
+    assert!(
+        !b.join("results.json").exists()
+            || !std::fs::read_to_string(b.join("results.json")).unwrap().contains("\"complete\": true")
+    );
     // a resume with another protocol is refused, naming the field
     let o = eval(&b, &["--resume", "--lr", "0.002"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -322,7 +400,8 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     let o = eval(&b, &["--resume"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("resuming"), "{err}");
-    let mut jb: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).unwrap()).unwrap();
+    let mut jb: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("results.json")).unwrap()).unwrap();
     strip_timing(&mut ja);
     strip_timing(&mut jb);
     ja["protocol"]["data"] = serde_json::Value::Null;

@@ -41,8 +41,11 @@ fn objective_parity(obj: R3mObjective, scale: f64, seed: i64) {
     )
     .unwrap();
     python("ref_r3m_loss.py", &[&inp, &out]);
-    let reference: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&out).unwrap().into_iter().collect();
-    for (name, ours) in [("total", &loss.total), ("tcn", &loss.tcn), ("l1", &loss.l1), ("l2", &loss.l2), ("aligned", &loss.aligned)] {
+    let reference: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(&out).unwrap().into_iter().collect();
+    for (name, ours) in
+        [("total", &loss.total), ("tcn", &loss.tcn), ("l1", &loss.l1), ("l2", &loss.l2), ("aligned", &loss.aligned)]
+    {
         let (a, r) = (scalar(ours), scalar(&reference[name]));
         assert!((a - r).abs() <= 1e-5 * r.abs().max(1.0), "{name}: ours {a}, PyTorch {r} ({obj:?})");
     }
@@ -87,7 +90,8 @@ fn torchvision_parity(arch: Arch, tv_name: &str) {
     let ours = tch::no_grad(|| enc.forward_u8(&images, false));
 
     let dir = tempfile::tempdir().unwrap();
-    let (w, im, out) = (dir.path().join("w.safetensors"), dir.path().join("im.safetensors"), dir.path().join("out.safetensors"));
+    let (w, im, out) =
+        (dir.path().join("w.safetensors"), dir.path().join("im.safetensors"), dir.path().join("out.safetensors"));
     vs.save(&w).unwrap();
     Tensor::write_safetensors(&[("images", &images)], &im).unwrap();
     let arch_name = Path::new(tv_name);
@@ -124,7 +128,8 @@ fn convert_r3m_checkpoint_then_embed_like_torchvision() {
     Tensor::write_safetensors(&[("images", &images)], &im).unwrap();
     python("make_fake_r3m_checkpoint.py", &[Path::new("resnet18"), &pt, &im, &emb]);
     python("convert_r3m.py", &[&pt, &out]);
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["arch"], "resnet18");
     assert!(cfg["source"]["dropped"].to_string().contains("lang_rew"), "{cfg}");
     let mut vs = nn::VarStore::new(Device::Cpu);
@@ -137,16 +142,28 @@ fn convert_r3m_checkpoint_then_embed_like_torchvision() {
     // a file that is not a checkpoint is refused with its name
     let junk = dir.path().join("junk.pt");
     std::fs::write(&junk, b"not a pickle").unwrap();
-    let o = Command::new("python3").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/convert_r3m.py")).arg(&junk).arg(dir.path().join("x")).output().unwrap();
+    let o = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/convert_r3m.py"))
+        .arg(&junk)
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("junk.pt"));
 }
 
 // ---- objective variants against scripts/ref_objectives.py ------------------------------------
 
-
 /// Runs the reference for variant `which` on `tensors` (plus `which`, `params`) and checks the
 /// loss, the accuracy and the gradient of `wrt`.
-fn variant_parity(which: i64, params: [f64; 3], tensors: &[(&str, &Tensor)], loss: &Tensor, acc: &Tensor, wrt: &Tensor, what: &str) {
+fn variant_parity(
+    which: i64,
+    params: [f64; 3],
+    tensors: &[(&str, &Tensor)],
+    loss: &Tensor,
+    acc: &Tensor,
+    wrt: &Tensor,
+    what: &str,
+) {
     loss.backward();
     let grad = wrt.grad();
     let dir = tempfile::tempdir().unwrap();
@@ -157,7 +174,8 @@ fn variant_parity(which: i64, params: [f64; 3], tensors: &[(&str, &Tensor)], los
     all.extend(tensors.iter().map(|(n, t)| (*n, t.detach().contiguous())));
     Tensor::write_safetensors(&all, &inp).unwrap();
     python("ref_objectives.py", &[&inp, &out]);
-    let reference: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&out).unwrap().into_iter().collect();
+    let reference: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(&out).unwrap().into_iter().collect();
     let (ours, theirs) = (scalar(loss), scalar(&reference["loss"]));
     assert!((ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0), "{what}: loss ours {ours}, PyTorch {theirs}");
     assert!(theirs.abs() > 1e-3, "{what}: reference loss {theirs} is ~0: the test would prove nothing");
@@ -184,7 +202,15 @@ fn triplet_matches_pytorch_with_and_without_hard_negatives() {
         let neg = if hard { objectives::hardest_negatives(&emb, &clips) } else { emb.select(1, 2) };
         let (loss, acc) = objectives::triplet(&emb.select(1, 4), &emb.select(1, 3), &neg, 1.0);
         let what = if hard { "triplet (hard negatives)" } else { "triplet" };
-        variant_parity(0, [1.0, f64::from(u8::from(hard)), 0.1], &[("emb", &emb), ("clips", &clips)], &loss, &acc, &emb, what);
+        variant_parity(
+            0,
+            [1.0, f64::from(u8::from(hard)), 0.1],
+            &[("emb", &emb), ("clips", &clips)],
+            &loss,
+            &acc,
+            &emb,
+            what,
+        );
     }
 }
 
@@ -211,15 +237,35 @@ fn moco_and_byol_losses_match_pytorch() {
     let key = Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
     let queue = Tensor::randn([32, 16], (Kind::Float, Device::Cpu));
     let (loss, acc) = objectives::moco_logits_loss(&emb.select(1, 4), &key, &queue, 0.2);
-    variant_parity(3, [0.0, 0.0, 0.2], &[("emb", &emb), ("clips", &clips), ("key", &key), ("queue", &queue)], &loss, &acc, &emb, "moco");
+    variant_parity(
+        3,
+        [0.0, 0.0, 0.2],
+        &[("emb", &emb), ("clips", &clips), ("key", &key), ("queue", &queue)],
+        &loss,
+        &acc,
+        &emb,
+        "moco",
+    );
 
     let pred = Tensor::randn([16, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     let target = Tensor::randn([16, 8], (Kind::Float, Device::Cpu));
     let loss = objectives::byol_loss(&pred, &target);
     let acc = tch::no_grad(|| {
-        (objectives::normalize(&pred) * objectives::normalize(&target)).sum_dim_intlist(&[-1i64][..], false, Kind::Float).gt(0.0).to_kind(Kind::Float).mean(Kind::Float)
+        (objectives::normalize(&pred) * objectives::normalize(&target))
+            .sum_dim_intlist(&[-1i64][..], false, Kind::Float)
+            .gt(0.0)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
     });
-    variant_parity(4, [0.0, 0.0, 0.1], &[("emb", &emb), ("clips", &clips), ("pred", &pred), ("target", &target)], &loss, &acc, &pred, "byol");
+    variant_parity(
+        4,
+        [0.0, 0.0, 0.1],
+        &[("emb", &emb), ("clips", &clips), ("pred", &pred), ("target", &target)],
+        &loss,
+        &acc,
+        &pred,
+        "byol",
+    );
 }
 
 #[test]

@@ -36,7 +36,12 @@ fn a_checkpoint_in_torchvision_embeds_like_r3m_embed() {
         checkpoint::save(&ck, &vs, &[], &cfg).unwrap();
         let out = d.path().join(format!("{name}.parquet"));
         let o = Command::new(r3m_bin())
-            .args(["embed", "--checkpoint"]).arg(&ck).arg("--videos").arg(&v).arg("--out").arg(&out)
+            .args(["embed", "--checkpoint"])
+            .arg(&ck)
+            .arg("--videos")
+            .arg(&v)
+            .arg("--out")
+            .arg(&out)
             .args(["--device", "cpu", "--precision", "fp32", "--memory-format", "nchw"])
             .output()
             .unwrap();
@@ -76,23 +81,42 @@ fn embeddings_read_with_pyarrow_and_duckdb_join_the_lerobot_frames() {
     tch::manual_seed(6);
     let vs = nn::VarStore::new(Device::Cpu);
     let _e = Encoder::new(&vs.root(), Arch::Resnet18);
-    checkpoint::save(&ck, &vs, &[], &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 32, "step": 0})).unwrap();
+    checkpoint::save(
+        &ck,
+        &vs,
+        &[],
+        &serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 32, "step": 0}),
+    )
+    .unwrap();
     let data = root().join("datasets/metaworld");
     let out = d.path().join("emb");
     for shard in ["0/2", "1/2"] {
         let o = Command::new(r3m_bin())
-            .args(["embed", "--checkpoint"]).arg(&ck).arg("--lerobot").arg(&data).args(["--camera", "corner4", "--every", "40", "--shard", shard])
-            .arg("--out").arg(&out).args(["--device", "cpu"])
+            .args(["embed", "--checkpoint"])
+            .arg(&ck)
+            .arg("--lerobot")
+            .arg(&data)
+            .args(["--camera", "corner4", "--every", "40", "--shard", shard])
+            .arg("--out")
+            .arg(&out)
+            .args(["--device", "cpu"])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let o = Command::new("python3").current_dir(root()).arg("examples/python/read_embeddings.py").arg(&out).arg(&data).output().unwrap();
+    let o = Command::new("python3")
+        .current_dir(root())
+        .arg("examples/python/read_embeddings.py")
+        .arg(&out)
+        .arg(&data)
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{text}");
     assert!(text.contains("512-d") && text.contains("duckdb: 50 episodes of 50"), "{text}");
     // every episode got rows from one of the two shards: frames 0, 40, 80 of ~100
-    let embedded: Vec<u32> = text.lines().filter_map(|l| l.split(" embedded").next()?.rsplit(' ').next()?.parse().ok()).collect();
+    let embedded: Vec<u32> =
+        text.lines().filter_map(|l| l.split(" embedded").next()?.rsplit(' ').next()?.parse().ok()).collect();
     assert_eq!(embedded.len(), 3, "{text}");
     assert!(embedded.iter().all(|&k| (2..=4).contains(&k)), "{text}");
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

@@ -80,7 +80,10 @@ fn lerobot_v21_and_v30_give_one_clip_per_episode() {
     lerobot_v21(&v21, &["top", "wrist"]);
     // two cameras: the camera must be named, and the error lists them
     let e = scan_lerobot(&v21, None, &mut ProbeCache::default()).unwrap_err().to_string();
-    assert!(e.contains("--camera") && e.contains("observation.images.top") && e.contains("observation.images.wrist"), "{e}");
+    assert!(
+        e.contains("--camera") && e.contains("observation.images.top") && e.contains("observation.images.wrist"),
+        "{e}"
+    );
     let e = scan_lerobot(&v21, Some("side"), &mut ProbeCache::default()).unwrap_err().to_string();
     assert!(e.contains("no camera 'side'"), "{e}");
     let ds = scan_lerobot(&v21, Some("wrist"), &mut ProbeCache::default()).unwrap();
@@ -130,7 +133,11 @@ fn manifests_csv_and_parquet() {
     assert_eq!((ds.clips[1].start, ds.clips[1].end, ds.clips[1].text.as_deref()), (0, 30, None));
     assert_eq!(ds.skipped.len(), 2);
     assert!(ds.skipped.iter().any(|s| s.path.ends_with("a.mp4") && s.reason.contains("too short")), "{:?}", ds.skipped);
-    assert!(ds.skipped.iter().any(|s| s.reason.contains("row 5") && s.path.ends_with("missing.mp4")), "{:?}", ds.skipped);
+    assert!(
+        ds.skipped.iter().any(|s| s.reason.contains("row 5") && s.path.ends_with("missing.mp4")),
+        "{:?}",
+        ds.skipped
+    );
 
     let pq = d.path().join("m.parquet");
     python(&format!(
@@ -167,7 +174,13 @@ fn train_takes_lerobot_and_manifest_inputs() {
     // a manifest that names nothing usable is refused, naming the file and the rows
     let m = d.path().join("bad.csv");
     std::fs::write(&m, "path\nnope.mp4\n").unwrap();
-    let out = Command::new(r3m_bin()).args(["train", "--manifest"]).arg(&m).arg("--out").arg(d.path().join("r2")).output().unwrap();
+    let out = Command::new(r3m_bin())
+        .args(["train", "--manifest"])
+        .arg(&m)
+        .arg("--out")
+        .arg(d.path().join("r2"))
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("bad.csv") && err.contains("no usable videos") && err.contains("nope.mp4"), "{err}");

@@ -29,7 +29,18 @@ fn train(videos: &Path, out: &Path, steps: u64, resume: bool) -> String {
 fn train_with(videos: &Path, out: &Path, steps: u64, resume: bool, extra: &[&str]) -> String {
     let mut cmd = Command::new(r3m_bin());
     cmd.args(["train", "--videos"]).arg(videos).arg("--out").arg(out).args(extra);
-    cmd.args(["--steps", &steps.to_string(), "--batch", "3", "--size", "64", "--workers", "1", "--tuples-per-clip", "2"]);
+    cmd.args([
+        "--steps",
+        &steps.to_string(),
+        "--batch",
+        "3",
+        "--size",
+        "64",
+        "--workers",
+        "1",
+        "--tuples-per-clip",
+        "2",
+    ]);
     cmd.args(["--checkpoint-every", "2", "--seed", "5", "--device", "cpu", "--lr", "1e-3"]);
     if resume {
         cmd.arg("--resume");
@@ -42,7 +53,8 @@ fn train_with(videos: &Path, out: &Path, steps: u64, resume: bool, extra: &[&str
 
 fn weights(run: &Path) -> Vec<(String, Tensor)> {
     let latest = std::fs::read_to_string(run.join("latest")).unwrap();
-    let mut w = Tensor::read_safetensors(run.join("checkpoints").join(latest.trim()).join("model.safetensors")).unwrap();
+    let mut w =
+        Tensor::read_safetensors(run.join("checkpoints").join(latest.trim()).join("model.safetensors")).unwrap();
     w.sort_by(|a, b| a.0.cmp(&b.0));
     w
 }
@@ -59,13 +71,17 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     assert!(log.contains("5 clips") && log.contains("1 file(s) skipped") && log.contains("corrupt.mp4"), "{log}");
     let metrics = std::fs::read_to_string(straight.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = metrics.lines().collect();
-    assert_eq!(rows[0], "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips");
+    assert_eq!(
+        rows[0],
+        "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips"
+    );
     assert_eq!(rows.len(), 5, "{metrics}");
     for r in &rows[1..] {
         let loss: f64 = r.split(',').nth(1).unwrap().parse().unwrap();
         assert!(loss.is_finite() && loss > 0.0, "{r}");
     }
-    let mut ckpts: Vec<_> = std::fs::read_dir(straight.join("checkpoints")).unwrap().flatten().map(|e| e.file_name()).collect();
+    let mut ckpts: Vec<_> =
+        std::fs::read_dir(straight.join("checkpoints")).unwrap().flatten().map(|e| e.file_name()).collect();
     ckpts.sort();
     assert_eq!(ckpts, ["best", "step-00000002", "step-00000004"], "checkpoints at steps 2 and 4, and the best");
     // the best is the interval (steps 1-2 or 3-4) with the lower mean loss
@@ -83,7 +99,8 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     train(&v, &split, 2, false);
     train(&v, &split, 4, true);
     let resumed_metrics = std::fs::read_to_string(split.join("metrics.csv")).unwrap();
-    let losses = |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    let losses =
+        |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
     assert_eq!(losses(&metrics), losses(&resumed_metrics), "losses differ after resume");
     let (a, b) = (weights(&straight), weights(&split));
     assert_eq!(a.len(), b.len());
@@ -96,10 +113,23 @@ fn trains_skips_bad_files_and_resumes_exactly() {
 #[test]
 fn bad_flags_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(r3m_bin()).args(["train", "--videos"]).arg(dir.path()).args(["--out"]).arg(dir.path().join("r")).args(["--batch", "1"]).output().unwrap();
+    let out = Command::new(r3m_bin())
+        .args(["train", "--videos"])
+        .arg(dir.path())
+        .args(["--out"])
+        .arg(dir.path().join("r"))
+        .args(["--batch", "1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch 1"));
-    let out = Command::new(r3m_bin()).args(["train", "--videos"]).arg(dir.path().join("missing")).args(["--out"]).arg(dir.path().join("r")).output().unwrap();
+    let out = Command::new(r3m_bin())
+        .args(["train", "--videos"])
+        .arg(dir.path().join("missing"))
+        .args(["--out"])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("missing") && e.contains("not a directory"), "{e}");
@@ -168,11 +198,15 @@ fn every_objective_trains() {
         .unwrap();
         assert_eq!(seen.len(), 3, "{kind:?}");
         for (loss, own, acc, tcn) in &seen {
-            assert!(loss.is_finite() && own.is_finite() && tcn.is_finite() && (0.0..=1.0).contains(acc), "{kind:?}: {seen:?}");
+            assert!(
+                loss.is_finite() && own.is_finite() && tcn.is_finite() && (0.0..=1.0).contains(acc),
+                "{kind:?}: {seen:?}"
+            );
         }
         assert!(seen.iter().any(|s| s.1 != 0.0), "{kind:?}: the objective's own term is always 0: {seen:?}");
         let ck = run.path().join("checkpoints/step-00000003");
-        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ck.join("config.json")).unwrap()).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(ck.join("config.json")).unwrap()).unwrap();
         assert_eq!(config["objective"]["name"], kind.name());
         assert_eq!(ck.join("objective.safetensors").exists(), kind.has_target(), "{kind:?}");
         // the embedding side of a checkpoint is the same for every objective
@@ -201,13 +235,23 @@ fn moco_resumes_exactly_and_objectives_do_not_mix() {
         t
     };
     let (a, b) = (state(&straight), state(&split));
-    assert!(a.iter().any(|(n, _)| n == "momentum.queue") && a.iter().any(|(n, _)| n.starts_with("momentum.encoder.")), "{:?}", a.iter().map(|x| &x.0).collect::<Vec<_>>());
+    assert!(
+        a.iter().any(|(n, _)| n == "momentum.queue") && a.iter().any(|(n, _)| n.starts_with("momentum.encoder.")),
+        "{:?}",
+        a.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
     for ((n, x), (_, y)) in a.iter().zip(&b).chain(weights(&straight).iter().zip(&weights(&split))) {
         let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
         assert!(d == 0.0, "{n} differs by {d} after resume");
     }
-    let out = Command::new(r3m_bin()).args(["train", "--videos"]).arg(&v).arg("--out").arg(&split)
-        .args(["--steps", "6", "--batch", "3", "--size", "64", "--device", "cpu", "--resume", "--objective", "byol"]).output().unwrap();
+    let out = Command::new(r3m_bin())
+        .args(["train", "--videos"])
+        .arg(&v)
+        .arg("--out")
+        .arg(&split)
+        .args(["--steps", "6", "--batch", "3", "--size", "64", "--device", "cpu", "--resume", "--objective", "byol"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("--objective moco"), "{e}");
@@ -232,11 +276,42 @@ fn language_term_and_time_windows() {
     let ok = Command::new("python3").args(["-c", &script]).status().unwrap();
     assert!(ok.success());
     let run = |out: &str, extra: &[&str]| {
-        Command::new(r3m_bin()).args(["train", "--manifest"]).arg(&manifest).arg("--out").arg(dir.path().join(out))
-            .args(["--steps", "3", "--batch", "4", "--size", "48", "--workers", "1", "--device", "cpu", "--lang-hidden", "32"])
-            .args(extra).output().unwrap()
+        Command::new(r3m_bin())
+            .args(["train", "--manifest"])
+            .arg(&manifest)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args([
+                "--steps",
+                "3",
+                "--batch",
+                "4",
+                "--size",
+                "48",
+                "--workers",
+                "1",
+                "--device",
+                "cpu",
+                "--lang-hidden",
+                "32",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
     };
-    let out = run("lang", &["--lang-weight", "1", "--text-embeddings", texts.to_str().unwrap(), "--positive-window", "2", "--negative-gap", "0.4s"]);
+    let out = run(
+        "lang",
+        &[
+            "--lang-weight",
+            "1",
+            "--text-embeddings",
+            texts.to_str().unwrap(),
+            "--positive-window",
+            "2",
+            "--negative-gap",
+            "0.4s",
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let metrics = std::fs::read_to_string(dir.path().join("lang/metrics.csv")).unwrap();
     for row in metrics.lines().skip(1) {
@@ -245,7 +320,10 @@ fn language_term_and_time_windows() {
         assert!(lang.is_finite() && lang > 0.0, "language term missing: {row}");
     }
     let config = std::fs::read_to_string(dir.path().join("lang/checkpoints/step-00000003/config.json")).unwrap();
-    assert!(config.contains("\"positive_window\": \"2f\"") && config.contains("\"negative_gap\": \"0.4s\""), "{config}");
+    assert!(
+        config.contains("\"positive_window\": \"2f\"") && config.contains("\"negative_gap\": \"0.4s\""),
+        "{config}"
+    );
     // a text without an embedding
     std::fs::write(&manifest, "path,text\nvideos/clip0.mp4,open the drawer\nvideos/clip1.mp4,close the window\nvideos/clip2.mp4,x\nvideos/clip3.mp4,\n").unwrap();
     let out = run("missing", &["--lang-weight", "1", "--text-embeddings", texts.to_str().unwrap()]);
@@ -263,8 +341,16 @@ fn train_output(videos: &Path, out: &Path, steps: u64, extra: &[&str]) -> (bool,
     let mut cmd = Command::new(r3m_bin());
     cmd.args(["train", "--videos"]).arg(videos).arg("--out").arg(out).args(["--steps", &steps.to_string()]);
     // defaults, each unless `extra` gives it
-    let defaults = [("--batch", "3"), ("--size", "64"), ("--workers", "1"), ("--tuples-per-clip", "2"), ("--checkpoint-every", "2"),
-        ("--seed", "5"), ("--device", "cpu"), ("--lr", "1e-3")];
+    let defaults = [
+        ("--batch", "3"),
+        ("--size", "64"),
+        ("--workers", "1"),
+        ("--tuples-per-clip", "2"),
+        ("--checkpoint-every", "2"),
+        ("--seed", "5"),
+        ("--device", "cpu"),
+        ("--lr", "1e-3"),
+    ];
     for (flag, value) in defaults {
         if !extra.contains(&flag) {
             cmd.args([flag, value]);
@@ -288,7 +374,11 @@ fn run_directories_have_one_owner_and_resume_checks_the_config() {
     assert!(ok, "{e}");
     let (ok, e) = train_output(&v, &run, 1, &[]);
     assert!(!ok && e.contains("--resume") && e.contains("--overwrite") && e.contains("holds a run"), "{e}");
-    assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap().trim(), "step-00000003", "a refused run must not touch the old one");
+    assert_eq!(
+        std::fs::read_to_string(run.join("latest")).unwrap().trim(),
+        "step-00000003",
+        "a refused run must not touch the old one"
+    );
     // resume with a changed batch and seed: refused, each difference named
     let (ok, e) = train_output(&v, &run, 4, &["--resume", "--batch", "4", "--seed", "6"]);
     assert!(!ok && e.contains("--batch 3 → 4") && e.contains("--seed 5 → 6"), "{e}");
@@ -309,7 +399,11 @@ fn run_directories_have_one_owner_and_resume_checks_the_config() {
     assert!(ok && e.contains("cleared"), "{e}");
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "{metrics}");
-    let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+    let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
     assert!(ckpts.contains(&"step-00000001".to_string()) && !ckpts.contains(&"step-00000004".to_string()), "{ckpts:?}");
     // --overwrite never deletes a folder that is not a run
     let photos = dir.path().join("photos");
@@ -357,12 +451,16 @@ fn kill_9_at_random_points_then_resume_gives_identical_weights() {
             for f in ["model.safetensors", "optimizer.safetensors", "config.json"] {
                 assert!(e.path().join(f).exists(), "{name}/{f} missing under a final name");
             }
-            let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path().join("config.json")).unwrap()).unwrap();
+            let cfg: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(e.path().join("config.json")).unwrap()).unwrap();
             assert!(cfg["step"].as_u64().is_some(), "{name}: {cfg}");
             Tensor::read_safetensors(e.path().join("model.safetensors")).unwrap();
         }
         if let Ok(latest) = std::fs::read_to_string(run.join("latest")) {
-            assert!(cks.join(latest.trim()).join("config.json").exists(), "latest names {latest}, which is not complete");
+            assert!(
+                cks.join(latest.trim()).join("config.json").exists(),
+                "latest names {latest}, which is not complete"
+            );
         }
     };
     // seeded kill moments (SplitMix-style LCG), between 0.3 s and 4 s after the start
@@ -376,7 +474,18 @@ fn kill_9_at_random_points_then_resume_gives_identical_weights() {
         tries += 1;
         let mut cmd = Command::new(r3m_bin());
         cmd.args(["train", "--videos"]).arg(&v).arg("--out").arg(&run);
-        cmd.args(["--steps", &STEPS.to_string(), "--batch", "3", "--size", "64", "--workers", "1", "--tuples-per-clip", "2"]);
+        cmd.args([
+            "--steps",
+            &STEPS.to_string(),
+            "--batch",
+            "3",
+            "--size",
+            "64",
+            "--workers",
+            "1",
+            "--tuples-per-clip",
+            "2",
+        ]);
         cmd.args(["--checkpoint-every", "1", "--seed", "5", "--device", "cpu", "--lr", "1e-3"]);
         if run.join("latest").exists() {
             cmd.arg("--resume");
@@ -400,7 +509,8 @@ fn kill_9_at_random_points_then_resume_gives_identical_weights() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         check(&run);
-        if std::fs::read_to_string(run.join("latest")).map(|l| l.trim() == format!("step-{STEPS:08}")).unwrap_or(false) {
+        if std::fs::read_to_string(run.join("latest")).map(|l| l.trim() == format!("step-{STEPS:08}")).unwrap_or(false)
+        {
             break;
         }
         assert!(tries < 30, "no progress after {tries} runs");
@@ -413,7 +523,8 @@ fn kill_9_at_random_points_then_resume_gives_identical_weights() {
         let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
         assert!(d == 0.0, "{n} differs by {d} after {killed} kills");
     }
-    let losses = |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    let losses =
+        |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
     assert_eq!(
         losses(&std::fs::read_to_string(straight.join("metrics.csv")).unwrap()),
         losses(&std::fs::read_to_string(run.join("metrics.csv")).unwrap()),
@@ -436,7 +547,11 @@ fn kill_9_at_random_points_then_resume_gives_identical_weights() {
     assert!(e.contains("step-00000004") && e.contains("safetensors"), "the error names the file: {e}");
     assert_eq!(std::fs::read_to_string(full.join("latest")).unwrap().trim(), "step-00000002");
     check(&full);
-    let left: Vec<String> = std::fs::read_dir(full.join("checkpoints")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+    let left: Vec<String> = std::fs::read_dir(full.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
     assert!(left.iter().all(|n| !n.starts_with('.')), "temporaries left: {left:?}");
     // and the run resumes fine afterwards
     let (ok, e) = train_output(&v, &full, 4, &["--resume"]);
@@ -468,7 +583,9 @@ fn the_reservoir_loader_trains_and_resumes_exactly() {
         let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
         assert!(d == 0.0, "{n} differs by {d} after resume");
     }
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(split.join("checkpoints/step-00000004/config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(split.join("checkpoints/step-00000004/config.json")).unwrap())
+            .unwrap();
     assert_eq!((cfg["loader"].as_str(), cfg["reservoir"][0].as_u64()), (Some("reservoir"), Some(1)), "{cfg}");
     let (ok, e) = train_output(&v, &split, 6, &["--resume", "--loader", "reservoir", "--reservoir-mb", "64"]);
     assert!(!ok && e.contains("--reservoir-mb 1 MB"), "{e}");

@@ -37,11 +37,36 @@ struct Case {
 const CASES: &[Case] = &[
     Case { name: "h264/mp4", file: "v.mp4", args: &["-c:v", "libx264", "-g", "12", "-bf", "2"], codec: "h264" },
     Case { name: "h264/mov", file: "v.mov", args: &["-c:v", "libx264", "-g", "8"], codec: "h264" },
-    Case { name: "hevc/mkv", file: "v.mkv", args: &["-c:v", "libx265", "-x265-params", "log-level=none:keyint=10"], codec: "hevc" },
-    Case { name: "hevc/mp4", file: "v.mp4", args: &["-c:v", "libx265", "-tag:v", "hvc1", "-x265-params", "log-level=none"], codec: "hevc" },
-    Case { name: "vp9/webm", file: "v.webm", args: &["-c:v", "libvpx-vp9", "-g", "10", "-deadline", "realtime", "-cpu-used", "8"], codec: "vp9" },
-    Case { name: "av1/mp4 (g=2, LeRobot)", file: "v.mp4", args: &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "12"], codec: "av1" },
-    Case { name: "av1/mkv", file: "v.mkv", args: &["-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "40", "-g", "10"], codec: "av1" },
+    Case {
+        name: "hevc/mkv",
+        file: "v.mkv",
+        args: &["-c:v", "libx265", "-x265-params", "log-level=none:keyint=10"],
+        codec: "hevc",
+    },
+    Case {
+        name: "hevc/mp4",
+        file: "v.mp4",
+        args: &["-c:v", "libx265", "-tag:v", "hvc1", "-x265-params", "log-level=none"],
+        codec: "hevc",
+    },
+    Case {
+        name: "vp9/webm",
+        file: "v.webm",
+        args: &["-c:v", "libvpx-vp9", "-g", "10", "-deadline", "realtime", "-cpu-used", "8"],
+        codec: "vp9",
+    },
+    Case {
+        name: "av1/mp4 (g=2, LeRobot)",
+        file: "v.mp4",
+        args: &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "12"],
+        codec: "av1",
+    },
+    Case {
+        name: "av1/mkv",
+        file: "v.mkv",
+        args: &["-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "40", "-g", "10"],
+        codec: "av1",
+    },
 ];
 
 #[test]
@@ -99,7 +124,11 @@ fn sequential_decode_equals_random_access() {
             assert_eq!(f.data, all[f.index].data, "frame {}", f.index);
         }
     }
-    assert!(r.stats().decoded - before <= 45, "one pass decodes each frame at most once: {}", r.stats().decoded - before);
+    assert!(
+        r.stats().decoded - before <= 45,
+        "one pass decodes each frame at most once: {}",
+        r.stats().decoded - before
+    );
 }
 
 #[test]
@@ -113,7 +142,10 @@ fn forward_requests_reuse_the_decoder() {
     r.read_frames(&[12]).unwrap();
     let s = r.stats();
     assert_eq!(s.seeks, 0, "requests ahead in the same GOP must decode forward");
-    assert!(s.decoded <= 13, "frames 0..=12 decoded at most once each (non-reference ones before a target are skipped): {s:?}");
+    assert!(
+        s.decoded <= 13,
+        "frames 0..=12 decoded at most once each (non-reference ones before a target are skipped): {s:?}"
+    );
     r.read_frames(&[40]).unwrap(); // past the next keyframe (30): seek there
     assert_eq!(r.stats().seeks, 1);
     assert!(r.stats().decoded <= 13 + 11 + 4, "seek did not skip ahead: {:?}", r.stats());
@@ -124,9 +156,35 @@ fn odd_sizes_and_imagenet_crop() {
     let dir = tmp();
     // VP9 4:2:0 at an odd size, and H.264 4:4:4 at an odd size (testsrc: testsrc2 rounds sizes to even)
     let vp9 = dir.path().join("odd.webm");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc=size=225x131:rate=10", "-frames:v", "6", "-pix_fmt", "yuv420p", "-c:v", "libvpx-vp9", "-deadline", "realtime", vp9.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=225x131:rate=10",
+        "-frames:v",
+        "6",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libvpx-vp9",
+        "-deadline",
+        "realtime",
+        vp9.to_str().unwrap(),
+    ]);
     let h264 = dir.path().join("odd444.mp4");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc=size=225x131:rate=10", "-frames:v", "6", "-pix_fmt", "yuv444p", "-c:v", "libx264", h264.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=225x131:rate=10",
+        "-frames:v",
+        "6",
+        "-pix_fmt",
+        "yuv444p",
+        "-c:v",
+        "libx264",
+        h264.to_str().unwrap(),
+    ]);
     for path in [&vp9, &h264] {
         let info = probe(path).unwrap();
         assert_eq!((info.width, info.height), (225, 131));
@@ -153,7 +211,15 @@ fn rotation_metadata_is_applied() {
     for (deg, cw) in [("90", 270u32), ("-90", 90), ("180", 180)] {
         let path = dir.path().join(format!("rot{cw}.mp4"));
         // the mp4 muxer writes `rotate` metadata as a display matrix (counter-clockwise degrees)
-        ffmpeg(&["-i", src.to_str().unwrap(), "-c", "copy", "-metadata:s:v:0", &format!("rotate={deg}"), path.to_str().unwrap()]);
+        ffmpeg(&[
+            "-i",
+            src.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            &format!("rotate={deg}"),
+            path.to_str().unwrap(),
+        ]);
         let info = probe(&path).unwrap();
         assert_eq!(info.rotation, cw, "rotate={deg}");
         let mut r = VideoReader::open(&path, DecodeOptions::default()).unwrap();
@@ -170,8 +236,9 @@ fn rotation_metadata_is_applied() {
         // and the unrotated reading is clearly different (the test would catch a missing rotation)
         if cw == 180 {
             let unrotated = cli_frame(&src, 2, "");
-            let mad0: f64 = f.data.iter().zip(&unrotated).map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs()).sum::<f64>()
-                / theirs.len() as f64;
+            let mad0: f64 =
+                f.data.iter().zip(&unrotated).map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs()).sum::<f64>()
+                    / theirs.len() as f64;
             assert!(mad0 > 10.0, "rotated and unrotated frames look alike ({mad0})");
         }
     }
@@ -183,8 +250,22 @@ fn variable_frame_rate_is_frame_accurate() {
     let path = dir.path().join("vfr.mkv");
     // frame n at t = (n + n^2/20) / 25 s: gaps grow along the clip
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=80x60:rate=25", "-frames:v", "40",
-        "-vf", "settb=1/1000,setpts=(N+N*N/20)/(25*TB)", "-enc_time_base", "1/1000", "-fps_mode", "passthrough", "-c:v", "libx264", "-g", "10",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=80x60:rate=25",
+        "-frames:v",
+        "40",
+        "-vf",
+        "settb=1/1000,setpts=(N+N*N/20)/(25*TB)",
+        "-enc_time_base",
+        "1/1000",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-g",
+        "10",
         path.to_str().unwrap(),
     ]);
     let info = probe(&path).unwrap();
@@ -294,7 +375,8 @@ fn a_corrupt_frame_mid_file_is_skipped_and_counted() {
     let mut bytes = std::fs::read(&src).unwrap();
     // wipe the 11th JPEG (index 10) from its start-of-image marker to the next frame's AVI chunk
     // header: the packet stays, its contents are gone
-    let soi: Vec<usize> = bytes.windows(3).enumerate().filter(|(_, w)| w == &[0xFF, 0xD8, 0xFF]).map(|(i, _)| i).collect();
+    let soi: Vec<usize> =
+        bytes.windows(3).enumerate().filter(|(_, w)| w == &[0xFF, 0xD8, 0xFF]).map(|(i, _)| i).collect();
     assert_eq!(soi.len(), 20, "JPEG frames found");
     for b in &mut bytes[soi[10]..soi[11] - 8] {
         *b = 0;
@@ -337,7 +419,8 @@ fn pool_streams_results_in_request_order() {
     }
     reqs.push(Request::all(infos[2].clone()));
     reqs.insert(5, Request::frames(bad_info, vec![0, 1]));
-    let expected: Vec<(PathBuf, Option<Vec<usize>>)> = reqs.iter().map(|r| (r.video.path.clone(), r.indices.clone())).collect();
+    let expected: Vec<(PathBuf, Option<Vec<usize>>)> =
+        reqs.iter().map(|r| (r.video.path.clone(), r.indices.clone())).collect();
     let results: Vec<_> = pool.run(reqs).collect();
     assert_eq!(results.len(), expected.len());
     for (res, (path, ix)) in results.iter().zip(&expected) {
@@ -367,7 +450,13 @@ fn lerobot_style_concatenated_episodes_by_timestamp() {
     // frames, and locates an episode's frames by from_timestamp + k / fps.
     let dir = tmp();
     let path = dir.path().join("file-000.mp4");
-    make_video(&path, "96x64", 10, 60, &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "12", "-svtav1-params", "lp=1"]);
+    make_video(
+        &path,
+        "96x64",
+        10,
+        60,
+        &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "12", "-svtav1-params", "lp=1"],
+    );
     let info = probe(&path).unwrap();
     assert_eq!(info.frame_count(), 60);
     assert!(info.keyframe_interval.unwrap() <= 2.01, "keyframe interval {:?}", info.keyframe_interval);
@@ -432,7 +521,17 @@ fn edit_list_preroll_frames_are_not_counted() {
     let cut = dir.path().join("cut.mp4");
     ffmpeg(&["-ss", "1.3", "-i", src.to_str().unwrap(), "-c", "copy", cut.to_str().unwrap()]);
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&cut)
         .output()
         .unwrap();

@@ -28,8 +28,27 @@ fn train_and_view_recordings_have_the_logged_entities() {
     }
     let run_dir = d.path().join("run");
     let train_rrd = d.path().join("train.rrd");
-    run(&["train", "--videos", s(&v), "--out", s(&run_dir), "--steps", "4", "--batch", "3", "--size", "32", "--workers", "1",
-        "--device", "cpu", "--rerun", &format!("save:{}", train_rrd.display()), "--rerun-every", "2"]);
+    run(&[
+        "train",
+        "--videos",
+        s(&v),
+        "--out",
+        s(&run_dir),
+        "--steps",
+        "4",
+        "--batch",
+        "3",
+        "--size",
+        "32",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "--rerun",
+        &format!("save:{}", train_rrd.display()),
+        "--rerun-every",
+        "2",
+    ]);
     let c = contents(&train_rrd);
     for k in ["loss", "tcn", "aligned", "images_per_s", "data_wait_pct"] {
         let (rows, tl) = &c[&format!("/train/{k}")];
@@ -43,21 +62,48 @@ fn train_and_view_recordings_have_the_logged_entities() {
 
     // view from the checkpoint, and from an embeddings file of the same run
     let view_rrd = d.path().join("view.rrd");
-    run(&["view", "--checkpoint", s(&run_dir), "--videos", s(&v), "--max-frames", "10", "--device", "cpu",
-        "--rerun", &format!("save:{}", view_rrd.display())]);
+    run(&[
+        "view",
+        "--checkpoint",
+        s(&run_dir),
+        "--videos",
+        s(&v),
+        "--max-frames",
+        "10",
+        "--device",
+        "cpu",
+        "--rerun",
+        &format!("save:{}", view_rrd.display()),
+    ]);
     let c = contents(&view_rrd);
     // 20, 24, 28 frames shown every ceil(n/10)-th: 10, 8, 10
     for (i, frames) in [(0, 10), (1, 8), (2, 10)] {
         let base = format!("/videos/clip{i}.mp4");
         assert_eq!(c[&format!("{base}/frame")].0, frames, "{base}");
-        assert!(c[&format!("{base}/frame")].1.is_superset(&["frame_index".to_string(), "timestamp".to_string()].into()), "{:?}", c[&format!("{base}/frame")].1);
+        assert!(
+            c[&format!("{base}/frame")].1.is_superset(&["frame_index".to_string(), "timestamp".to_string()].into()),
+            "{:?}",
+            c[&format!("{base}/frame")].1
+        );
         assert_eq!(c[&format!("{base}/distance_to_final")].0, frames);
         for k in ["embedding/points", "embedding/trajectory", "distance_matrix"] {
             assert_eq!(c[&format!("{base}/{k}")].0, 1, "{base}/{k} is logged once, static");
         }
     }
     let emb = d.path().join("emb.parquet");
-    run(&["embed", "--checkpoint", s(&run_dir), "--videos", s(&v), "--out", s(&emb), "--every", "3", "--device", "cpu"]);
+    run(&[
+        "embed",
+        "--checkpoint",
+        s(&run_dir),
+        "--videos",
+        s(&v),
+        "--out",
+        s(&emb),
+        "--every",
+        "3",
+        "--device",
+        "cpu",
+    ]);
     let view2 = d.path().join("view2.rrd");
     run(&["view", "--embeddings", s(&emb), "--videos", s(&v), "--rerun", &format!("save:{}", view2.display())]);
     let c = contents(&view2);

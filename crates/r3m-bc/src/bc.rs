@@ -52,7 +52,8 @@ pub enum EncoderKind {
 }
 
 /// The names `--encoders` takes besides checkpoints.
-pub const BUILTIN_ENCODERS: &str = "state, proprio, random, scratch, scratch-shallow, pretrained (with --checkpoint), NAME=CHECKPOINT";
+pub const BUILTIN_ENCODERS: &str =
+    "state, proprio, random, scratch, scratch-shallow, pretrained (with --checkpoint), NAME=CHECKPOINT";
 
 impl EncoderKind {
     /// Parses one `--encoders` entry: a built-in name, `pretrained` (the `checkpoint`), or
@@ -68,16 +69,18 @@ impl EncoderKind {
             "scratch-shallow" => EncoderKind::ScratchShallow,
             "state" => EncoderKind::State,
             "proprio" => EncoderKind::Proprio,
-            other => match other.split_once('=') {
-                Some((name, path)) if !name.is_empty() && !path.is_empty() => {
-                    let builtin = ["random", "scratch", "scratch-shallow", "state", "proprio"];
-                    if builtin.contains(&name) || name.contains(['/', '\\']) {
-                        bail!("--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)");
+            other => {
+                match other.split_once('=') {
+                    Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+                        let builtin = ["random", "scratch", "scratch-shallow", "state", "proprio"];
+                        if builtin.contains(&name) || name.contains(['/', '\\']) {
+                            bail!("--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)");
+                        }
+                        EncoderKind::Pretrained { name: name.into(), path: path.into() }
                     }
-                    EncoderKind::Pretrained { name: name.into(), path: path.into() }
+                    _ => bail!("--encoders: unknown encoder '{other}' ({BUILTIN_ENCODERS})"),
                 }
-                _ => bail!("--encoders: unknown encoder '{other}' ({BUILTIN_ENCODERS})"),
-            },
+            }
         })
     }
 
@@ -215,7 +218,8 @@ impl FramePrep {
 
     /// One `w`×`h` RGB frame → `size`×`size` RGB.
     pub fn apply(&mut self, frame: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
-        let (ow, oh, data) = self.t.apply(frame, w, h).map_err(|e| anyhow::anyhow!("preparing a {w}x{h} frame: {e}"))?;
+        let (ow, oh, data) =
+            self.t.apply(frame, w, h).map_err(|e| anyhow::anyhow!("preparing a {w}x{h} frame: {e}"))?;
         if (ow, oh) != (self.size, self.size) {
             bail!("preparing a {w}x{h} frame gave {ow}x{oh}, expected {}x{}", self.size, self.size);
         }
@@ -300,7 +304,8 @@ pub fn rollouts(
         if running.is_empty() {
             break;
         }
-        let obs: Vec<&crate::bridge::Observation> = running.iter().filter_map(|&i| active[i].as_ref().map(|a| &a.1)).collect();
+        let obs: Vec<&crate::bridge::Observation> =
+            running.iter().filter_map(|&i| active[i].as_ref().map(|a| &a.1)).collect();
         let actions = act(&obs)?;
         if actions.len() != running.len() {
             bail!("the policy gave {} actions for {} environments", actions.len(), running.len());
@@ -384,7 +389,9 @@ pub fn run_cell(
         bail!("no demonstrations to train on");
     }
     if kind.uses_frames() {
-        if let Some(d) = train.iter().chain(heldout).find(|d| !d.prepared || (d.width, d.height) != (cfg.size, cfg.size)) {
+        if let Some(d) =
+            train.iter().chain(heldout).find(|d| !d.prepared || (d.width, d.height) != (cfg.size, cfg.size))
+        {
             bail!("episode {}: frames are not prepared for {} px (call prepare_demos)", d.episode, cfg.size);
         }
     }
@@ -521,7 +528,10 @@ fn run_with_features(
             Features::State => {
                 let s: Vec<f32> = obs.iter().flat_map(|o| o.state.iter().copied()).collect();
                 if s.len() != obs.len() * fdim as usize {
-                    bail!("the environment sent a {}-value state, the demos have {fdim} (bridge protocol 2 needed)", s.len() / obs.len().max(1));
+                    bail!(
+                        "the environment sent a {}-value state, the demos have {fdim} (bridge protocol 2 needed)",
+                        s.len() / obs.len().max(1)
+                    );
                 }
                 Some(Tensor::from_slice(&s).view([obs.len() as i64, fdim]).to_device(dev))
             }
@@ -570,7 +580,12 @@ fn run_with_features(
             recent.remove(0);
         }
         if step % 50 == 0 {
-            on_progress(&format!("{} policy step {step}/{} mse {:.4}", kind.name(), cfg.steps, recent.iter().sum::<f64>() / recent.len() as f64));
+            on_progress(&format!(
+                "{} policy step {step}/{} mse {:.4}",
+                kind.name(),
+                cfg.steps,
+                recent.iter().sum::<f64>() / recent.len() as f64
+            ));
         }
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
             timing.train_seconds += train_clock.elapsed().as_secs_f64();
@@ -594,7 +609,9 @@ fn run_with_features(
                     done += 1;
                     ok += usize::from(s);
                     let rate = steps as f64 / clock.elapsed().as_secs_f64().max(1e-9);
-                    on_progress(&format!("eval @ step {step}: rollout {done}/{total} ({ok} succeeded), {rate:.0} env steps/s"));
+                    on_progress(&format!(
+                        "eval @ step {step}: rollout {done}/{total} ({ok} succeeded), {rate:.0} env steps/s"
+                    ));
                 },
                 |rollout, t, frame, action, success, done| {
                     observer(&RolloutStep { eval_step: step, rollout, t, frame, action, success, done });
@@ -602,7 +619,12 @@ fn run_with_features(
             )?;
             timing.rollout_seconds += clock.elapsed().as_secs_f64();
             timing.env_steps += env_steps;
-            evals.push(EvalPoint { step, successes: outcomes.iter().filter(|&&s| s).count(), rollouts: outcomes.len(), outcomes });
+            evals.push(EvalPoint {
+                step,
+                successes: outcomes.iter().filter(|&&s| s).count(),
+                rollouts: outcomes.len(),
+                outcomes,
+            });
             train_clock = Instant::now();
         }
     }

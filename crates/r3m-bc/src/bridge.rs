@@ -200,7 +200,17 @@ impl MetaWorldBridge {
                 }
             }
         });
-        let mut b = MetaWorldBridge { child, stdin, rx, stderr, timeout: cfg.timeout, width: 0, height: 0, task: cfg.task.clone(), render: true };
+        let mut b = MetaWorldBridge {
+            child,
+            stdin,
+            rx,
+            stderr,
+            timeout: cfg.timeout,
+            width: 0,
+            height: 0,
+            task: cfg.task.clone(),
+            render: true,
+        };
         // starting Python and MuJoCo takes a few seconds: allow more than one step's timeout
         let hello = b.recv_within(cfg.timeout.max(Duration::from_secs(60)))?;
         if hello.header["hello"] != "r3m-metaworld-bridge" {
@@ -250,7 +260,9 @@ impl MetaWorldBridge {
 
     fn observation(&self, m: Message) -> Observation {
         let h = &m.header;
-        let floats = |key: &str| -> Vec<f32> { h[key].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default() };
+        let floats = |key: &str| -> Vec<f32> {
+            h[key].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default()
+        };
         Observation {
             frame_size: if m.frame.is_empty() { (0, 0) } else { (self.width, self.height) },
             state: floats("state"),
@@ -267,7 +279,10 @@ impl MetaWorldBridge {
     pub fn expert(&mut self) -> Result<Vec<f32>> {
         self.send(&serde_json::json!({"cmd": "expert"}))?;
         let m = self.recv_within(self.timeout)?;
-        Ok(m.header["action"].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()).unwrap_or_default())
+        Ok(m.header["action"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect())
+            .unwrap_or_default())
     }
 
     /// Process id of the server (for tests that kill it).

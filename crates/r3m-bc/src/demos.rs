@@ -45,7 +45,8 @@ pub struct RenderInfo {
 
 /// Reads the `metaworld` block of `meta/info.json`, if the dataset came from our generator.
 pub fn render_info(root: &Path) -> Option<RenderInfo> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("meta/info.json")).ok()?).ok()?;
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("meta/info.json")).ok()?).ok()?;
     let m = &v["metaworld"];
     Some(RenderInfo {
         camera: m["camera"].as_str()?.to_string(),
@@ -69,7 +70,11 @@ fn episode_tasks(root: &Path, info: &lerobot::Info) -> Result<EpisodeTasks> {
                 let task = table::strings(&b, "metaworld_task").map_err(anyhow::Error::msg)?;
                 let seed = table::i64s(&b, "layout_seed").map_err(anyhow::Error::msg)?;
                 for r in 0..b.num_rows() {
-                    out.push((idx[r].unwrap_or(-1), task.as_ref().and_then(|t| t[r].clone()), seed.as_ref().and_then(|s| s[r])));
+                    out.push((
+                        idx[r].unwrap_or(-1),
+                        task.as_ref().and_then(|t| t[r].clone()),
+                        seed.as_ref().and_then(|s| s[r]),
+                    ));
                 }
             }
         }
@@ -98,9 +103,15 @@ fn episode_rows(root: &Path, info_json: &serde_json::Value, v3: bool, episode: i
         lerobot::parquet_files(&root.join("data"), &mut f);
         f
     } else {
-        let tpl = info_json["data_path"].as_str().unwrap_or("data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet");
+        let tpl = info_json["data_path"]
+            .as_str()
+            .unwrap_or("data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet");
         let chunk = episode / info_json["chunks_size"].as_i64().unwrap_or(1000).max(1);
-        let rel = lerobot::fill_template(tpl, &[("episode_chunk", chunk.to_string()), ("episode_index", episode.to_string())]).map_err(anyhow::Error::msg)?;
+        let rel = lerobot::fill_template(
+            tpl,
+            &[("episode_chunk", chunk.to_string()), ("episode_index", episode.to_string())],
+        )
+        .map_err(anyhow::Error::msg)?;
         vec![root.join(rel)]
     };
     let (mut state, mut action) = (Vec::new(), Vec::new());
@@ -108,9 +119,14 @@ fn episode_rows(root: &Path, info_json: &serde_json::Value, v3: bool, episode: i
     for f in files {
         for b in table::read_parquet(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))? {
             let ep = table::i64s(&b, "episode_index").map_err(anyhow::Error::msg)?;
-            let s = table::f32_lists(&b, "observation.state").map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.with_context(|| format!("{}: no observation.state", f.display()))?;
-            let a = table::f32_lists(&b, "action").map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?.with_context(|| format!("{}: no action", f.display()))?;
-            let full = table::f32_lists(&b, "observation.environment_state").map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            let s = table::f32_lists(&b, "observation.state")
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                .with_context(|| format!("{}: no observation.state", f.display()))?;
+            let a = table::f32_lists(&b, "action")
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                .with_context(|| format!("{}: no action", f.display()))?;
+            let full = table::f32_lists(&b, "observation.environment_state")
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
             if full.is_none() {
                 env_state = None;
             }
@@ -135,11 +151,8 @@ pub fn load_demos(root: &Path, task: Option<&str>, camera: Option<&str>) -> Resu
     let info = lerobot::read_info(root)?;
     let info_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("meta/info.json"))?)?;
     let tasks = episode_tasks(root, &info)?;
-    let wanted: Vec<(i64, Option<i64>)> = tasks
-        .iter()
-        .filter(|(_, t, _)| task.is_none() || t.as_deref() == task)
-        .map(|(e, _, s)| (*e, *s))
-        .collect();
+    let wanted: Vec<(i64, Option<i64>)> =
+        tasks.iter().filter(|(_, t, _)| task.is_none() || t.as_deref() == task).map(|(e, _, s)| (*e, *s)).collect();
     if wanted.is_empty() {
         let mut names: Vec<&str> = tasks.iter().filter_map(|(_, t, _)| t.as_deref()).collect();
         names.sort();
@@ -149,7 +162,11 @@ pub fn load_demos(root: &Path, task: Option<&str>, camera: Option<&str>) -> Resu
     let ds = r3m_data::scan_lerobot(root, camera, &mut ProbeCache::default())?;
     let mut out = Vec::new();
     for (ep, seed) in wanted {
-        let clip: &Clip = ds.clips.iter().find(|c| c.episode == Some(ep)).with_context(|| format!("{}: episode {ep} has no usable video", root.display()))?;
+        let clip: &Clip = ds
+            .clips
+            .iter()
+            .find(|c| c.episode == Some(ep))
+            .with_context(|| format!("{}: episode {ep} has no usable video", root.display()))?;
         let (proprio, actions, state) = episode_rows(root, &info_json, info.is_v3(), ep)?;
         let mut reader = VideoReader::open_probed(clip.video.clone(), DecodeOptions::default())?;
         let idx: Vec<usize> = (clip.start..clip.end).collect();
@@ -165,7 +182,17 @@ pub fn load_demos(root: &Path, task: Option<&str>, camera: Option<&str>) -> Resu
         }
         let (width, height) = (frames[0].width, frames[0].height);
         let frames = frames.into_iter().map(|f| f.data).collect();
-        out.push(Demo { episode: ep, layout_seed: seed, frames, prepared: false, width, height, proprio, actions, state });
+        out.push(Demo {
+            episode: ep,
+            layout_seed: seed,
+            frames,
+            prepared: false,
+            width,
+            height,
+            proprio,
+            actions,
+            state,
+        });
     }
     Ok(out)
 }

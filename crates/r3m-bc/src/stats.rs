@@ -117,7 +117,8 @@ mod tests {
         // interval than the same number of successes spread evenly over seeds
         let layouts = 50;
         let split: Vec<Vec<f64>> = (0..4).map(|s| vec![if s < 2 { 1.0 } else { 0.0 }; layouts]).collect();
-        let even: Vec<Vec<f64>> = (0..4).map(|_| (0..layouts).map(|l| f64::from(u8::from(l % 2 == 0))).collect()).collect();
+        let even: Vec<Vec<f64>> =
+            (0..4).map(|_| (0..layouts).map(|l| f64::from(u8::from(l % 2 == 0))).collect()).collect();
         let a = bootstrap_mean(&split, 2000, 3).unwrap();
         let b = bootstrap_mean(&even, 2000, 3).unwrap();
         assert_eq!(a.mean, 0.5);

@@ -41,7 +41,14 @@ pub fn run(args: Args) -> Result<i32> {
     r.info("CPU threads", tch::get_num_threads());
     let cuda = tch::Cuda::is_available();
     let n_gpu = tch::Cuda::device_count();
-    r.info("CUDA", if cuda { format!("available, {n_gpu} device(s), cuDNN {}", tch::Cuda::cudnn_is_available()) } else { "not available (CPU only)".into() });
+    r.info(
+        "CUDA",
+        if cuda {
+            format!("available, {n_gpu} device(s), cuDNN {}", tch::Cuda::cudnn_is_available())
+        } else {
+            "not available (CPU only)".into()
+        },
+    );
     for (i, name) in gpu_names().into_iter().enumerate() {
         r.info(&format!("cuda:{i}"), name);
     }
@@ -138,7 +145,8 @@ fn decode_check() -> Result<String, String> {
     if info.frame_count() != 8 {
         return Err(format!("wrote 8 frames, probe counted {}", info.frame_count()));
     }
-    let mut reader = r3m_video::VideoReader::open(&path, r3m_video::DecodeOptions::default()).map_err(|e| e.to_string())?;
+    let mut reader =
+        r3m_video::VideoReader::open(&path, r3m_video::DecodeOptions::default()).map_err(|e| e.to_string())?;
     let frames = reader.read_frames(&[5]).map_err(|e| e.to_string())?;
     let want = r3m_video::synth::ramp_luma(5);
     let f = &frames[0];

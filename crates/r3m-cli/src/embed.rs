@@ -150,10 +150,11 @@ pub fn run(args: Args) -> Result<i32> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} frames [{elapsed_precise}<{eta_precise}] {per_sec}")
             .expect("valid template"),
     );
-    let report = r3m_export::embed_clips(&frozen.encoder, &clips, ds.name_root(), &cfg, &out, &metadata, args.resume, |n| {
-        bar.inc(n);
-        !stop.load(Ordering::SeqCst)
-    })?;
+    let report =
+        r3m_export::embed_clips(&frozen.encoder, &clips, ds.name_root(), &cfg, &out, &metadata, args.resume, |n| {
+            bar.inc(n);
+            !stop.load(Ordering::SeqCst)
+        })?;
     bar.finish();
     for (p, why) in &report.failed {
         eprintln!("  failed to decode {}: {why} (its rows are left out)", p.display());
@@ -190,7 +191,11 @@ pub fn run(args: Args) -> Result<i32> {
         report.rows,
         report.clips,
         if report.failed.is_empty() { String::new() } else { format!(", {} failed", report.failed.len()) },
-        if report.lost.is_empty() { String::new() } else { format!(", {} frame(s) lost (metadata {})", report.lost_frames(), r3m_export::embed::LOST_KEY) },
+        if report.lost.is_empty() {
+            String::new()
+        } else {
+            format!(", {} frame(s) lost (metadata {})", report.lost_frames(), r3m_export::embed::LOST_KEY)
+        },
         if report.pieces_reused > 0 { format!(", {} piece(s) reused", report.pieces_reused) } else { String::new() },
         out.display()
     );

@@ -196,7 +196,10 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
 fn protocol_diff(old: &Protocol, new: &Protocol) -> Vec<String> {
     let (a, b) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["protocol".into()] };
-    a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: {v} → {}", b.get(k).cloned().unwrap_or_default())).collect()
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: {v} → {}", b.get(k).cloned().unwrap_or_default()))
+        .collect()
 }
 
 pub fn run(cmd: EvalCommand) -> Result<i32> {
@@ -205,7 +208,13 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     if args.demos.is_empty() || args.demos.contains(&0) {
         bail!("--demos: give positive numbers, e.g. 5,10,25");
     }
-    if args.rollouts == 0 || args.envs == 0 || args.steps == 0 || args.seeds == 0 || args.batch == 0 || args.max_episode_steps == 0 {
+    if args.rollouts == 0
+        || args.envs == 0
+        || args.steps == 0
+        || args.seeds == 0
+        || args.batch == 0
+        || args.max_episode_steps == 0
+    {
         bail!("--rollouts, --envs, --steps, --seeds, --batch and --max-episode-steps must be ≥ 1");
     }
     if let Some(s) = args.size {
@@ -214,7 +223,11 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         }
     }
     let encoders: Vec<String> = if args.encoders.is_empty() {
-        if args.checkpoint.is_some() { vec!["pretrained".into(), "random".into()] } else { vec!["random".into()] }
+        if args.checkpoint.is_some() {
+            vec!["pretrained".into(), "random".into()]
+        } else {
+            vec!["random".into()]
+        }
     } else {
         args.encoders.clone()
     };
@@ -237,13 +250,17 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         }
     }
     let render = r3m_bc::render_info(&args.data);
-    let camera = args.camera.clone().or_else(|| render.as_ref().map(|r| r.camera.clone())).unwrap_or_else(|| "corner4".into());
+    let camera =
+        args.camera.clone().or_else(|| render.as_ref().map(|r| r.camera.clone())).unwrap_or_else(|| "corner4".into());
     let render_size = render.as_ref().map_or(128, |r| r.size);
     let size = args
         .size
         .or_else(|| ck_cfg.as_ref().and_then(|c| c["size"].as_u64()).map(|s| s as u32))
         .unwrap_or((render_size * 7 / 8).max(16));
-    let arch = args.arch.or_else(|| ck_cfg.as_ref().and_then(|c| c["arch"].as_str()).and_then(|a| a.parse().ok())).unwrap_or(Arch::Resnet18);
+    let arch = args
+        .arch
+        .or_else(|| ck_cfg.as_ref().and_then(|c| c["arch"].as_str()).and_then(|a| a.parse().ok()))
+        .unwrap_or(Arch::Resnet18);
     let eval_seed_base = render.as_ref().map_or(1_000_000, |r| r.eval_seed_min);
 
     let max_demos = args.demos.iter().max().copied().unwrap_or(0);
@@ -302,7 +319,9 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         }
     }
     let existing: Vec<PathBuf> = match std::fs::read_dir(&cells_dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect(),
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()
+        }
         Err(_) => Vec::new(),
     };
     if !existing.is_empty() && !args.resume {
@@ -324,9 +343,14 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 let path = cell_file(&args.out, kind.name(), n, seed);
                 if args.resume && path.exists() {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    let f: CellFile = serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))?;
+                    let f: CellFile = serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not a finished cell", path.display()))?;
                     if f.format != CELL_FORMAT {
-                        bail!("{}: cell format {} (this r3m writes {CELL_FORMAT}); use --overwrite", path.display(), f.format);
+                        bail!(
+                            "{}: cell format {} (this r3m writes {CELL_FORMAT}); use --overwrite",
+                            path.display(),
+                            f.format
+                        );
                     }
                     if f.protocol != protocol {
                         bail!(
@@ -337,7 +361,12 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                     }
                     let ck = checkpoints.get(kind.name()).cloned();
                     if f.checkpoint != ck {
-                        bail!("{}: made with checkpoint {:?}, now {:?}; use --overwrite", path.display(), f.checkpoint, ck);
+                        bail!(
+                            "{}: made with checkpoint {:?}, now {:?}; use --overwrite",
+                            path.display(),
+                            f.checkpoint,
+                            ck
+                        );
                     }
                     done.push(f.cell);
                 } else {
@@ -357,7 +386,8 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     }
     let mut interrupted = false;
     let t0 = std::time::Instant::now();
-    let viz = args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_eval_bc", s)).transpose().map_err(anyhow::Error::msg)?;
+    let viz =
+        args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_eval_bc", s)).transpose().map_err(anyhow::Error::msg)?;
     if !plan.is_empty() {
         let bridge = BridgeConfig {
             python: args.python.clone(),
@@ -368,7 +398,10 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             max_episode_steps: args.max_episode_steps,
             timeout: Duration::from_secs(args.timeout),
         };
-        eprintln!("starting {} Meta-World environment(s) ({}, {camera}, {render_size} px, encoder input {size} px) ...", args.envs, args.task);
+        eprintln!(
+            "starting {} Meta-World environment(s) ({}, {camera}, {render_size} px, encoder input {size} px) ...",
+            args.envs, args.task
+        );
         let mut envs: Vec<Box<dyn Env>> = Vec::new();
         for _ in 0..args.envs {
             envs.push(Box::new(MetaWorldBridge::start(&bridge)?));
@@ -389,7 +422,10 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         };
         let multi = MultiProgress::new();
         let overall = multi.add(ProgressBar::new(plan.len() as u64));
-        overall.set_style(ProgressStyle::with_template("cells {bar:20} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"));
+        overall.set_style(
+            ProgressStyle::with_template("cells {bar:20} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
+                .expect("valid template"),
+        );
         let detail = multi.add(ProgressBar::new_spinner());
         for (kind, n, seed) in &plan {
             let (n, seed) = (*n, *seed);
@@ -401,7 +437,9 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 if let Some(v) = &viz {
                     if s.rollout < args.rerun_rollouts && !s.frame.is_empty() {
                         let side = ((s.frame.len() / 3) as f64).sqrt() as u32;
-                        if let Err(e) = v.rollout_step(&prefix, s.eval_step, s.rollout, s.t, s.frame, side, s.action, s.success) {
+                        if let Err(e) =
+                            v.rollout_step(&prefix, s.eval_step, s.rollout, s.t, s.frame, side, s.action, s.success)
+                        {
                             detail.println(format!("warning: {e}"));
                         }
                     }
@@ -428,7 +466,12 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 }
                 Err(e) => return Err(e.context(format!("cell {} × {n} demos × seed {seed}", kind.name()))),
             };
-            let file = CellFile { format: CELL_FORMAT.into(), protocol: protocol.clone(), checkpoint: checkpoints.get(kind.name()).cloned(), cell: r.clone() };
+            let file = CellFile {
+                format: CELL_FORMAT.into(),
+                protocol: protocol.clone(),
+                checkpoint: checkpoints.get(kind.name()).cloned(),
+                cell: r.clone(),
+            };
             write_atomic(&cell_file(&args.out, kind.name(), n, seed), &serde_json::to_string_pretty(&file)?)?;
             done.push(r);
             overall.inc(1);
@@ -440,9 +483,12 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     if let Some(v) = viz {
         let evaluations: Vec<String> = done
             .iter()
-            .flat_map(|r| r.evals.iter().map(move |e| format!("{}/demos_{}/seed_{}/step_{}", r.encoder, r.demos, r.seed, e.step)))
+            .flat_map(|r| {
+                r.evals.iter().map(move |e| format!("{}/demos_{}/seed_{}/step_{}", r.encoder, r.demos, r.seed, e.step))
+            })
             .collect();
-        v.send_blueprint(r3m_viz::eval_blueprint(&evaluations, args.rerun_rollouts.min(args.rollouts))).map_err(anyhow::Error::msg)?;
+        v.send_blueprint(r3m_viz::eval_blueprint(&evaluations, args.rerun_rollouts.min(args.rollouts)))
+            .map_err(anyhow::Error::msg)?;
         v.finish().map_err(anyhow::Error::msg)?;
     }
     // results in plan order (encoder, demos, seed), whatever order cells finished in
@@ -460,7 +506,11 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     write_atomic(&args.out.join("results.md"), &md)?;
     println!("{md}");
     if interrupted {
-        eprintln!("interrupted: {} finished cell(s) kept in {}; continue with the same command and --resume", results.cells.len(), cells_dir.display());
+        eprintln!(
+            "interrupted: {} finished cell(s) kept in {}; continue with the same command and --resume",
+            results.cells.len(),
+            cells_dir.display()
+        );
         return Ok(130);
     }
     eprintln!("results in {}", args.out.display());
@@ -473,7 +523,8 @@ const BOOTSTRAP_SEED: u64 = 0;
 /// The `seeds × layouts` outcome matrix of one encoder × demos at the final evaluation, and its
 /// seeds in order.
 fn final_matrix(cells: &[&CellResult]) -> (Vec<u64>, Vec<Vec<bool>>) {
-    let mut rows: Vec<(u64, Vec<bool>)> = cells.iter().filter_map(|c| c.evals.last().map(|e| (c.seed, e.outcomes.clone()))).collect();
+    let mut rows: Vec<(u64, Vec<bool>)> =
+        cells.iter().filter_map(|c| c.evals.last().map(|e| (c.seed, e.outcomes.clone()))).collect();
     rows.sort_by_key(|r| r.0);
     rows.into_iter().unzip()
 }
@@ -487,13 +538,25 @@ fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult]) -> Ve
                 continue;
             }
             let (seeds, m) = final_matrix(&cell);
-            let Some(final_success) = stats::bootstrap_mean(&stats::as_matrix(&m), stats::REPLICATES, BOOTSTRAP_SEED) else { continue };
+            let Some(final_success) = stats::bootstrap_mean(&stats::as_matrix(&m), stats::REPLICATES, BOOTSTRAP_SEED)
+            else {
+                continue;
+            };
             // paired with random on the seeds both have (rows grow seed by seed over sittings)
-            let random: Vec<&CellResult> = cells.iter().filter(|r| r.encoder == "random" && r.demos == n && seeds.contains(&r.seed)).collect();
+            let random: Vec<&CellResult> =
+                cells.iter().filter(|r| r.encoder == "random" && r.demos == n && seeds.contains(&r.seed)).collect();
             let (rseeds, rm) = final_matrix(&random);
-            let mine: Vec<Vec<bool>> = seeds.iter().zip(&m).filter(|(s, _)| rseeds.contains(s)).map(|(_, r)| r.clone()).collect();
+            let mine: Vec<Vec<bool>> =
+                seeds.iter().zip(&m).filter(|(s, _)| rseeds.contains(s)).map(|(_, r)| r.clone()).collect();
             let vs_random = (k.name() != "random" && !rseeds.is_empty())
-                .then(|| stats::bootstrap_paired_difference(&stats::as_matrix(&mine), &stats::as_matrix(&rm), stats::REPLICATES, BOOTSTRAP_SEED))
+                .then(|| {
+                    stats::bootstrap_paired_difference(
+                        &stats::as_matrix(&mine),
+                        &stats::as_matrix(&rm),
+                        stats::REPLICATES,
+                        BOOTSTRAP_SEED,
+                    )
+                })
                 .flatten();
             let mse: Vec<f64> = cell.iter().filter_map(|r| r.heldout_mse).collect();
             let env_steps: u64 = cell.iter().map(|r| r.timing.env_steps).sum();
@@ -523,10 +586,20 @@ fn pct(x: f64) -> String {
 
 fn signed_pct(x: f64) -> String {
     let v = (100.0 * x).round();
-    if v > 0.0 { format!("+{v:.0}") } else { format!("{v:.0}") }
+    if v > 0.0 {
+        format!("+{v:.0}")
+    } else {
+        format!("{v:.0}")
+    }
 }
 
-fn table(p: &Protocol, rows: &[Row], checkpoints: &std::collections::BTreeMap<String, PathBuf>, elapsed: f64, complete: bool) -> String {
+fn table(
+    p: &Protocol,
+    rows: &[Row],
+    checkpoints: &std::collections::BTreeMap<String, PathBuf>,
+    elapsed: f64,
+    complete: bool,
+) -> String {
     let mut s = format!(
         "### {} — behaviour cloning: {} policy steps (evaluated every {}), {} layouts per evaluation, {}-step episodes \
          (longest expert demo {}), {} camera at {} px, encoder input {} px ({})\n\n",
@@ -539,7 +612,9 @@ fn table(p: &Protocol, rows: &[Row], checkpoints: &std::collections::BTreeMap<St
     s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rows {
         let f = r.final_success;
-        let d = r.vs_random.map_or("–".into(), |d| format!("{} ({}…{})", signed_pct(d.mean), signed_pct(d.lo), signed_pct(d.hi)));
+        let d = r
+            .vs_random
+            .map_or("–".into(), |d| format!("{} ({}…{})", signed_pct(d.mean), signed_pct(d.lo), signed_pct(d.hi)));
         let mse = r.heldout_mse.map_or("–".into(), |m| format!("{m:.4}"));
         s.push_str(&format!(
             "| {} | {} | {} | {} ({}–{}) | {d} | {} | {mse} | {:.0} | {:.0} s |\n",

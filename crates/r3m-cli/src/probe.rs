@@ -27,7 +27,10 @@ pub fn run(args: Args) -> Result<i32> {
     files.sort();
     let mut bad = 0;
     if !args.json {
-        println!("{:<40} {:>6} {:>9} {:>4} {:>7} {:>7} {:>8} {:>6}", "file", "codec", "size", "rot", "frames", "fps", "seconds", "kf/int");
+        println!(
+            "{:<40} {:>6} {:>9} {:>4} {:>7} {:>7} {:>8} {:>6}",
+            "file", "codec", "size", "rot", "frames", "fps", "seconds", "kf/int"
+        );
     }
     for f in &files {
         match r3m_video::probe(f) {

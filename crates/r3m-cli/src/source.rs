@@ -42,7 +42,11 @@ pub fn probe_cache() -> r3m_data::ProbeCache {
 impl SourceArgs {
     /// The path given, if any.
     pub fn path(&self) -> &std::path::Path {
-        self.videos.as_deref().or(self.lerobot.as_deref()).or(self.manifest.as_deref()).unwrap_or(std::path::Path::new(""))
+        self.videos
+            .as_deref()
+            .or(self.lerobot.as_deref())
+            .or(self.manifest.as_deref())
+            .unwrap_or(std::path::Path::new(""))
     }
 
     /// Opens the source, prints its summary and the first skipped files to stderr.

@@ -204,7 +204,10 @@ pub fn run(args: Args) -> Result<i32> {
     let mut cfg = r3m_train::TrainConfig::new(dev);
     cfg.dist = dist.clone();
     cfg.precision = precision;
-    cfg.channels_last = match args.memory_format.as_str() { "auto" => precision == Precision::Bf16, m => m == "channels-last" };
+    cfg.channels_last = match args.memory_format.as_str() {
+        "auto" => precision == Precision::Bf16,
+        m => m == "channels-last",
+    };
     cfg.proj_dim = args.proj_dim;
     cfg.weighting = if args.clip_weighting == "uniform" { ClipWeighting::Uniform } else { ClipWeighting::ByLength };
     cfg.arch = args.arch;
@@ -224,7 +227,13 @@ pub fn run(args: Args) -> Result<i32> {
     cfg.seed = args.seed;
     cfg.checkpoint_every = args.checkpoint_every;
     cfg.keep_last = args.keep;
-    let viz = args.rerun.as_ref().filter(|_| lead).map(|s| r3m_viz::Viz::open("r3m_train", s)).transpose().map_err(anyhow::Error::msg)?;
+    let viz = args
+        .rerun
+        .as_ref()
+        .filter(|_| lead)
+        .map(|s| r3m_viz::Viz::open("r3m_train", s))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     if let Some(v) = &viz {
         v.send_blueprint(r3m_viz::train_blueprint()).map_err(anyhow::Error::msg)?;
     }
@@ -259,7 +268,8 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("--text-embeddings does nothing without the language term: give --lang-weight W (R3M: 1.0)");
     }
     let mut objective = ObjectiveConfig::new(args.objective);
-    objective.r3m = R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
+    objective.r3m =
+        R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
     objective.margin = args.margin.unwrap_or(objective.margin);
     objective.hard_negatives = args.hard_negatives;
     objective.temperature = args.temperature.unwrap_or(args.objective.default_temperature());
@@ -284,13 +294,18 @@ pub fn run(args: Args) -> Result<i32> {
     cfg.sampler.positive_window = args.positive_window;
     cfg.sampler.negative_gap = args.negative_gap;
     if let (Some(w), Some(g)) = (args.positive_window, args.negative_gap) {
-        if matches!((w, g), (Span::Frames(a), Span::Frames(b)) if b <= a) || matches!((w, g), (Span::Seconds(a), Span::Seconds(b)) if b <= a) {
+        if matches!((w, g), (Span::Frames(a), Span::Frames(b)) if b <= a)
+            || matches!((w, g), (Span::Seconds(a), Span::Seconds(b)) if b <= a)
+        {
             bail!("--negative-gap {g} must be larger than --positive-window {w}");
         }
     }
     if args.lang_weight > 0.0 {
         let Some(path) = &args.text_embeddings else {
-            bail!("--lang-weight {} needs --text-embeddings FILE.parquet (make it with scripts/embed_texts.py)", args.lang_weight)
+            bail!(
+                "--lang-weight {} needs --text-embeddings FILE.parquet (make it with scripts/embed_texts.py)",
+                args.lang_weight
+            )
         };
         cfg.text_embeddings = Some(read_text_embeddings(path)?);
     }
@@ -308,7 +323,16 @@ pub fn run(args: Args) -> Result<i32> {
         "training {} with {}{} on {} ({}, {}), batch {} x 5 frames at {} px",
         cfg.arch,
         cfg.objective.kind.name(),
-        if cfg.objective.lang_weight > 0.0 { format!(" + language x{}", cfg.objective.lang_weight) } else { String::new() }, crate::device::name(dev), cfg.precision, if cfg.channels_last { "channels-last" } else { "nchw" }, cfg.batch, cfg.size
+        if cfg.objective.lang_weight > 0.0 {
+            format!(" + language x{}", cfg.objective.lang_weight)
+        } else {
+            String::new()
+        },
+        crate::device::name(dev),
+        cfg.precision,
+        if cfg.channels_last { "channels-last" } else { "nchw" },
+        cfg.batch,
+        cfg.size
     );
     let bar = if lead { ProgressBar::new(args.steps) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -332,7 +356,14 @@ pub fn run(args: Args) -> Result<i32> {
         wait += m.wait_s;
         total += m.step_s;
         if let Some(v) = &viz {
-            let logged = v.train_step(m.step, m.loss, m.tcn, m.aligned, images_per_step / m.step_s, 100.0 * m.wait_s / m.step_s.max(1e-9));
+            let logged = v.train_step(
+                m.step,
+                m.loss,
+                m.tcn,
+                m.aligned,
+                images_per_step / m.step_s,
+                100.0 * m.wait_s / m.step_s.max(1e-9),
+            );
             let logged = logged.and_then(|_| match &m.sample {
                 Some(t) => v.train_tuple(m.step, &t.frames, t.width, t.height, &t.distances),
                 None => Ok(()),
@@ -341,7 +372,11 @@ pub fn run(args: Args) -> Result<i32> {
                 bar.println(format!("warning: {e}"));
             }
         }
-        let own = if objective_name == "r3m-tcn" { String::new() } else { format!("{objective_name} {:.4} acc {:.2} ", m.objective, m.objective_acc) };
+        let own = if objective_name == "r3m-tcn" {
+            String::new()
+        } else {
+            format!("{objective_name} {:.4} acc {:.2} ", m.objective, m.objective_acc)
+        };
         let lang = m.lang.map(|(l, a)| format!("lang {l:.3} acc {a:.2} ")).unwrap_or_default();
         bar.set_message(format!(
             "loss {:.4} {own}tcn {:.4} aligned {:.2} {lang}| {:.1} img/s, data wait {:.0}%",
@@ -367,7 +402,8 @@ pub fn run(args: Args) -> Result<i32> {
     if dropped_total > 0 {
         eprintln!("{dropped_total} clip(s) were dropped because they failed to decode (listed above; column dropped_clips of metrics.csv)");
     }
-    let ck = r3m_train::latest_checkpoint(&args.out).map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into());
+    let ck =
+        r3m_train::latest_checkpoint(&args.out).map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into());
     if stop.load(Ordering::SeqCst) {
         eprintln!("interrupted at step {done}; checkpoint {ck}; continue with --resume");
         return Ok(130);
@@ -379,12 +415,17 @@ pub fn run(args: Args) -> Result<i32> {
 /// Reads `text` → `embedding` from a Parquet file written by `scripts/embed_texts.py`.
 fn read_text_embeddings(path: &std::path::Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
     use anyhow::Context;
-    let batches = r3m_data::table::read_parquet(path).map_err(|e| anyhow::anyhow!("--text-embeddings {}: {e}", path.display()))?;
+    let batches = r3m_data::table::read_parquet(path)
+        .map_err(|e| anyhow::anyhow!("--text-embeddings {}: {e}", path.display()))?;
     let mut out = std::collections::BTreeMap::new();
     for b in &batches {
         let err = |e: String| anyhow::anyhow!("{}: {e}", path.display());
-        let texts = r3m_data::table::strings(b, "text").map_err(err)?.with_context(|| format!("{}: no 'text' column", path.display()))?;
-        let embs = r3m_data::table::f32_lists(b, "embedding").map_err(err)?.with_context(|| format!("{}: no 'embedding' column", path.display()))?;
+        let texts = r3m_data::table::strings(b, "text")
+            .map_err(err)?
+            .with_context(|| format!("{}: no 'text' column", path.display()))?;
+        let embs = r3m_data::table::f32_lists(b, "embedding")
+            .map_err(err)?
+            .with_context(|| format!("{}: no 'embedding' column", path.display()))?;
         for (t, e) in texts.into_iter().zip(embs) {
             let Some(t) = t else { continue };
             if e.is_empty() || e.iter().any(|v| !v.is_finite()) {

@@ -55,7 +55,9 @@ pub fn run(args: Args) -> Result<i32> {
         let name = clip.episode.map(|e| format!("episode_{e:06}")).unwrap_or_else(|| rel.clone());
         // with an embeddings table, only frames that have a row (it may hold every Nth frame)
         let avail: Vec<usize> = match &table {
-            Some(_) => (clip.start..clip.end).filter(|&i| rows.contains_key(&(rel.clone(), (i - clip.start) as i64))).collect(),
+            Some(_) => {
+                (clip.start..clip.end).filter(|&i| rows.contains_key(&(rel.clone(), (i - clip.start) as i64))).collect()
+            }
             None => (clip.start..clip.end).collect(),
         };
         if avail.is_empty() {
@@ -66,8 +68,11 @@ pub fn run(args: Args) -> Result<i32> {
         let every = avail.len().div_ceil(args.max_frames.max(1)).max(1);
         let idx: Vec<usize> = avail.into_iter().step_by(every).collect();
         // a bad file costs that clip, a bad frame that frame (the clip is shown with a gap)
-        let read = VideoReader::open_probed(clip.video.clone(), DecodeOptions::with_resize(r3m_export::embed::eval_resize(size)))
-            .and_then(|mut r| r.read_frames_lossy(&idx));
+        let read = VideoReader::open_probed(
+            clip.video.clone(),
+            DecodeOptions::with_resize(r3m_export::embed::eval_resize(size)),
+        )
+        .and_then(|mut r| r.read_frames_lossy(&idx));
         let frames = match read {
             Ok(f) => f,
             Err(e) => {
@@ -89,7 +94,15 @@ pub fn run(args: Args) -> Result<i32> {
             let mut vals = Vec::with_capacity(frames.len() * f.encoder.dim() as usize);
             for chunk in frames.chunks(64) {
                 let data: Vec<u8> = chunk.iter().flat_map(|f| f.data.iter().copied()).collect();
-                r3m_export::embed::encode_batch(&f.encoder, &data, size, dev, r3m_model::Precision::Fp32, false, &mut vals);
+                r3m_export::embed::encode_batch(
+                    &f.encoder,
+                    &data,
+                    size,
+                    dev,
+                    r3m_model::Precision::Fp32,
+                    false,
+                    &mut vals,
+                );
             }
             Tensor::from_slice(&vals).view([frames.len() as i64, f.encoder.dim()])
         } else {
@@ -97,7 +110,9 @@ pub fn run(args: Args) -> Result<i32> {
             let mut vals = Vec::with_capacity(frames.len() * t.dim);
             for f in &frames {
                 let key = (rel.clone(), (f.index - clip.start) as i64);
-                let r = rows.get(&key).with_context(|| format!("{}: no row for {} frame {}", args.embeddings.as_ref().unwrap().display(), key.0, key.1))?;
+                let r = rows.get(&key).with_context(|| {
+                    format!("{}: no row for {} frame {}", args.embeddings.as_ref().unwrap().display(), key.0, key.1)
+                })?;
                 vals.extend_from_slice(t.row(*r));
             }
             Tensor::from_slice(&vals).view([frames.len() as i64, t.dim as i64])
@@ -109,7 +124,8 @@ pub fn run(args: Args) -> Result<i32> {
         let p = r3m_model::analysis::pca3(&emb).contiguous();
         let pv: Vec<f32> = Vec::try_from(p.view([-1]))?;
         let points: Vec<[f32; 3]> = pv.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
-        let fr: Vec<(i64, f64, &[u8])> = frames.iter().map(|f| ((f.index - clip.start) as i64, f.timestamp - t0, f.data.as_slice())).collect();
+        let fr: Vec<(i64, f64, &[u8])> =
+            frames.iter().map(|f| ((f.index - clip.start) as i64, f.timestamp - t0, f.data.as_slice())).collect();
         viz.video(&name, &fr, w, h, &to_final, &points, &dist).map_err(anyhow::Error::msg)?;
         if lost > 0 {
             eprintln!("  {name}: {n} frames ({lost} could not be decoded: shown as a gap)");

@@ -66,7 +66,8 @@ pub fn is_lerobot(root: &Path) -> bool {
 /// Reads `meta/info.json`.
 pub fn read_info(root: &Path) -> Result<Info, SourceError> {
     let path = root.join("meta").join("info.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| invalid(&path, format!("not a LeRobot dataset root ({e})")))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| invalid(&path, format!("not a LeRobot dataset root ({e})")))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(&path, format!("invalid JSON: {e}")))?;
     let version = v["codebase_version"].as_str().ok_or_else(|| invalid(&path, "no codebase_version"))?.to_string();
     let major = version.trim_start_matches('v').chars().next();
@@ -118,7 +119,11 @@ pub fn fill_template(template: &str, values: &[(&str, String)]) -> Result<String
         let close = rest[open..].find('}').ok_or_else(|| format!("unclosed '{{' in {template}"))? + open;
         let field = &rest[open + 1..close];
         let (name, spec) = field.split_once(':').unwrap_or((field, ""));
-        let value = values.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).ok_or_else(|| format!("unknown field {{{name}}} in {template}"))?;
+        let value = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| format!("unknown field {{{name}}} in {template}"))?;
         let width: usize = spec.trim_end_matches('d').trim_start_matches('0').parse().unwrap_or(0);
         if spec.starts_with('0') && width > 0 {
             out.push_str(&format!("{value:0>width$}"));
@@ -145,12 +150,21 @@ fn episodes_v2(root: &Path, info: &Info, key: &str) -> Result<Vec<Episode>, Sour
     let text = std::fs::read_to_string(&path).map_err(|e| invalid(&path, e.to_string()))?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| invalid(&path, format!("line {}: {e}", n + 1)))?;
-        let index = v["episode_index"].as_i64().ok_or_else(|| invalid(&path, format!("line {}: no episode_index", n + 1)))?;
-        let tasks = v["tasks"].as_array().map(|t| t.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| invalid(&path, format!("line {}: {e}", n + 1)))?;
+        let index =
+            v["episode_index"].as_i64().ok_or_else(|| invalid(&path, format!("line {}: no episode_index", n + 1)))?;
+        let tasks = v["tasks"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default();
         let rel = fill_template(
             &info.video_path,
-            &[("episode_chunk", (index / info.chunks_size).to_string()), ("video_key", key.to_string()), ("episode_index", index.to_string())],
+            &[
+                ("episode_chunk", (index / info.chunks_size).to_string()),
+                ("video_key", key.to_string()),
+                ("episode_index", index.to_string()),
+            ],
         )
         .map_err(|e| invalid(&root.join("meta/info.json"), e))?;
         out.push(Episode { index, tasks, length: v["length"].as_i64(), video: root.join(rel), span_s: None });
@@ -177,30 +191,44 @@ fn episodes_v3(root: &Path, info: &Info, key: &str) -> Result<Vec<Episode>, Sour
     let mut files = Vec::new();
     parquet_files(&dir, &mut files);
     if files.is_empty() {
-        return Err(invalid(&dir, "no episode Parquet files (a v3.0 dataset keeps them in meta/episodes/chunk-*/file-*.parquet)"));
+        return Err(invalid(
+            &dir,
+            "no episode Parquet files (a v3.0 dataset keeps them in meta/episodes/chunk-*/file-*.parquet)",
+        ));
     }
     let mut out = Vec::new();
     for f in files {
         let batches = table::read_parquet(&f).map_err(|e| invalid(&f, e))?;
         for b in batches {
-            let need = |r: Result<Option<Vec<Option<i64>>>, String>, name: &str| -> Result<Vec<Option<i64>>, SourceError> {
-                r.map_err(|e| invalid(&f, e))?.ok_or_else(|| invalid(&f, format!("no column '{name}'")))
-            };
+            let need =
+                |r: Result<Option<Vec<Option<i64>>>, String>, name: &str| -> Result<Vec<Option<i64>>, SourceError> {
+                    r.map_err(|e| invalid(&f, e))?.ok_or_else(|| invalid(&f, format!("no column '{name}'")))
+                };
             let col = |c: &str| format!("videos/{key}/{c}");
             let index = need(table::i64s(&b, "episode_index"), "episode_index")?;
             let chunk = need(table::i64s(&b, &col("chunk_index")), &col("chunk_index"))?;
             let file = need(table::i64s(&b, &col("file_index")), &col("file_index"))?;
-            let from = table::f64s(&b, &col("from_timestamp")).map_err(|e| invalid(&f, e))?.ok_or_else(|| invalid(&f, format!("no column '{}'", col("from_timestamp"))))?;
-            let to = table::f64s(&b, &col("to_timestamp")).map_err(|e| invalid(&f, e))?.ok_or_else(|| invalid(&f, format!("no column '{}'", col("to_timestamp"))))?;
+            let from = table::f64s(&b, &col("from_timestamp"))
+                .map_err(|e| invalid(&f, e))?
+                .ok_or_else(|| invalid(&f, format!("no column '{}'", col("from_timestamp"))))?;
+            let to = table::f64s(&b, &col("to_timestamp"))
+                .map_err(|e| invalid(&f, e))?
+                .ok_or_else(|| invalid(&f, format!("no column '{}'", col("to_timestamp"))))?;
             let length = table::i64s(&b, "length").map_err(|e| invalid(&f, e))?;
             let tasks = table::string_lists(&b, "tasks").map_err(|e| invalid(&f, e))?;
             for r in 0..b.num_rows() {
-                let (Some(index), Some(chunk), Some(file_i), Some(from), Some(to)) = (index[r], chunk[r], file[r], from[r], to[r]) else {
+                let (Some(index), Some(chunk), Some(file_i), Some(from), Some(to)) =
+                    (index[r], chunk[r], file[r], from[r], to[r])
+                else {
                     return Err(invalid(&f, format!("row {r}: null episode_index or video location")));
                 };
                 let rel = fill_template(
                     &info.video_path,
-                    &[("video_key", key.to_string()), ("chunk_index", chunk.to_string()), ("file_index", file_i.to_string())],
+                    &[
+                        ("video_key", key.to_string()),
+                        ("chunk_index", chunk.to_string()),
+                        ("file_index", file_i.to_string()),
+                    ],
                 )
                 .map_err(|e| invalid(&root.join("meta/info.json"), e))?;
                 out.push(Episode {
@@ -253,7 +281,9 @@ pub fn scan_lerobot(root: &Path, camera: Option<&str>, cache: &mut ProbeCache) -
             None => (0, info_v.frame_count()),
             Some((from, to)) if info_v.has_complete_index() => span_frames(info_v, info.fps, from, to),
             Some(_) => {
-                skipped.push(skip("the shared video has no complete frame index, so episode spans cannot be located".into()));
+                skipped.push(skip(
+                    "the shared video has no complete frame index, so episode spans cannot be located".into(),
+                ));
                 continue;
             }
         };
@@ -279,7 +309,15 @@ mod tests {
     #[test]
     fn templates() {
         let v2 = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4";
-        let s = fill_template(v2, &[("episode_chunk", "1".into()), ("video_key", "observation.images.top".into()), ("episode_index", "1042".into())]).unwrap();
+        let s = fill_template(
+            v2,
+            &[
+                ("episode_chunk", "1".into()),
+                ("video_key", "observation.images.top".into()),
+                ("episode_index", "1042".into()),
+            ],
+        )
+        .unwrap();
         assert_eq!(s, "videos/chunk-001/observation.images.top/episode_001042.mp4");
         assert!(fill_template("{nope}", &[]).unwrap_err().contains("nope"));
         assert!(fill_template("a{b", &[]).is_err());

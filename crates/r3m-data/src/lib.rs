@@ -22,16 +22,20 @@ pub mod source;
 pub mod table;
 
 pub use augment::{Augment, Crop};
+pub use lerobot::scan_lerobot;
 pub use loader::{Batch, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderState, LoaderStats};
+pub use manifest::scan_manifest;
 pub use rng::Rng;
 pub use sampler::{Span, Tuple, TupleSampler, MIN_CLIP_FRAMES};
-pub use lerobot::scan_lerobot;
-pub use manifest::scan_manifest;
 pub use source::{find_videos, probe_all, scan_videos, Clip, Dataset, ProbeCache, Skipped, SourceError};
 
 /// Opens whatever `path` is: a LeRobot dataset root (has `meta/info.json`; `camera` picks the
 /// video feature), a manifest (`.csv` / `.parquet` file) or a folder of videos.
-pub fn open_source(path: &std::path::Path, camera: Option<&str>, cache: &mut ProbeCache) -> Result<Dataset, SourceError> {
+pub fn open_source(
+    path: &std::path::Path,
+    camera: Option<&str>,
+    cache: &mut ProbeCache,
+) -> Result<Dataset, SourceError> {
     if path.is_file() {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         if ext == "csv" || ext == "parquet" {

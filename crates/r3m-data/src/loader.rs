@@ -18,8 +18,8 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use r3m_video::{DecodeOptions, DecodePool, Request};
+use rayon::prelude::*;
 
 use crate::augment::Augment;
 use crate::rng::Rng;
@@ -189,8 +189,15 @@ impl Loader {
         let (st, thread) = match cfg.mode {
             LoaderMode::Grouped => {
                 let pool = DecodePool::new(cfg.workers, cfg.decode, 2 * cfg.workers.max(1));
-                let mut producer =
-                    Producer { clips: clips.clone(), rng: Rng::from_state(st.rng), group: st.group, bad: vec![false; n], cum, pool, cfg };
+                let mut producer = Producer {
+                    clips: clips.clone(),
+                    rng: Rng::from_state(st.rng),
+                    group: st.group,
+                    bad: vec![false; n],
+                    cum,
+                    pool,
+                    cfg,
+                };
                 let thread = std::thread::Builder::new()
                     .name("r3m-loader".into())
                     .spawn(move || {
@@ -318,7 +325,8 @@ impl Producer {
             let mut frames: Vec<Vec<r3m_video::Frame>> = Vec::with_capacity(results.len());
             for (j, r) in results.into_iter().enumerate() {
                 let c = g.clips[j];
-                let outcome = r.map_err(|e| e.to_string()).and_then(|fr| self.redraw_around_lost(&mut g, j, fr, &mut redrawn));
+                let outcome =
+                    r.map_err(|e| e.to_string()).and_then(|fr| self.redraw_around_lost(&mut g, j, fr, &mut redrawn));
                 match outcome {
                     Ok(fr) => frames.push(fr),
                     Err(e) => {
@@ -342,18 +350,33 @@ impl Producer {
     /// tuple, attempt), decoded, and substituted, so the batches stay a function of the seed and
     /// the files (resume and worker count do not change them). Returns the frames, sorted by
     /// index, or why the clip must be dropped (no tuple around the bad frames after a few draws).
-    fn redraw_around_lost(&self, g: &mut Group, j: usize, mut fr: Vec<r3m_video::Frame>, redrawn: &mut u64) -> Result<Vec<r3m_video::Frame>, String> {
+    fn redraw_around_lost(
+        &self,
+        g: &mut Group,
+        j: usize,
+        mut fr: Vec<r3m_video::Frame>,
+        redrawn: &mut u64,
+    ) -> Result<Vec<r3m_video::Frame>, String> {
         let clip = &self.clips[g.clips[j]];
-        let has = |fr: &[r3m_video::Frame], t: &Tuple| t.iter().all(|&f| fr.binary_search_by_key(&(clip.start + f), |x| x.index).is_ok());
+        let has = |fr: &[r3m_video::Frame], t: &Tuple| {
+            t.iter().all(|&f| fr.binary_search_by_key(&(clip.start + f), |x| x.index).is_ok())
+        };
         for t in 0..g.tuples[j].len() {
             if has(&fr, &g.tuples[j][t]) {
                 continue;
             }
             let mut found = false;
             for attempt in 0..REDRAWS {
-                let mut rng = Rng::stream(self.cfg.seed ^ 0x5245_4452_4157, (g.group << 24) ^ ((j as u64) << 12) ^ t as u64 ^ (attempt << 40));
+                let mut rng = Rng::stream(
+                    self.cfg.seed ^ 0x5245_4452_4157,
+                    (g.group << 24) ^ ((j as u64) << 12) ^ t as u64 ^ (attempt << 40),
+                );
                 let Some(tuple) = self.cfg.sampler.sample(clip.len(), clip.video.fps, &mut rng) else { break };
-                let mut ix: Vec<usize> = tuple.iter().map(|f| clip.start + f).filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err()).collect();
+                let mut ix: Vec<usize> = tuple
+                    .iter()
+                    .map(|f| clip.start + f)
+                    .filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err())
+                    .collect();
                 ix.sort_unstable();
                 ix.dedup();
                 if !ix.is_empty() {
@@ -375,7 +398,10 @@ impl Producer {
                 }
             }
             if !found {
-                return Err(format!("{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too", clip.video.path.display()));
+                return Err(format!(
+                    "{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too",
+                    clip.video.path.display()
+                ));
             }
         }
         Ok(fr)

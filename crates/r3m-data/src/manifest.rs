@@ -105,7 +105,11 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Row>, SourceError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let resolve = |p: &str| {
         let p = PathBuf::from(p.trim());
-        if p.is_absolute() { p } else { base.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            base.join(p)
+        }
     };
     let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     let mut rows = Vec::new();
@@ -114,10 +118,18 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Row>, SourceError> {
         for b in batches {
             let paths = match table::strings(&b, "path").map_err(|e| invalid(path, e))? {
                 Some(p) => p,
-                None => table::strings(&b, "video").map_err(|e| invalid(path, e))?.ok_or_else(|| invalid(path, "no 'path' (or 'video') column"))?,
+                None => table::strings(&b, "video")
+                    .map_err(|e| invalid(path, e))?
+                    .ok_or_else(|| invalid(path, "no 'path' (or 'video') column"))?,
             };
-            let (ss, es) = (table::f64s(&b, "start").map_err(|e| invalid(path, e))?, table::f64s(&b, "end").map_err(|e| invalid(path, e))?);
-            let (sf, ef) = (table::i64s(&b, "start_frame").map_err(|e| invalid(path, e))?, table::i64s(&b, "end_frame").map_err(|e| invalid(path, e))?);
+            let (ss, es) = (
+                table::f64s(&b, "start").map_err(|e| invalid(path, e))?,
+                table::f64s(&b, "end").map_err(|e| invalid(path, e))?,
+            );
+            let (sf, ef) = (
+                table::i64s(&b, "start_frame").map_err(|e| invalid(path, e))?,
+                table::i64s(&b, "end_frame").map_err(|e| invalid(path, e))?,
+            );
             let text = table::strings(&b, "text").map_err(|e| invalid(path, e))?;
             for (i, p) in paths.into_iter().enumerate() {
                 let Some(p) = p else { return Err(invalid(path, format!("row {}: null path", rows.len() + 1))) };
@@ -137,8 +149,10 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Row>, SourceError> {
     let records = parse_csv(&text).map_err(|e| invalid(path, e))?;
     let Some((header, body)) = records.split_first() else { return Err(invalid(path, "empty manifest")) };
     let col = |names: &[&str]| header.iter().position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)));
-    let pc = col(&["path", "video"]).ok_or_else(|| invalid(path, format!("no 'path' column in the header ({})", header.join(","))))?;
-    let (sc, ec, sfc, efc, tc) = (col(&["start"]), col(&["end"]), col(&["start_frame"]), col(&["end_frame"]), col(&["text"]));
+    let pc = col(&["path", "video"])
+        .ok_or_else(|| invalid(path, format!("no 'path' column in the header ({})", header.join(","))))?;
+    let (sc, ec, sfc, efc, tc) =
+        (col(&["start"]), col(&["end"]), col(&["start_frame"]), col(&["end_frame"]), col(&["text"]));
     for (i, r) in body.iter().enumerate() {
         let row = i + 2; // 1-based, after the header
         let get = |c: Option<usize>| c.and_then(|c| r.get(c)).map(String::as_str).unwrap_or("");
@@ -168,7 +182,8 @@ pub fn scan_manifest(path: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sou
     let mut clips = Vec::new();
     let mut skipped = Vec::new();
     for (i, r) in rows.iter().enumerate() {
-        let skip = |reason: String| Skipped { path: r.path.clone(), reason: format!("manifest row {}: {reason}", i + 2) };
+        let skip =
+            |reason: String| Skipped { path: r.path.clone(), reason: format!("manifest row {}: {reason}", i + 2) };
         let k = files.binary_search(&r.path).expect("every row's file was probed");
         let info = match &probed[k] {
             Ok(v) => v,
@@ -178,7 +193,9 @@ pub fn scan_manifest(path: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sou
             }
         };
         let n = info.frame_count();
-        let frame_at = |t: f64| (0..info.pts.len()).position(|j| info.timestamp(j).is_some_and(|x| x >= t - 1e-6)).unwrap_or(info.pts.len());
+        let frame_at = |t: f64| {
+            (0..info.pts.len()).position(|j| info.timestamp(j).is_some_and(|x| x >= t - 1e-6)).unwrap_or(info.pts.len())
+        };
         let start = match (r.start_frame, r.start_s) {
             (Some(f), _) => f.clamp(0, n as i64) as usize,
             (None, Some(t)) => frame_at(t),
@@ -209,7 +226,8 @@ mod tests {
 
     #[test]
     fn csv_quotes_commas_and_newlines() {
-        let r = parse_csv("path,text\r\na.mp4,\"open the drawer, slowly\"\n\"b,c.mp4\",\"say \"\"hi\"\"\nthere\"\n\n").unwrap();
+        let r = parse_csv("path,text\r\na.mp4,\"open the drawer, slowly\"\n\"b,c.mp4\",\"say \"\"hi\"\"\nthere\"\n\n")
+            .unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(r[1], vec!["a.mp4", "open the drawer, slowly"]);
         assert_eq!(r[2], vec!["b,c.mp4", "say \"hi\"\nthere"]);

@@ -131,7 +131,15 @@ fn weighted(cum: &[f64], rng: &mut Rng) -> usize {
     cum.partition_point(|&c| c <= x).min(cum.len() - 1)
 }
 
-fn tuples_for(seed: u64, sampler: &TupleSampler, serial: u64, attempt: u64, len: usize, fps: f64, k: usize) -> Vec<Tuple> {
+fn tuples_for(
+    seed: u64,
+    sampler: &TupleSampler,
+    serial: u64,
+    attempt: u64,
+    len: usize,
+    fps: f64,
+    k: usize,
+) -> Vec<Tuple> {
     let mut rng = Rng::stream(seed ^ TUPLES_TAG, serial ^ (attempt << 48));
     (0..k).map(|_| sampler.sample(len, fps, &mut rng).expect("clips have ≥ 3 frames")).collect()
 }
@@ -311,7 +319,17 @@ impl Reservoir {
         let pool = DecodePool::new(cfg.workers, cfg.decode, window);
         let results = pool.run(first.into_iter().chain(rest));
         let n = clips.len();
-        Reservoir { clips, cfg, sched, results, resident: HashMap::new(), backlog, bad: vec![false; n], failures: Vec::new(), redrawn: 0 }
+        Reservoir {
+            clips,
+            cfg,
+            sched,
+            results,
+            resident: HashMap::new(),
+            backlog,
+            bad: vec![false; n],
+            failures: Vec::new(),
+            redrawn: 0,
+        }
     }
 
     /// Decodes `ix` of `clip` in this thread (substitutes and redraws: rare).
@@ -327,16 +345,24 @@ impl Reservoir {
         let clip = &self.clips[a.clip];
         let start = clip.start;
         let (len, fps) = (clip.len(), clip.video.fps);
-        let has = |fr: &[Frame], t: &Tuple| t.iter().all(|&f| fr.binary_search_by_key(&(start + f), |x| x.index).is_ok());
+        let has =
+            |fr: &[Frame], t: &Tuple| t.iter().all(|&f| fr.binary_search_by_key(&(start + f), |x| x.index).is_ok());
         for t in 0..a.tuples.len() {
             if has(&fr, &a.tuples[t]) {
                 continue;
             }
             let mut found = false;
             for r in 0..REDRAWS {
-                let mut rng = Rng::stream(self.cfg.seed ^ REDRAW_TAG, a.serial ^ ((t as u64) << 32) ^ (attempt << 48) ^ (r << 56));
+                let mut rng = Rng::stream(
+                    self.cfg.seed ^ REDRAW_TAG,
+                    a.serial ^ ((t as u64) << 32) ^ (attempt << 48) ^ (r << 56),
+                );
                 let Some(tuple) = self.cfg.sampler.sample(len, fps, &mut rng) else { break };
-                let mut ix: Vec<usize> = tuple.iter().map(|f| start + f).filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err()).collect();
+                let mut ix: Vec<usize> = tuple
+                    .iter()
+                    .map(|f| start + f)
+                    .filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err())
+                    .collect();
                 ix.sort_unstable();
                 ix.dedup();
                 if !ix.is_empty() {
@@ -352,7 +378,10 @@ impl Reservoir {
                 }
             }
             if !found {
-                return Err(format!("{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too", clip.video.path.display()));
+                return Err(format!(
+                    "{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too",
+                    clip.video.path.display()
+                ));
             }
         }
         Ok(fr)
@@ -417,7 +446,12 @@ impl Reservoir {
                         self.resident.remove(s);
                     }
                     let st = LoaderState { rng: self.cfg.seed, group: plan.index, within: 0 };
-                    return Some((st, vec![batch], std::mem::take(&mut self.failures), std::mem::take(&mut self.redrawn)));
+                    return Some((
+                        st,
+                        vec![batch],
+                        std::mem::take(&mut self.failures),
+                        std::mem::take(&mut self.redrawn),
+                    ));
                 }
             }
         }
@@ -524,7 +558,11 @@ mod tests {
                         served.entry(serial).or_default().push(t);
                     }
                     for r in plan.retire {
-                        assert_eq!(served[&r], (0..k).collect::<Vec<_>>(), "admission {r} served its tuples in order, once each");
+                        assert_eq!(
+                            served[&r],
+                            (0..k).collect::<Vec<_>>(),
+                            "admission {r} served its tuples in order, once each"
+                        );
                         live.remove(&r);
                     }
                 }

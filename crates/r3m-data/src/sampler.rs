@@ -187,7 +187,11 @@ mod tests {
 
     #[test]
     fn window_and_gap_bound_positives_and_negatives() {
-        let s = TupleSampler { positive_window: Some(Span::Frames(3)), negative_gap: Some(Span::Seconds(0.5)), ..Default::default() };
+        let s = TupleSampler {
+            positive_window: Some(Span::Frames(3)),
+            negative_gap: Some(Span::Seconds(0.5)),
+            ..Default::default()
+        };
         let mut rng = Rng::new(3);
         let (mut fwd, mut back) = (0, 0);
         for len in [17usize, 40, 300] {
@@ -199,7 +203,11 @@ mod tests {
                 assert!(s0.max(s1).max(s2) < len);
                 // s1 lies between s0 and s2
                 assert!((s0 < s1 && s1 < s2) || (s0 > s1 && s1 > s2));
-                if s0 > s2 { fwd += 1 } else { back += 1 }
+                if s0 > s2 {
+                    fwd += 1
+                } else {
+                    back += 1
+                }
             }
         }
         assert!(fwd > 2000 && back > 2000, "both directions drawn: {fwd} {back}");

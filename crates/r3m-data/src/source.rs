@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use rayon::prelude::*;
 use r3m_video::VideoInfo;
+use rayon::prelude::*;
 
 use crate::sampler::MIN_CLIP_FRAMES;
 
@@ -88,7 +88,11 @@ impl Dataset {
     pub fn for_tuples(mut self) -> Result<Self, SourceError> {
         let (keep, short): (Vec<Clip>, Vec<Clip>) = self.clips.into_iter().partition(|c| c.len() >= MIN_CLIP_FRAMES);
         for c in short {
-            let range = if c.start == 0 && c.end == c.video.frame_count() { String::new() } else { format!(" (frames {}..{})", c.start, c.end) };
+            let range = if c.start == 0 && c.end == c.video.frame_count() {
+                String::new()
+            } else {
+                format!(" (frames {}..{})", c.start, c.end)
+            };
             self.skipped.push(Skipped {
                 path: c.video.path.clone(),
                 reason: format!("too short{range}: {} frame(s), a tuple needs {MIN_CLIP_FRAMES}", c.len()),
@@ -147,9 +151,7 @@ pub enum SourceError {
 }
 
 fn is_video(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(e)))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(e)))
 }
 
 /// Every file with a video extension under `root`, recursively, sorted, hidden entries skipped.
@@ -292,7 +294,6 @@ pub fn probe_all(files: &[PathBuf], cache: &mut ProbeCache) -> (Vec<Result<Arc<V
     (out, hits)
 }
 
-
 /// The clip for frames `start..end` of `video`, or why it cannot be one (no frame). The sources
 /// apply only this rule; a command that needs more (training: [`Dataset::for_tuples`]) applies its own.
 pub(crate) fn make_clip(video: &Arc<VideoInfo>, start: usize, end: usize) -> Result<Clip, String> {
@@ -305,15 +306,16 @@ pub(crate) fn make_clip(video: &Arc<VideoInfo>, start: usize, end: usize) -> Res
 
 /// The error for a source that gave no clip.
 pub(crate) fn no_clips(root: &Path, found: usize, skipped: &[Skipped]) -> SourceError {
-    let detail: Vec<String> = skipped.iter().take(3).map(|s| format!("\n  {}: {}", s.path.display(), s.reason)).collect();
+    let detail: Vec<String> =
+        skipped.iter().take(3).map(|s| format!("\n  {}: {}", s.path.display(), s.reason)).collect();
     SourceError::NoClips { path: root.into(), found, skipped: skipped.len(), detail: detail.concat() }
 }
 
 /// Finds every video under `root` (recursively, hidden entries skipped), probes them in parallel
 /// (answering from `cache` where the file is unchanged), and returns one clip per usable file.
 pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, SourceError> {
-    let meta = std::fs::metadata(root)
-        .map_err(|e| SourceError::NotADirectory { path: root.into(), reason: e.to_string() })?;
+    let meta =
+        std::fs::metadata(root).map_err(|e| SourceError::NotADirectory { path: root.into(), reason: e.to_string() })?;
     if !meta.is_dir() {
         return Err(SourceError::NotADirectory { path: root.into(), reason: "is a file".into() });
     }
@@ -348,7 +350,8 @@ mod cache_tests {
         }
         assert_eq!(prune(d.path(), 10), 0);
         assert_eq!(prune(d.path(), 4), 5);
-        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        let mut left: Vec<String> =
+            std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
         left.sort();
         assert_eq!(left, vec![format!("{:016x}.json", 5), format!("{:016x}.json", 6), format!("{:016x}.json", 7)]);
     }

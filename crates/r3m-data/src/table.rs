@@ -55,7 +55,9 @@ pub fn strings(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Option<Stri
 pub fn string_lists(batch: &RecordBatch, name: &str) -> Result<Option<Vec<Vec<String>>>, String> {
     let Some(a) = column(batch, name) else { return Ok(None) };
     let list = match a.data_type() {
-        DataType::List(_) | DataType::LargeList(_) => cast(&a, &DataType::List(Arc::new(arrow::datatypes::Field::new("item", DataType::Utf8, true))), name)?,
+        DataType::List(_) | DataType::LargeList(_) => {
+            cast(&a, &DataType::List(Arc::new(arrow::datatypes::Field::new("item", DataType::Utf8, true))), name)?
+        }
         _ => return Ok(strings(batch, name)?.map(|v| v.into_iter().map(|s| s.into_iter().collect()).collect())),
     };
     let list = list.as_list::<i32>();

@@ -187,7 +187,11 @@ pub fn embed_clips(
     };
     let mut report = EmbedReport::default();
     let plan = piece_plan(&counts, cfg.piece_frames);
-    let pool = DecodePool::new(cfg.workers, DecodeOptions { resize: eval_resize(cfg.size), threads: 1, ..Default::default() }, cfg.workers * 2 + 2);
+    let pool = DecodePool::new(
+        cfg.workers,
+        DecodeOptions { resize: eval_resize(cfg.size), threads: 1, ..Default::default() },
+        cfg.workers * 2 + 2,
+    );
     let dim = encoder.dim() as usize;
     let frame_bytes = (cfg.size * cfg.size * 3) as usize;
     let rel_name = |c: &Clip| c.video.path.strip_prefix(root).unwrap_or(&c.video.path).to_string_lossy().into_owned();
@@ -199,10 +203,14 @@ pub fn embed_clips(
         if resume && path.exists() {
             if let Ok((meta, rows)) = crate::read_embeddings_metadata(&path) {
                 if meta.get("r3m.piece").map(String::as_str) == Some(fingerprint.as_str()) {
-                    if let Some(lost) = meta.get(LOST_KEY).and_then(|l| serde_json::from_str::<Vec<(String, Vec<i64>)>>(l).ok()) {
+                    if let Some(lost) =
+                        meta.get(LOST_KEY).and_then(|l| serde_json::from_str::<Vec<(String, Vec<i64>)>>(l).ok())
+                    {
                         report.lost.extend(lost);
                     }
-                    if let Some(failed) = meta.get(FAILED_KEY).and_then(|l| serde_json::from_str::<Vec<(PathBuf, String)>>(l).ok()) {
+                    if let Some(failed) =
+                        meta.get(FAILED_KEY).and_then(|l| serde_json::from_str::<Vec<(PathBuf, String)>>(l).ok())
+                    {
                         report.failed.extend(failed);
                     }
                     report.pieces_reused += 1;
@@ -230,27 +238,29 @@ pub fn embed_clips(
             }
         }
         let results = pool.run(requests);
-        let mut pending = Pending { data: Vec::with_capacity(cfg.batch * frame_bytes), rows: Vec::with_capacity(cfg.batch) };
+        let mut pending =
+            Pending { data: Vec::with_capacity(cfg.batch * frame_bytes), rows: Vec::with_capacity(cfg.batch) };
         let mut emb: Vec<f32> = Vec::with_capacity(cfg.batch * dim);
         // per clip of the piece: rows written, frames lost, the first fatal error
         let mut written = vec![0usize; range.len()];
         let mut lost: Vec<Vec<i64>> = vec![Vec::new(); range.len()];
         let mut error: Vec<Option<String>> = vec![None; range.len()];
-        let mut encode = |pending: &mut Pending, writer: &mut EmbeddingWriter, written: &mut [usize]| -> Result<(), ExportError> {
-            if pending.rows.is_empty() {
-                return Ok(());
-            }
-            emb.clear();
-            encode_batch(encoder, &pending.data, cfg.size, cfg.device, cfg.precision, cfg.channels_last, &mut emb);
-            for (j, &(k, fi, t)) in pending.rows.iter().enumerate() {
-                let c = &clips[k];
-                writer.push(&rel_name(c), c.episode, fi, t, &emb[j * dim..(j + 1) * dim])?;
-                written[k - range.start] += 1;
-            }
-            pending.data.clear();
-            pending.rows.clear();
-            Ok(())
-        };
+        let mut encode =
+            |pending: &mut Pending, writer: &mut EmbeddingWriter, written: &mut [usize]| -> Result<(), ExportError> {
+                if pending.rows.is_empty() {
+                    return Ok(());
+                }
+                emb.clear();
+                encode_batch(encoder, &pending.data, cfg.size, cfg.device, cfg.precision, cfg.channels_last, &mut emb);
+                for (j, &(k, fi, t)) in pending.rows.iter().enumerate() {
+                    let c = &clips[k];
+                    writer.push(&rel_name(c), c.episode, fi, t, &emb[j * dim..(j + 1) * dim])?;
+                    written[k - range.start] += 1;
+                }
+                pending.data.clear();
+                pending.rows.clear();
+                Ok(())
+            };
         for (r, (k, asked)) in results.zip(owners) {
             let c = &clips[k];
             let t0 = c.video.timestamp(c.start).unwrap_or(0.0);
@@ -309,7 +319,13 @@ pub fn embed_clips(
     for p in &piece_paths {
         crate::for_each_chunk(p, |e| {
             for i in 0..e.len() {
-                writer.push(&e.video[i], e.episode_index.as_ref().map(|v| v[i]), e.frame_index[i], e.timestamp[i], e.row(i))?;
+                writer.push(
+                    &e.video[i],
+                    e.episode_index.as_ref().map(|v| v[i]),
+                    e.frame_index[i],
+                    e.timestamp[i],
+                    e.row(i),
+                )?;
             }
             Ok(())
         })?;
@@ -321,7 +337,15 @@ pub fn embed_clips(
 
 /// Runs the frozen encoder (eval mode, no grad, `precision`, optionally channels-last) over square
 /// RGB u8 frames packed in `data` (`[n, side, side, 3]`) and appends the fp32 embeddings to `out`.
-pub fn encode_batch(encoder: &Encoder, data: &[u8], side: u32, device: Device, precision: Precision, channels_last: bool, out: &mut Vec<f32>) {
+pub fn encode_batch(
+    encoder: &Encoder,
+    data: &[u8],
+    side: u32,
+    device: Device,
+    precision: Precision,
+    channels_last: bool,
+    out: &mut Vec<f32>,
+) {
     let side = i64::from(side);
     let n = data.len() as i64 / (side * side * 3);
     if n == 0 {

@@ -11,7 +11,9 @@ pub mod embed;
 pub mod parquet_io;
 
 pub use embed::{embed_clips, select_frames, shard, EmbedConfig, EmbedReport};
-pub use parquet_io::{for_each_chunk, read_embeddings, read_embeddings_metadata, schema, EmbeddingWriter, Embeddings, ExportError};
+pub use parquet_io::{
+    for_each_chunk, read_embeddings, read_embeddings_metadata, schema, EmbeddingWriter, Embeddings, ExportError,
+};
 
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {

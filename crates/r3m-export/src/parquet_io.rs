@@ -20,7 +20,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -64,7 +66,11 @@ pub fn schema(dim: usize, episodes: bool) -> SchemaRef {
         Field::new("frame_index", DataType::Int64, false),
         Field::new("timestamp", DataType::Float64, false),
         Field::new("index", DataType::Int64, false),
-        Field::new("embedding", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32), false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), dim as i32),
+            false,
+        ),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -120,7 +126,17 @@ impl EmbeddingWriter {
             .build();
         let schema = schema(dim, episodes);
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| fmt_err(&tmp, e))?;
-        Ok(EmbeddingWriter { path: path.to_path_buf(), tmp, staged: Some(staged), dim, episodes, schema, writer: Some(writer), pending: Pending::default(), rows: 0 })
+        Ok(EmbeddingWriter {
+            path: path.to_path_buf(),
+            tmp,
+            staged: Some(staged),
+            dim,
+            episodes,
+            schema,
+            writer: Some(writer),
+            pending: Pending::default(),
+            rows: 0,
+        })
     }
 
     /// Rows written so far (including those not yet flushed).
@@ -129,9 +145,19 @@ impl EmbeddingWriter {
     }
 
     /// Appends one row; `index` is the running row count.
-    pub fn push(&mut self, video: &str, episode: Option<i64>, frame_index: i64, timestamp: f64, embedding: &[f32]) -> Result<(), ExportError> {
+    pub fn push(
+        &mut self,
+        video: &str,
+        episode: Option<i64>,
+        frame_index: i64,
+        timestamp: f64,
+        embedding: &[f32],
+    ) -> Result<(), ExportError> {
         if embedding.len() != self.dim {
-            return Err(fmt_err(&self.path, format!("embedding of {} values, the file holds {}", embedding.len(), self.dim)));
+            return Err(fmt_err(
+                &self.path,
+                format!("embedding of {} values, the file holds {}", embedding.len(), self.dim),
+            ));
         }
         if self.episodes != episode.is_some() {
             return Err(fmt_err(&self.path, "episode_index given for some rows and not others"));
@@ -162,7 +188,8 @@ impl EmbeddingWriter {
             cols.push(Arc::new(Int64Array::from(p.episode)));
         }
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let emb = FixedSizeListArray::try_new(item, self.dim as i32, Arc::new(Float32Array::from(p.emb)), None).map_err(|e| fmt_err(&self.tmp, e))?;
+        let emb = FixedSizeListArray::try_new(item, self.dim as i32, Arc::new(Float32Array::from(p.emb)), None)
+            .map_err(|e| fmt_err(&self.tmp, e))?;
         cols.extend([
             Arc::new(Int64Array::from(p.frame)) as ArrayRef,
             Arc::new(Float64Array::from(p.time)),
@@ -233,7 +260,11 @@ impl Embeddings {
 pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
     let mut out: Option<Embeddings> = None;
     let (metadata, dim, episodes) = for_each_chunk(path, |c| {
-        let o = out.get_or_insert_with(|| Embeddings { dim: c.dim, episode_index: c.episode_index.as_ref().map(|_| Vec::new()), ..Default::default() });
+        let o = out.get_or_insert_with(|| Embeddings {
+            dim: c.dim,
+            episode_index: c.episode_index.as_ref().map(|_| Vec::new()),
+            ..Default::default()
+        });
         o.video.extend_from_slice(&c.video);
         if let (Some(a), Some(b)) = (o.episode_index.as_mut(), c.episode_index.as_ref()) {
             a.extend_from_slice(b);
@@ -244,7 +275,8 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
         o.values.extend_from_slice(&c.values);
         Ok(())
     })?;
-    let mut out = out.unwrap_or_else(|| Embeddings { dim, episode_index: episodes.then(Vec::new), ..Default::default() });
+    let mut out =
+        out.unwrap_or_else(|| Embeddings { dim, episode_index: episodes.then(Vec::new), ..Default::default() });
     out.metadata = metadata;
     Ok(out)
 }
@@ -258,7 +290,8 @@ pub fn read_embeddings_metadata(path: &Path) -> Result<(HashMap<String, String>,
 /// Opens a Parquet file for reading and returns its key-value metadata.
 fn open_parquet(path: &Path) -> Result<(ParquetRecordBatchReaderBuilder<File>, HashMap<String, String>), ExportError> {
     let file = File::open(path).map_err(|e| ExportError::Io { path: path.to_path_buf(), source: e })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fmt_err(path, format!("not a Parquet file ({e})")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| fmt_err(path, format!("not a Parquet file ({e})")))?;
     let metadata = builder
         .metadata()
         .file_metadata()
@@ -279,7 +312,9 @@ pub fn for_each_chunk(
     let schema = builder.schema().clone();
     let dim = match schema.field_with_name("embedding").map(|f| f.data_type().clone()) {
         Ok(DataType::FixedSizeList(_, d)) => d as usize,
-        Ok(other) => return Err(fmt_err(path, format!("column 'embedding' is {other}, not a fixed-size list of float32"))),
+        Ok(other) => {
+            return Err(fmt_err(path, format!("column 'embedding' is {other}, not a fixed-size list of float32")))
+        }
         Err(_) => return Err(fmt_err(path, "no 'embedding' column: not an r3m embeddings file")),
     };
     let episodes = schema.field_with_name("episode_index").is_ok();
@@ -287,24 +322,40 @@ pub fn for_each_chunk(
     for batch in reader {
         let b = batch.map_err(|e| fmt_err(path, e))?;
         let mut out = Embeddings { dim, episode_index: episodes.then(Vec::new), ..Default::default() };
-        let col = |name: &str| b.column_by_name(name).cloned().ok_or_else(|| fmt_err(path, format!("no '{name}' column")));
+        let col =
+            |name: &str| b.column_by_name(name).cloned().ok_or_else(|| fmt_err(path, format!("no '{name}' column")));
         let video = col("video")?;
         let video = video.as_string_opt::<i32>().ok_or_else(|| fmt_err(path, "column 'video' is not utf8"))?;
         out.video.extend((0..video.len()).map(|i| video.value(i).to_string()));
         if let Some(ep) = out.episode_index.as_mut() {
             let a = col("episode_index")?;
-            ep.extend(a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "episode_index is not int64"))?.values().iter());
+            ep.extend(
+                a.as_primitive_opt::<Int64Type>()
+                    .ok_or_else(|| fmt_err(path, "episode_index is not int64"))?
+                    .values()
+                    .iter(),
+            );
         }
         let a = col("frame_index")?;
-        out.frame_index.extend(a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "frame_index is not int64"))?.values().iter());
+        out.frame_index.extend(
+            a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "frame_index is not int64"))?.values().iter(),
+        );
         let a = col("timestamp")?;
-        out.timestamp.extend(a.as_primitive_opt::<Float64Type>().ok_or_else(|| fmt_err(path, "timestamp is not float64"))?.values().iter());
+        out.timestamp.extend(
+            a.as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| fmt_err(path, "timestamp is not float64"))?
+                .values()
+                .iter(),
+        );
         let a = col("index")?;
-        out.index.extend(a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "index is not int64"))?.values().iter());
+        out.index.extend(
+            a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "index is not int64"))?.values().iter(),
+        );
         let a = col("embedding")?;
         let list = a.as_fixed_size_list_opt().ok_or_else(|| fmt_err(path, "embedding is not a fixed-size list"))?;
         let vals = list.values();
-        let vals = vals.as_primitive_opt::<Float32Type>().ok_or_else(|| fmt_err(path, "embedding items are not float32"))?;
+        let vals =
+            vals.as_primitive_opt::<Float32Type>().ok_or_else(|| fmt_err(path, "embedding items are not float32"))?;
         let start = list.offset() * dim;
         out.values.extend_from_slice(&vals.values()[start..start + list.len() * dim]);
         f(&out)?;
@@ -323,7 +374,14 @@ mod tests {
         let meta = vec![("r3m.arch".to_string(), "resnet18".to_string())];
         let mut w = EmbeddingWriter::create(&p, 3, true, &meta).unwrap();
         for i in 0..10_000i64 {
-            w.push(&format!("v{}.mp4", i / 5000), Some(i / 5000), i % 5000, (i % 5000) as f64 / 30.0, &[i as f32, -1.0, 0.5]).unwrap();
+            w.push(
+                &format!("v{}.mp4", i / 5000),
+                Some(i / 5000),
+                i % 5000,
+                (i % 5000) as f64 / 30.0,
+                &[i as f32, -1.0, 0.5],
+            )
+            .unwrap();
         }
         assert!(!p.exists(), "nothing at the final path before finish");
         assert!(w.push("x", None, 0, 0.0, &[0.0; 3]).is_err());

@@ -386,7 +386,8 @@ mod tests {
             }
             t.commit().unwrap();
         }
-        let mut names: Vec<_> = std::fs::read_dir(&p).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        let mut names: Vec<_> =
+            std::fs::read_dir(&p).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
         names.sort();
         assert_eq!(names, vec!["c"], "the old folder's files must not survive the replacement");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporaries left");
@@ -408,7 +409,8 @@ mod tests {
         std::fs::write(d.path().join(format!(".best.old-{dead_pid}-1/config.json")), b"{}").unwrap();
         std::fs::write(d.path().join("step-4"), b"kept").unwrap();
         assert_eq!(clean_stale(d.path()).unwrap(), 3);
-        let mut names: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+        let mut names: Vec<_> =
+            std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
         names.sort();
         assert_eq!(names, vec![format!(".latest.tmp-{live}-9"), "best".into(), "step-4".into()]);
         assert!(d.path().join("best/config.json").exists());

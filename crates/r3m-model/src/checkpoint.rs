@@ -130,7 +130,8 @@ pub fn load_weights(dir: &Path, vs: &mut nn::VarStore) -> Result<serde_json::Val
 pub fn read_config(dir: &Path) -> Result<serde_json::Value, CheckpointError> {
     let cfg = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&cfg).map_err(io(&cfg))?;
-    serde_json::from_str(&text).map_err(|e| CheckpointError::Format { path: cfg.clone(), reason: format!("invalid JSON: {e}") })
+    serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::Format { path: cfg.clone(), reason: format!("invalid JSON: {e}") })
 }
 
 /// Loads the model weights of `dir` into `vs` (every variable of `vs` must be present, with the
@@ -139,7 +140,8 @@ pub fn load(dir: &Path, vs: &mut nn::VarStore) -> Result<Loaded, CheckpointError
     let config = load_weights(dir, vs)?;
     let opt = dir.join(OPTIMIZER_FILE);
     let optimizer = if opt.exists() {
-        Tensor::read_safetensors(&opt).map_err(|e| CheckpointError::Format { path: opt.clone(), reason: e.to_string() })?
+        Tensor::read_safetensors(&opt)
+            .map_err(|e| CheckpointError::Format { path: opt.clone(), reason: e.to_string() })?
     } else {
         Vec::new()
     };
@@ -158,7 +160,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
         if dir.join(CONFIG_FILE).is_file() {
             return Ok(dir);
         }
-        return Err(CheckpointError::Format { path: latest, reason: format!("names {}, which is not a complete checkpoint", dir.display()) });
+        return Err(CheckpointError::Format {
+            path: latest,
+            reason: format!("names {}, which is not a complete checkpoint", dir.display()),
+        });
     }
     Err(CheckpointError::Format {
         path: path.to_path_buf(),
@@ -229,7 +234,11 @@ mod tests {
             assert!(ck.join(f).exists(), "{f} missing");
         }
         // no temp or old directories are left behind
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("run")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("run"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, vec!["step-10".to_string()]);
 
         tch::manual_seed(2);
@@ -251,7 +260,10 @@ mod tests {
         let mut r50 = nn::VarStore::new(Device::Cpu);
         let _e3 = Encoder::new(&r50.root(), Arch::Resnet50);
         let err = load(&ck, &mut r50).unwrap_err().to_string();
-        assert!(err.contains("model.safetensors") && (err.contains("missing tensor") || err.contains("shape")), "{err}");
+        assert!(
+            err.contains("model.safetensors") && (err.contains("missing tensor") || err.contains("shape")),
+            "{err}"
+        );
         // a missing checkpoint names its config file
         let err = load(&dir.path().join("nope"), &mut r50).unwrap_err().to_string();
         assert!(err.contains("config.json"), "{err}");

@@ -90,7 +90,10 @@ impl R3mObjective {
     pub fn loss(&self, emb: &Tensor, perms0: &[Tensor], perms2: &[Tensor]) -> Loss {
         let (b, five) = (emb.size()[0], emb.size()[1]);
         assert_eq!(five, 5, "R3M objective expects 5 frames per tuple, got {five}");
-        assert!(perms0.len() == self.num_negatives && perms2.len() == self.num_negatives, "one permutation per negative");
+        assert!(
+            perms0.len() == self.num_negatives && perms2.len() == self.num_negatives,
+            "one permutation per negative"
+        );
         let emb = emb.to_kind(Kind::Float);
         let es0 = emb.select(1, 2);
         let es1 = emb.select(1, 3);

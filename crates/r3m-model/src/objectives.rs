@@ -89,10 +89,13 @@ impl ObjectiveKind {
 impl std::str::FromStr for ObjectiveKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        ObjectiveKind::ALL.into_iter().find(|k| k.name() == s || (s == "r3m" && *k == ObjectiveKind::R3mTcn)).ok_or_else(|| {
-            let names: Vec<&str> = ObjectiveKind::ALL.iter().map(|k| k.name()).collect();
-            format!("unknown objective '{s}' (one of: {})", names.join(", "))
-        })
+        ObjectiveKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s || (s == "r3m" && *k == ObjectiveKind::R3mTcn))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ObjectiveKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown objective '{s}' (one of: {})", names.join(", "))
+            })
     }
 }
 
@@ -192,11 +195,12 @@ pub fn hardest_negatives(emb: &Tensor, clips: &Tensor) -> Tensor {
     let flat = emb.reshape([b * 5, d]);
     let anchors = emb.select(1, 4);
     let idx = tch::no_grad(|| {
-        let dist = (anchors.unsqueeze(1) - flat.unsqueeze(0)).square().sum_dim_intlist(&[-1i64][..], false, Kind::Float);
+        let dist =
+            (anchors.unsqueeze(1) - flat.unsqueeze(0)).square().sum_dim_intlist(&[-1i64][..], false, Kind::Float);
         let other = same_clip(clips).logical_not().repeat_interleave_self_int(5, Some(1), None);
-        let own_s0 = Tensor::eye(b, (Kind::Bool, emb.device())).repeat_interleave_self_int(5, Some(1), None).logical_and(
-            &Tensor::arange(b * 5, (Kind::Int64, emb.device())).remainder(5).eq(2).unsqueeze(0),
-        );
+        let own_s0 = Tensor::eye(b, (Kind::Bool, emb.device()))
+            .repeat_interleave_self_int(5, Some(1), None)
+            .logical_and(&Tensor::arange(b * 5, (Kind::Int64, emb.device())).remainder(5).eq(2).unsqueeze(0));
         dist.masked_fill(&other.logical_or(&own_s0).logical_not(), f64::INFINITY).argmin(1, false)
     });
     flat.index_select(0, &idx)
@@ -242,7 +246,16 @@ pub fn npair_global(a: &Tensor, p: &Tensor, clips: &Tensor, emb_all: &Tensor, cl
 /// SimCLR): `a_all`/`p_all` `[N, D]` hold every rank's views, this rank's at rows
 /// `offset..offset+B` (they carry the graph there). Equals [`nt_xent`] when N = B.
 #[allow(clippy::too_many_arguments)]
-pub fn nt_xent_global(a: &Tensor, p: &Tensor, clips: &Tensor, a_all: &Tensor, p_all: &Tensor, clips_all: &Tensor, offset: i64, tau: f64) -> (Tensor, Tensor) {
+pub fn nt_xent_global(
+    a: &Tensor,
+    p: &Tensor,
+    clips: &Tensor,
+    a_all: &Tensor,
+    p_all: &Tensor,
+    clips_all: &Tensor,
+    offset: i64,
+    tau: f64,
+) -> (Tensor, Tensor) {
     let (b, n) = (a.size()[0], a_all.size()[0]);
     let dev = a.device();
     let zq = normalize(&Tensor::cat(&[a, p], 0));
@@ -276,7 +289,11 @@ pub fn nt_xent(a: &Tensor, p: &Tensor, clips: &Tensor, tau: f64) -> (Tensor, Ten
     let idx = Tensor::arange(2 * b, (Kind::Int64, dev));
     let pair = (&idx + b).remainder(2 * b);
     // exclude itself and same-clip views other than its pair
-    let pair_mask = idx.unsqueeze(1).eq_tensor(&idx.unsqueeze(0)).logical_not().logical_and(&pair.unsqueeze(1).eq_tensor(&idx.unsqueeze(0)));
+    let pair_mask = idx
+        .unsqueeze(1)
+        .eq_tensor(&idx.unsqueeze(0))
+        .logical_not()
+        .logical_and(&pair.unsqueeze(1).eq_tensor(&idx.unsqueeze(0)));
     let excluded = same_clip(&c2).logical_and(&pair_mask.logical_not());
     let logits = sim.masked_fill(&excluded, f64::NEG_INFINITY);
     let logp = logits.log_softmax(1, Kind::Float).gather(1, &pair.unsqueeze(1), false).squeeze_dim(1);
@@ -315,7 +332,8 @@ pub fn proto(support: &Tensor, query: &Tensor, clips: &Tensor) -> (Tensor, Tenso
     // class index of each row: position of its clip among the distinct clips
     let (uniq, inverse, _) = clips.unique_dim(0, true, true, false);
     let n = uniq.size()[0];
-    let onehot = inverse.unsqueeze(1).eq_tensor(&Tensor::arange(n, (Kind::Int64, dev)).unsqueeze(0)).to_kind(Kind::Float);
+    let onehot =
+        inverse.unsqueeze(1).eq_tensor(&Tensor::arange(n, (Kind::Int64, dev)).unsqueeze(0)).to_kind(Kind::Float);
     let sums = onehot.tr().matmul(&support.sum_dim_intlist(&[1i64][..], false, Kind::Float));
     let counts = onehot.sum_dim_intlist(&[0i64][..], false, Kind::Float) * s as f64;
     let protos = sums / counts.unsqueeze(1);
@@ -337,7 +355,8 @@ impl LangHead {
     /// A head for `dim`-d image and `lang_dim`-d text embeddings.
     pub fn new(p: &nn::Path, dim: i64, lang_dim: i64, hidden: i64) -> Self {
         let sizes = [2 * dim + lang_dim, hidden, hidden, hidden, hidden, 1];
-        let layers = (0..5).map(|i| nn::linear(p / i.to_string(), sizes[i], sizes[i + 1], Default::default())).collect();
+        let layers =
+            (0..5).map(|i| nn::linear(p / i.to_string(), sizes[i], sizes[i + 1], Default::default())).collect();
         LangHead { layers }
     }
 
@@ -363,7 +382,8 @@ impl LangHead {
 pub fn lang_loss(head: &LangHead, emb: &Tensor, lang: &Tensor, mask: &Tensor, perms: &[Tensor]) -> (Tensor, Tensor) {
     assert!(perms.len().is_multiple_of(3), "three sets of permutations");
     let k = perms.len() / 3;
-    let (e0, eg, es0, es1, es2) = (emb.select(1, 0), emb.select(1, 1), emb.select(1, 2), emb.select(1, 3), emb.select(1, 4));
+    let (e0, eg, es0, es1, es2) =
+        (emb.select(1, 0), emb.select(1, 1), emb.select(1, 2), emb.select(1, 3), emb.select(1, 4));
     let terms = [(&eg, &e0, &eg), (&es1, &es0, &es1), (&es2, &es1, &es2)];
     // all 3·(2 + k) pairs go through the head as one batch: one GEMM per layer instead of
     // 3·(2 + k) small ones (and, under autocast, one weight cast per layer instead of many)
@@ -378,14 +398,19 @@ pub fn lang_loss(head: &LangHead, emb: &Tensor, lang: &Tensor, mask: &Tensor, pe
     }
     let pairs = firsts.len() as i64;
     let b = emb.size()[0];
-    let scores = head.score(&Tensor::cat(&firsts, 0), &Tensor::cat(&seconds, 0), &lang.repeat([pairs, 1])).view([3, 2 + k as i64, b]);
+    let scores = head.score(&Tensor::cat(&firsts, 0), &Tensor::cat(&seconds, 0), &lang.repeat([pairs, 1])).view([
+        3,
+        2 + k as i64,
+        b,
+    ]);
     let mut loss = Tensor::zeros([b], (Kind::Float, emb.device()));
     let mut acc = Tensor::zeros([b], (Kind::Float, emb.device()));
     for t in 0..3 {
         let s = scores.get(t);
         let pos = s.get(0);
         let negs = s.narrow(0, 1, 1 + k as i64).transpose(0, 1);
-        let l = -((pos.exp() / (pos.exp() + negs.exp().sum_dim_intlist(&[-1i64][..], false, Kind::Float) + EPS)) + EPS).log();
+        let l = -((pos.exp() / (pos.exp() + negs.exp().sum_dim_intlist(&[-1i64][..], false, Kind::Float) + EPS)) + EPS)
+            .log();
         loss += l;
         acc += tch::no_grad(|| negs.amax(&[-1i64][..], false).lt_tensor(&pos).to_kind(Kind::Float));
     }
@@ -404,7 +429,11 @@ struct Mlp {
 
 impl Mlp {
     fn new(p: &nn::Path, i: i64, h: i64, o: i64) -> Self {
-        Mlp { l1: nn::linear(p / "0", i, h, Default::default()), bn: nn::batch_norm1d(p / "1", h, Default::default()), l2: nn::linear(p / "3", h, o, Default::default()) }
+        Mlp {
+            l1: nn::linear(p / "0", i, h, Default::default()),
+            bn: nn::batch_norm1d(p / "1", h, Default::default()),
+            l2: nn::linear(p / "3", h, o, Default::default()),
+        }
     }
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         self.l2.forward(&self.bn.forward_t(&self.l1.forward(x), train).relu())
@@ -488,11 +517,19 @@ pub const LANG_DIM: i64 = 384;
 impl Objective {
     /// Builds the objective for an encoder `arch` with optional projection `proj_dim`, embedding
     /// size `dim`, text size `lang_dim`. Momentum copies start equal to `online`.
-    pub fn new(cfg: ObjectiveConfig, arch: Arch, proj_dim: Option<i64>, dim: i64, lang_dim: i64, online: &nn::VarStore) -> Self {
+    pub fn new(
+        cfg: ObjectiveConfig,
+        arch: Arch,
+        proj_dim: Option<i64>,
+        dim: i64,
+        lang_dim: i64,
+        online: &nn::VarStore,
+    ) -> Self {
         let device = online.device();
         let heads = nn::VarStore::new(device);
         let mut momentum = nn::VarStore::new(device);
-        let (mut target, mut projector, mut predictor, mut target_projector, mut queue, mut queue_ptr) = (None, None, None, None, None, None);
+        let (mut target, mut projector, mut predictor, mut target_projector, mut queue, mut queue_ptr) =
+            (None, None, None, None, None, None);
         if cfg.kind.has_target() {
             let enc = Encoder::with_head(&(momentum.root() / "encoder"), arch, proj_dim);
             target = Some(enc);
@@ -513,9 +550,22 @@ impl Objective {
             // the write position, as a float so the whole state is one kind of tensor (exact to 2²⁴)
             queue_ptr = Some(root.zeros_no_train("queue_ptr", &[1]));
         }
-        let lang = (cfg.lang_weight > 0.0).then(|| LangHead::new(&(heads.root() / "lang"), dim, lang_dim, cfg.lang_hidden));
+        let lang =
+            (cfg.lang_weight > 0.0).then(|| LangHead::new(&(heads.root() / "lang"), dim, lang_dim, cfg.lang_hidden));
         momentum.freeze();
-        let obj = Objective { cfg, heads, momentum, target, projector, predictor, target_projector, lang, queue, queue_ptr, pending_keys: None };
+        let obj = Objective {
+            cfg,
+            heads,
+            momentum,
+            target,
+            projector,
+            predictor,
+            target_projector,
+            lang,
+            queue,
+            queue_ptr,
+            pending_keys: None,
+        };
         obj.copy_online_into_target(online);
         obj
     }
@@ -549,15 +599,21 @@ impl Objective {
 
     /// Trainable head parameters, named `objective.<name>` (for the optimiser).
     pub fn trainable(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> =
-            self.heads.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(n, t)| (format!("objective.{n}"), t)).collect();
+        let mut v: Vec<(String, Tensor)> = self
+            .heads
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, t)| (format!("objective.{n}"), t))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
     /// Every state tensor (heads, momentum networks, queue), named for `objective.safetensors`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self.heads.variables().into_iter().map(|(n, t)| (format!("heads.{n}"), t.contiguous())).collect();
+        let mut v: Vec<(String, Tensor)> =
+            self.heads.variables().into_iter().map(|(n, t)| (format!("heads.{n}"), t.contiguous())).collect();
         v.extend(self.momentum.variables().into_iter().map(|(n, t)| (format!("momentum.{n}"), t.contiguous())));
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -601,25 +657,43 @@ impl Objective {
             ObjectiveKind::SimClr => match inp.global.filter(|_| self.cfg.global_negatives) {
                 Some((all, clips_all, offset)) => {
                     let all = all.to_kind(Kind::Float);
-                    nt_xent_global(&a, &p, inp.clips, &all.select(1, 4), &all.select(1, 3), clips_all, offset, self.cfg.temperature)
+                    nt_xent_global(
+                        &a,
+                        &p,
+                        inp.clips,
+                        &all.select(1, 4),
+                        &all.select(1, 3),
+                        clips_all,
+                        offset,
+                        self.cfg.temperature,
+                    )
                 }
                 None => nt_xent(&a, &p, inp.clips, self.cfg.temperature),
             },
             ObjectiveKind::Moco => {
                 let k = self.target_embed(inp, &[3]).squeeze_dim(1);
-                let out = moco_logits_loss(&a, &k, self.queue.as_ref().expect("moco has a queue"), self.cfg.temperature);
+                let out =
+                    moco_logits_loss(&a, &k, self.queue.as_ref().expect("moco has a queue"), self.cfg.temperature);
                 // enqueued after the step (MoCo: the queue holds keys of earlier batches only)
                 self.pending_keys = Some(normalize(&k));
                 out
             }
             ObjectiveKind::Byol => {
-                let (proj, pred, tproj) = (self.projector.as_ref().unwrap(), self.predictor.as_ref().unwrap(), self.target_projector.as_ref().unwrap());
+                let (proj, pred, tproj) = (
+                    self.projector.as_ref().unwrap(),
+                    self.predictor.as_ref().unwrap(),
+                    self.target_projector.as_ref().unwrap(),
+                );
                 let online = pred.forward(&proj.forward(&Tensor::cat(&[&a, &p], 0), true), true);
                 let t = self.target_embed(inp, &[3, 4]);
                 let target = tch::no_grad(|| tproj.forward(&Tensor::cat(&[t.select(1, 0), t.select(1, 1)], 0), true));
                 let loss = byol_loss(&online, &target);
                 let acc = tch::no_grad(|| {
-                    (normalize(&online) * normalize(&target)).sum_dim_intlist(&[-1i64][..], false, Kind::Float).gt(0.0).to_kind(Kind::Float).mean(Kind::Float)
+                    (normalize(&online) * normalize(&target))
+                        .sum_dim_intlist(&[-1i64][..], false, Kind::Float)
+                        .gt(0.0)
+                        .to_kind(Kind::Float)
+                        .mean(Kind::Float)
                 });
                 (loss, acc)
             }
@@ -636,7 +710,13 @@ impl Objective {
                 let bw = backward.unsqueeze(-1);
                 let (s0, s2) = (emb.select(1, 2), emb.select(1, 4));
                 let ordered = Tensor::stack(
-                    &[emb.select(1, 0), emb.select(1, 1), s0.where_self(&bw.logical_not(), &s2), emb.select(1, 3), s2.where_self(&bw.logical_not(), &s0)],
+                    &[
+                        emb.select(1, 0),
+                        emb.select(1, 1),
+                        s0.where_self(&bw.logical_not(), &s2),
+                        emb.select(1, 3),
+                        s2.where_self(&bw.logical_not(), &s0),
+                    ],
                     1,
                 );
                 let (l, acc) = lang_loss(head, &ordered, text, mask, perms);
@@ -712,7 +792,9 @@ mod tests {
         let (a, p) = (emb.select(1, 4), emb.select(1, 3));
         let (l1, c1) = nt_xent(&a, &p, &clips, 0.1);
         let (l2, c2) = nt_xent_global(&a, &p, &clips, &a, &p, &clips, 0, 0.1);
-        assert!((l1.double_value(&[]) - l2.double_value(&[])).abs() < 1e-6 && c1.double_value(&[]) == c2.double_value(&[]));
+        assert!(
+            (l1.double_value(&[]) - l2.double_value(&[])).abs() < 1e-6 && c1.double_value(&[]) == c2.double_value(&[])
+        );
         let (l1, _) = npair(&a, &p, &emb, &clips);
         let (l2, _) = npair_global(&a, &p, &clips, &emb, &clips);
         assert!((l1.double_value(&[]) - l2.double_value(&[])).abs() < 1e-6);

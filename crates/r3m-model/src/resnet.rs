@@ -211,8 +211,13 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let _enc = Encoder::new(&vs.root(), Arch::Resnet18);
         let vars = vs.variables();
-        for name in ["conv1.weight", "bn1.running_var", "layer1.0.conv2.weight", "layer2.0.downsample.0.weight",
-            "layer4.1.bn2.bias"] {
+        for name in [
+            "conv1.weight",
+            "bn1.running_var",
+            "layer1.0.conv2.weight",
+            "layer2.0.downsample.0.weight",
+            "layer4.1.bn2.bias",
+        ] {
             assert!(vars.contains_key(name), "missing {name}");
         }
         // torchvision resnet18 has 11,176,512 parameters without fc (11,689,512 - 513,000)

@@ -18,7 +18,17 @@ use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Tensor};
 
 extern "C" {
-    fn r3m_dist_init(addr: *const c_char, port: i32, rank: i32, world: i32, agent_store: i32, timeout_s: i32, out: *mut *mut c_void, err: *mut c_char, len: usize) -> i32;
+    fn r3m_dist_init(
+        addr: *const c_char,
+        port: i32,
+        rank: i32,
+        world: i32,
+        agent_store: i32,
+        timeout_s: i32,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        len: usize,
+    ) -> i32;
     fn r3m_dist_allreduce_sum(group: *mut c_void, t: *mut c_void, err: *mut c_char, len: usize) -> i32;
     fn r3m_dist_broadcast(group: *mut c_void, t: *mut c_void, root: i32, err: *mut c_char, len: usize) -> i32;
     fn r3m_dist_barrier(group: *mut c_void, err: *mut c_char, len: usize) -> i32;
@@ -58,7 +68,8 @@ impl DistEnv {
         if rank >= world {
             bail!("RANK={rank} but WORLD_SIZE={world}");
         }
-        let port = var("MASTER_PORT").map_or(Ok(29500), |p| p.trim().parse::<u16>().with_context(|| format!("MASTER_PORT={p}: not a port")))?;
+        let port = var("MASTER_PORT")
+            .map_or(Ok(29500), |p| p.trim().parse::<u16>().with_context(|| format!("MASTER_PORT={p}: not a port")))?;
         Ok(Some(DistEnv {
             rank,
             world,
@@ -114,10 +125,25 @@ impl Dist {
         let addr = CString::new(env.addr.clone()).context("MASTER_ADDR contains a NUL byte")?;
         let mut group = std::ptr::null_mut();
         let secs = timeout.as_secs().clamp(1, i32::MAX as u64) as i32;
-        call(&format!("joining the process group (rank {} of {} at {}:{})", env.rank, env.world, env.addr, env.port), |e, l| {
-            // SAFETY: valid C string, out pointer to our local, error buffer from `call`
-            unsafe { r3m_dist_init(addr.as_ptr(), i32::from(env.port), env.rank as i32, env.world as i32, i32::from(env.agent_store), secs, &mut group, e, l) }
-        })?;
+        call(
+            &format!("joining the process group (rank {} of {} at {}:{})", env.rank, env.world, env.addr, env.port),
+            |e, l| {
+                // SAFETY: valid C string, out pointer to our local, error buffer from `call`
+                unsafe {
+                    r3m_dist_init(
+                        addr.as_ptr(),
+                        i32::from(env.port),
+                        env.rank as i32,
+                        env.world as i32,
+                        i32::from(env.agent_store),
+                        secs,
+                        &mut group,
+                        e,
+                        l,
+                    )
+                }
+            },
+        )?;
         Ok(Dist { group, rank: env.rank, world: env.world, local_rank: env.local_rank })
     }
 

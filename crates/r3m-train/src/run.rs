@@ -154,7 +154,11 @@ impl RunConfig {
         let mut diff = |flag: &str, old: String, now: String, allowed: bool| {
             if old != now {
                 let line = format!("{flag} {old} → {now}");
-                if allowed { c.allowed.push(line) } else { c.refused.push(line) }
+                if allowed {
+                    c.allowed.push(line)
+                } else {
+                    c.refused.push(line)
+                }
             }
         };
         let s = |v: &dyn std::fmt::Debug| format!("{v:?}");
@@ -167,7 +171,9 @@ impl RunConfig {
         diff("--batch", self.batch.to_string(), new.batch.to_string(), false);
         diff("--tuples-per-clip", self.tuples_per_clip.to_string(), new.tuples_per_clip.to_string(), false);
         diff("--loader", self.loader.clone(), new.loader.clone(), false);
-        let mb = |r: &Option<(usize, usize)>| r.map_or("(none)".to_string(), |(mb, slots)| format!("{mb} MB ({slots} clips)"));
+        let mb = |r: &Option<(usize, usize)>| {
+            r.map_or("(none)".to_string(), |(mb, slots)| format!("{mb} MB ({slots} clips)"))
+        };
         diff("--reservoir-mb", mb(&self.reservoir), mb(&new.reservoir), false);
         diff("--lr", self.lr.to_string(), new.lr.to_string(), false);
         diff("--seed", self.seed.to_string(), new.seed.to_string(), false);
@@ -177,16 +183,12 @@ impl RunConfig {
         diff("--text-embeddings (hash)", s(&self.text_embeddings), s(&new.text_embeddings), false);
         diff("world size (WORLD_SIZE: processes)", self.world_size.to_string(), new.world_size.to_string(), false);
         // every objective setting, by its key
-        let keys: std::collections::BTreeSet<&String> = self
-            .objective
-            .as_object()
-            .into_iter()
-            .chain(new.objective.as_object())
-            .flat_map(|m| m.keys())
-            .collect();
+        let keys: std::collections::BTreeSet<&String> =
+            self.objective.as_object().into_iter().chain(new.objective.as_object()).flat_map(|m| m.keys()).collect();
         for k in keys {
             if k == "name" {
-                let name = |c: &RunConfig| c.objective.get("name").and_then(|v| v.as_str()).unwrap_or("(unset)").to_string();
+                let name =
+                    |c: &RunConfig| c.objective.get("name").and_then(|v| v.as_str()).unwrap_or("(unset)").to_string();
                 diff("--objective", name(self), name(new), false);
                 continue;
             }
@@ -335,7 +337,10 @@ mod tests {
         assert_eq!(c.refused.len(), 3, "{c:?}");
         assert!(c.refused.contains(&"--batch 4 → 8".to_string()), "{c:?}");
         assert!(c.refused.iter().any(|r| r.starts_with("objective w_l1 ")), "{c:?}");
-        assert!(c.refused.iter().any(|r| r.contains("the data differ") && r.contains("b.mp4:12") && r.contains("b.mp4:13")), "{c:?}");
+        assert!(
+            c.refused.iter().any(|r| r.contains("the data differ") && r.contains("b.mp4:12") && r.contains("b.mp4:13")),
+            "{c:?}"
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderState, Rng, TupleSampler};
-use r3m_model::precision::{channels_last, vars_to_channels_last};
 use r3m_model::objectives::LANG_DIM;
+use r3m_model::precision::{channels_last, vars_to_channels_last};
 use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, Precision};
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
@@ -174,7 +174,9 @@ fn loader_config(cfg: &TrainConfig, clips: &[Clip]) -> LoaderConfig {
         mode: LoaderMode::Grouped,
     };
     if let Some(mb) = cfg.reservoir_mb {
-        lc.mode = LoaderMode::Reservoir { slots: r3m_data::reservoir::pool_slots(clips, &lc.decode, lc.tuples_per_clip, lc.batch, mb) };
+        lc.mode = LoaderMode::Reservoir {
+            slots: r3m_data::reservoir::pool_slots(clips, &lc.decode, lc.tuples_per_clip, lc.batch, mb),
+        };
     }
     lc
 }
@@ -283,7 +285,12 @@ pub fn train(
     mut on_step: impl FnMut(&StepMetrics) -> bool,
 ) -> Result<u64> {
     if let Some(c) = clips.iter().find(|c| c.len() < r3m_data::MIN_CLIP_FRAMES) {
-        bail!("{}: {} frame(s), a tuple needs {} (Dataset::for_tuples drops such clips)", c.video.path.display(), c.len(), r3m_data::MIN_CLIP_FRAMES);
+        bail!(
+            "{}: {} frame(s), a tuple needs {} (Dataset::for_tuples drops such clips)",
+            c.video.path.display(),
+            c.len(),
+            r3m_data::MIN_CLIP_FRAMES
+        );
     }
     let dist = cfg.dist.clone();
     let rank = dist.as_ref().map_or(0, |d| d.rank);
@@ -293,7 +300,10 @@ pub fn train(
     if resume {
         check_resume(run, cfg, &clips)?;
     } else if lead && (run.join("latest").exists() || run.join("metrics.csv").exists()) {
-        bail!("{} already holds a run: continue it with --resume, or clear it first (r3m train --overwrite)", run.display());
+        bail!(
+            "{} already holds a run: continue it with --resume, or clear it first (r3m train --overwrite)",
+            run.display()
+        );
     }
     if lead {
         std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
@@ -325,8 +335,7 @@ pub fn train(
     if cfg.channels_last {
         vars_to_channels_last(&objective.momentum);
     }
-    let mut params: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
     params.extend(objective.trainable());
     // what Adam updates: the gradients that are averaged over ranks
@@ -342,7 +351,8 @@ pub fn train(
         let state = objective.state();
         if !state.is_empty() {
             let file = dir.join(checkpoint::OBJECTIVE_FILE);
-            let saved = Tensor::read_safetensors(&file).with_context(|| format!("{}: the objective's state", file.display()))?;
+            let saved = Tensor::read_safetensors(&file)
+                .with_context(|| format!("{}: the objective's state", file.display()))?;
             objective.load_state(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         }
         adam.load_state(&loaded.optimizer).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
@@ -350,7 +360,10 @@ pub fn train(
         loader_state = Some(stored.loader_state);
         neg = Rng::from_state(stored.negatives_rng);
         if let Some(d) = &dist {
-            let mine = stored.rank_states.get(d.rank).with_context(|| format!("{}: no state for rank {}", dir.display(), d.rank))?;
+            let mine = stored
+                .rank_states
+                .get(d.rank)
+                .with_context(|| format!("{}: no state for rank {}", dir.display(), d.rank))?;
             loader_state = Some(mine.loader_state);
             neg = Rng::from_state(mine.negatives_rng);
         }
@@ -377,7 +390,10 @@ pub fn train(
     let mut metrics = if lead {
         let mut m = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
         if m.metadata()?.len() == 0 {
-            writeln!(m, "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips")?;
+            writeln!(
+                m,
+                "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips"
+            )?;
         }
         Some(m)
     } else {
@@ -386,24 +402,36 @@ pub fn train(
     let mut lc = loader_config(cfg, &clips);
     lc.seed = seed;
     if let (LoaderMode::Reservoir { slots }, true) = (lc.mode, lead) {
-        let mb = r3m_data::reservoir::clip_bytes(&clips, &lc.decode, lc.tuples_per_clip).unwrap_or(0.0) * slots.min(clips.len()).max(lc.batch) as f64 / 1e6;
-        eprintln!("reservoir: {} decoded clip(s) held, each serving {} tuple(s) (~{mb:.0} MB)", slots.min(clips.len()).max(lc.batch), lc.tuples_per_clip);
+        let mb = r3m_data::reservoir::clip_bytes(&clips, &lc.decode, lc.tuples_per_clip).unwrap_or(0.0)
+            * slots.min(clips.len()).max(lc.batch) as f64
+            / 1e6;
+        eprintln!(
+            "reservoir: {} decoded clip(s) held, each serving {} tuple(s) (~{mb:.0} MB)",
+            slots.min(clips.len()).max(lc.batch),
+            lc.tuples_per_clip
+        );
     }
     let mut loader = Loader::resume(clips.clone(), lc, loader_state);
     // the best checkpoint: lowest mean training loss over a checkpoint interval
     let best_dir = run.join("checkpoints").join("best");
-    let mut best_loss = checkpoint::read_config(&best_dir)
-        .ok()
-        .and_then(|v| v["interval_mean_loss"].as_f64())
-        .unwrap_or(f64::INFINITY);
+    let mut best_loss =
+        checkpoint::read_config(&best_dir).ok().and_then(|v| v["interval_mean_loss"].as_f64()).unwrap_or(f64::INFINITY);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
-    let save = |step: u64, loader: &Loader, neg: &Rng, adam: &Adam, vs: &nn::VarStore, objective: &Objective, best: Option<f64>| -> Result<()> {
+    let save = |step: u64,
+                loader: &Loader,
+                neg: &Rng,
+                adam: &Adam,
+                vs: &nn::VarStore,
+                objective: &Objective,
+                best: Option<f64>|
+     -> Result<()> {
         let name = format!("step-{step:08}");
         let dir = run.join("checkpoints").join(&name);
         let mut config = run_config(cfg, step, loader.state(), neg.state(), loader.clips());
         if let Some(d) = &dist {
             // BatchNorm running statistics from rank 0, so the checkpoint is every rank's model
-            let mut buffers: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
+            let mut buffers: Vec<(String, Tensor)> =
+                vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
             d.broadcast_all(&mut buffers)?;
             // every rank's place in its streams, for an exact resume
             let ls = loader.state();
@@ -452,7 +480,8 @@ pub fn train(
         let t0 = Instant::now();
         let Some(batch) = loader.next() else {
             let failed = &loader.stats().failed;
-            let reasons: Vec<String> = failed.iter().take(10).map(|(c, why)| format!("\n  {}: {why}", clip_name(&clips, *c))).collect();
+            let reasons: Vec<String> =
+                failed.iter().take(10).map(|(c, why)| format!("\n  {}: {why}", clip_name(&clips, *c))).collect();
             bail!(
                 "the loader ran out of usable clips: {} of {} failed to decode{}{}",
                 failed.len(),
@@ -461,7 +490,10 @@ pub fn train(
                 if failed.len() > 10 { "\n  ..." } else { "" }
             );
         };
-        let dropped: Vec<String> = loader.stats().failed[reported..].iter().map(|(c, why)| format!("{}: {why}", clip_name(&clips, *c))).collect();
+        let dropped: Vec<String> = loader.stats().failed[reported..]
+            .iter()
+            .map(|(c, why)| format!("{}: {why}", clip_name(&clips, *c)))
+            .collect();
         reported = loader.stats().failed.len();
         let wait_s = t0.elapsed().as_secs_f64();
         let (b, h, w) = (batch.batch as i64, i64::from(batch.height), i64::from(batch.width));
@@ -493,7 +525,12 @@ pub fn train(
             let backward: Vec<bool> = batch.tuples.iter().map(|t| t[2] > t[4]).collect();
             // R3M: three negatives from other clips per language term
             let perms: Vec<Tensor> = (0..9).map(|_| perm(&mut neg)).collect();
-            (table.index_select(0, &clip_ids), mask.index_select(0, &clip_ids), perms, Tensor::from_slice(&backward).to_device(cfg.device))
+            (
+                table.index_select(0, &clip_ids),
+                mask.index_select(0, &clip_ids),
+                perms,
+                Tensor::from_slice(&backward).to_device(cfg.device),
+            )
         });
         // data-parallel global negatives: every rank's embeddings, this rank's rows with the graph
         let global = match (&dist, cfg.objective.global_negatives) {
@@ -528,14 +565,19 @@ pub fn train(
             None => !total.is_finite(),
         };
         if bad {
-            bail!("loss became {} at step {}: stopping; the last good checkpoint is {}",
-                if total.is_finite() { "non-finite on another rank".to_string() } else { total.to_string() }, step + 1,
-                latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()));
+            bail!(
+                "loss became {} at step {}: stopping; the last good checkpoint is {}",
+                if total.is_finite() { "non-finite on another rank".to_string() } else { total.to_string() },
+                step + 1,
+                latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+            );
         }
         adam.zero_grad();
         if let Some(d) = &dist {
             // 0·Σp gives every parameter a gradient (zeros where unused), so all ranks send the same buffer
-            let zero = grad_params.iter().fold(Tensor::zeros([], (Kind::Float, cfg.device)), |acc, p| acc + p.sum(Kind::Float) * 0.0);
+            let zero = grad_params
+                .iter()
+                .fold(Tensor::zeros([], (Kind::Float, cfg.device)), |acc, p| acc + p.sum(Kind::Float) * 0.0);
             (&loss.total + zero).backward();
             d.average_grads(&grad_params)?;
         } else {
@@ -561,13 +603,24 @@ pub fn train(
             dropped_total: reported,
             redrawn_total: loader.stats().redrawn,
         };
-        let (lang_loss, lang_acc) = m.lang.map_or((String::new(), String::new()), |(l, a)| (format!("{l:.6}"), format!("{a:.4}")));
+        let (lang_loss, lang_acc) =
+            m.lang.map_or((String::new(), String::new()), |(l, a)| (format!("{l:.6}"), format!("{a:.4}")));
         if let Some(metrics) = metrics.as_mut() {
-        writeln!(
-            metrics,
-            "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{lang_loss},{lang_acc},{}",
-            m.step, m.loss, m.tcn, m.l1, m.l2, m.aligned, m.wait_s, m.step_s, m.objective, m.objective_acc, m.dropped_total
-        )?;
+            writeln!(
+                metrics,
+                "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{lang_loss},{lang_acc},{}",
+                m.step,
+                m.loss,
+                m.tcn,
+                m.l1,
+                m.l2,
+                m.aligned,
+                m.wait_s,
+                m.step_s,
+                m.objective,
+                m.objective_acc,
+                m.dropped_total
+            )?;
         }
         interval_sum += total;
         interval_n += 1;
@@ -596,14 +649,17 @@ pub fn train(
     }
     if let Some(d) = &dist {
         // one number per rank to compare: the ranks must hold the same weights
-        let sum: f64 = grad_params.iter().map(|p| p.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[])).sum();
+        let sum: f64 =
+            grad_params.iter().map(|p| p.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[])).sum();
         eprintln!("rank {} of {}: {step} steps, parameter checksum {sum:.17e}", d.rank, d.world);
     }
     Ok(step)
 }
 
 fn clip_name(clips: &[Clip], i: usize) -> String {
-    clips.get(i).map_or_else(|| format!("clip {i}"), |c| format!("{} (frames {}..{})", c.video.path.display(), c.start, c.end))
+    clips
+        .get(i)
+        .map_or_else(|| format!("clip {i}"), |c| format!("{} (frames {}..{})", c.video.path.display(), c.start, c.end))
 }
 
 /// The language term's inputs per clip: `[clips, L]` text embeddings and a `[clips]` mask (1 for
@@ -643,7 +699,12 @@ fn lang_table(clips: &[Clip], cfg: &TrainConfig) -> Result<Option<(Tensor, Tenso
     }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().take(5).map(|t| format!("'{t}'")).collect();
-        bail!("{} clip text(s) have no embedding in --text-embeddings: {}{}", missing.len(), list.join(", "), if missing.len() > 5 { ", ..." } else { "" });
+        bail!(
+            "{} clip text(s) have no embedding in --text-embeddings: {}{}",
+            missing.len(),
+            list.join(", "),
+            if missing.len() > 5 { ", ..." } else { "" }
+        );
     }
     if mask.iter().all(|&m| m == 0.0) {
         bail!("the language term is on but no clip has a text (LeRobot tasks or a manifest 'text' column give them)");

@@ -271,10 +271,11 @@ impl VideoReader {
     }
 
     fn convert_current(&mut self, index: usize) -> Result<Frame> {
-        let (width, height, data) = self
-            .conv
-            .convert(&self.frame)
-            .map_err(|reason| Error::Ffmpeg { path: self.path().into(), op: "converting frame", reason })?;
+        let (width, height, data) = self.conv.convert(&self.frame).map_err(|reason| Error::Ffmpeg {
+            path: self.path().into(),
+            op: "converting frame",
+            reason,
+        })?;
         self.stats.returned += 1;
         let pts = self.info.pts.get(index).copied().or(self.frame.pts()).unwrap_or(index as i64);
         Ok(Frame { index, pts, timestamp: pts as f64 * self.info.tick_s(), width, height, data })
@@ -303,7 +304,12 @@ impl VideoReader {
             // some demuxers refuse a backward seek to the very start; byte 0 works there
             // SAFETY: as above.
             let ret2 = unsafe {
-                ff::ffi::av_seek_frame(self.ictx.as_mut_ptr(), self.info.stream_index as i32, 0, ff::ffi::AVSEEK_FLAG_BYTE as i32)
+                ff::ffi::av_seek_frame(
+                    self.ictx.as_mut_ptr(),
+                    self.info.stream_index as i32,
+                    0,
+                    ff::ffi::AVSEEK_FLAG_BYTE as i32,
+                )
             };
             if ret2 < 0 {
                 return Err(Error::ffmpeg(self.path(), "seeking", ff::Error::from(ret)));

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ff;
 use ff::media::Type as MediaType;
+use ffmpeg_next as ff;
 
 use crate::{Error, Result, MAX_PIXELS, MAX_SIDE};
 
@@ -60,12 +60,20 @@ pub const PROBE_VERSION: u32 = 2;
 impl VideoInfo {
     /// Width after rotation (what frames come out as at native size).
     pub fn display_width(&self) -> u32 {
-        if self.rotation % 180 == 90 { self.height } else { self.width }
+        if self.rotation % 180 == 90 {
+            self.height
+        } else {
+            self.width
+        }
     }
 
     /// Height after rotation.
     pub fn display_height(&self) -> u32 {
-        if self.rotation % 180 == 90 { self.width } else { self.height }
+        if self.rotation % 180 == 90 {
+            self.width
+        } else {
+            self.height
+        }
     }
 
     /// Seconds of one time-base tick.
@@ -121,10 +129,7 @@ impl VideoInfo {
 pub(crate) fn check_file(path: &Path) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|source| Error::Io { path: path.into(), source })?;
     if meta.is_dir() {
-        return Err(Error::Io {
-            path: path.into(),
-            source: std::io::Error::other("is a directory"),
-        });
+        return Err(Error::Io { path: path.into(), source: std::io::Error::other("is a directory") });
     }
     if meta.len() == 0 {
         return Err(Error::Empty { path: path.into() });
@@ -140,9 +145,8 @@ pub(crate) fn open_input(path: &Path) -> Result<ff::format::context::Input> {
 
 /// The video stream we decode: the best one that is not an attached picture (cover art).
 pub(crate) fn video_stream(path: &Path, ictx: &ff::format::context::Input) -> Result<usize> {
-    let is_pic = |s: &ff::format::stream::Stream| {
-        s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC)
-    };
+    let is_pic =
+        |s: &ff::format::stream::Stream| s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC);
     if let Some(s) = ictx.streams().best(MediaType::Video) {
         if !is_pic(&s) {
             return Ok(s.index());
@@ -159,12 +163,8 @@ pub(crate) fn video_stream(path: &Path, ictx: &ff::format::context::Input) -> Re
 fn rotation(stream: &ff::format::stream::Stream) -> u32 {
     for sd in stream.side_data() {
         if sd.kind() == ff::codec::packet::side_data::Type::DisplayMatrix && sd.data().len() >= 36 {
-            let m: Vec<i32> = sd
-                .data()
-                .chunks_exact(4)
-                .take(9)
-                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let m: Vec<i32> =
+                sd.data().chunks_exact(4).take(9).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
             // SAFETY: av_display_rotation_get reads exactly 9 int32 values.
             let ccw = unsafe { ff::ffi::av_display_rotation_get(m.as_ptr()) };
             if ccw.is_nan() {
@@ -223,7 +223,8 @@ pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
                 }
                 // packets the container marks for discard (edit-list pre-roll) never become frames
                 // SAFETY: reading a plain field of a packet we own.
-                let discard = unsafe { (*ff::packet::Ref::as_ptr(&packet)).flags } & ff::ffi::AV_PKT_FLAG_DISCARD as i32 != 0;
+                let discard =
+                    unsafe { (*ff::packet::Ref::as_ptr(&packet)).flags } & ff::ffi::AV_PKT_FLAG_DISCARD as i32 != 0;
                 if discard {
                     continue;
                 }
@@ -317,13 +318,7 @@ pub(crate) fn check_size(path: &Path, width: u32, height: u32) -> Result<()> {
         return Err(Error::BadSize { path: path.into(), width, height });
     }
     if !crate::within_limits(width, height) {
-        return Err(Error::TooLarge {
-            path: path.into(),
-            width,
-            height,
-            max_side: MAX_SIDE,
-            max_pixels: MAX_PIXELS,
-        });
+        return Err(Error::TooLarge { path: path.into(), width, height, max_side: MAX_SIDE, max_pixels: MAX_PIXELS });
     }
     Ok(())
 }

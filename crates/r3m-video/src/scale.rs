@@ -6,8 +6,8 @@
 
 use std::ptr;
 
-use ffmpeg_next as ff;
 use ff::ffi;
+use ffmpeg_next as ff;
 
 /// How frames are sized on the way out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,9 @@ impl std::str::FromStr for Scaler {
             "area" => Scaler::Area,
             "lanczos" => Scaler::Lanczos,
             "neighbor" | "point" => Scaler::Point,
-            _ => return Err(format!("unknown scaler '{s}' (fast_bilinear, bilinear, bicubic, area, lanczos, neighbor)")),
+            _ => {
+                return Err(format!("unknown scaler '{s}' (fast_bilinear, bilinear, bicubic, area, lanczos, neighbor)"))
+            }
         })
     }
 }
@@ -181,7 +183,15 @@ impl Converter {
         // SAFETY: frame is a valid decoded AVFrame; its planes live as long as the borrow.
         let (fmt, w, h, cs, range, data, linesize) = unsafe {
             let f = frame.as_ptr();
-            ((*f).format, (*f).width, (*f).height, (*f).colorspace as i32, (*f).color_range as i32, (*f).data, (*f).linesize)
+            (
+                (*f).format,
+                (*f).width,
+                (*f).height,
+                (*f).colorspace as i32,
+                (*f).color_range as i32,
+                (*f).data,
+                (*f).linesize,
+            )
         };
         let planes = [data[0] as *const u8, data[1] as *const u8, data[2] as *const u8, data[3] as *const u8];
         let strides = [linesize[0], linesize[1], linesize[2], linesize[3]];
@@ -199,7 +209,9 @@ impl Converter {
         let strides = [(w * 3) as i32, 0, 0, 0];
         let fmt = ffi::AVPixelFormat::AV_PIX_FMT_RGB24 as i32;
         // SAFETY: one packed plane of h rows of w*3 bytes, borrowed for the call.
-        unsafe { self.convert_planes(fmt, w as i32, h as i32, 0, ffi::AVColorRange::AVCOL_RANGE_JPEG as i32, planes, strides) }
+        unsafe {
+            self.convert_planes(fmt, w as i32, h as i32, 0, ffi::AVColorRange::AVCOL_RANGE_JPEG as i32, planes, strides)
+        }
     }
 
     /// # Safety
@@ -230,12 +242,15 @@ impl Converter {
         if tw == 0 || th == 0 || tw > crate::MAX_SIDE || th > crate::MAX_SIDE {
             return Err(format!("output size {tw}x{th} is out of range (1..={} per side)", crate::MAX_SIDE));
         }
-        if fmt == ffi::AVPixelFormat::AV_PIX_FMT_RGB24 as i32 && self.rotation == 0 && (tw, th) == (w as u32, h as u32) {
+        if fmt == ffi::AVPixelFormat::AV_PIX_FMT_RGB24 as i32 && self.rotation == 0 && (tw, th) == (w as u32, h as u32)
+        {
             // RGB in, no scaling: only the crop, byte for byte
             let mut out = Vec::with_capacity(cw as usize * ch as usize * 3);
             for y in cy..cy + ch {
                 // SAFETY: row y of plane 0 holds at least w*3 bytes and cx + cw <= w.
-                let row = unsafe { std::slice::from_raw_parts(planes[0].add(y as usize * strides[0] as usize), w as usize * 3) };
+                let row = unsafe {
+                    std::slice::from_raw_parts(planes[0].add(y as usize * strides[0] as usize), w as usize * 3)
+                };
                 out.extend_from_slice(&row[cx as usize * 3..(cx + cw) as usize * 3]);
             }
             return Ok((cw, ch, out));
@@ -254,7 +269,9 @@ impl Converter {
         let dst_stride = [(tw * 3) as i32, 0, 0, 0];
         // SAFETY: src planes/strides are valid per this function's contract; dst is a tightly
         // packed buffer of exactly th rows of tw*3 bytes.
-        let rows = unsafe { ffi::sws_scale(self.sws, planes.as_ptr(), strides.as_ptr(), 0, h, dst.as_ptr(), dst_stride.as_ptr()) };
+        let rows = unsafe {
+            ffi::sws_scale(self.sws, planes.as_ptr(), strides.as_ptr(), 0, h, dst.as_ptr(), dst_stride.as_ptr())
+        };
         if rows <= 0 {
             return Err(format!("swscale failed ({rows})"));
         }
@@ -311,7 +328,14 @@ impl Converter {
             let mut table: *mut i32 = ptr::null_mut();
             let (mut src_full, mut dst_full, mut bri, mut con, mut sat) = (0, 0, 0, 0, 0);
             ffi::sws_getColorspaceDetails(
-                self.sws, &mut inv_table, &mut src_full, &mut table, &mut dst_full, &mut bri, &mut con, &mut sat,
+                self.sws,
+                &mut inv_table,
+                &mut src_full,
+                &mut table,
+                &mut dst_full,
+                &mut bri,
+                &mut con,
+                &mut sat,
             );
             let mut cs = key.colorspace;
             if !(1..=10).contains(&cs) || cs == 8 {

@@ -27,10 +27,8 @@ pub fn write_gray_ramp(path: &Path, width: u32, height: u32, frames: usize) -> R
         .ok_or_else(|| Error::NoDecoder { path: path.into(), codec: "libx264/mpeg4 encoder".into() })?;
     let mut octx = ff::format::output(&path).map_err(err("creating output"))?;
     let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .video()
-        .map_err(err("creating encoder"))?;
+    let mut enc =
+        ff::codec::context::Context::new_with_codec(codec).encoder().video().map_err(err("creating encoder"))?;
     enc.set_width(width);
     enc.set_height(height);
     enc.set_format(ff::format::Pixel::YUV420P);

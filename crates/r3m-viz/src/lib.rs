@@ -119,7 +119,11 @@ pub fn eval_blueprint(evaluations: &[String], rollouts: usize) -> rerun::bluepri
             for r in 0..rollouts {
                 let base = format!("{}/{e}/rollout_{r}", paths::EVAL);
                 views.push(Spatial2DView::new(format!("{e} rollout {r}")).with_origin(format!("{base}/frame")).into());
-                views.push(TimeSeriesView::new(format!("rollout {r}: action, success")).with_contents([format!("{base}/action/**"), format!("{base}/success")]).into());
+                views.push(
+                    TimeSeriesView::new(format!("rollout {r}: action, success"))
+                        .with_contents([format!("{base}/action/**"), format!("{base}/success")])
+                        .into(),
+                );
             }
             Grid::new(views).into()
         })
@@ -130,16 +134,22 @@ pub fn eval_blueprint(evaluations: &[String], rollouts: usize) -> rerun::bluepri
 /// The default layout of a `view` recording: one tab per video with its frames, the 3-D
 /// trajectory, the distance matrix and the distance-to-final curve.
 pub fn view_blueprint(videos: &[String]) -> rerun::blueprint::Blueprint {
-    use rerun::blueprint::{Blueprint, ContainerLike, Grid, Spatial2DView, Spatial3DView, Tabs, TensorView, TimeSeriesView};
+    use rerun::blueprint::{
+        Blueprint, ContainerLike, Grid, Spatial2DView, Spatial3DView, Tabs, TensorView, TimeSeriesView,
+    };
     let tabs: Vec<ContainerLike> = videos
         .iter()
         .map(|v| {
             let base = format!("{}/{v}", paths::VIDEOS);
             Grid::new([
                 Spatial2DView::new(format!("{v}: frames")).with_origin(format!("{base}/frame")).into(),
-                Spatial3DView::new(format!("{v}: embedding trajectory (PCA)")).with_origin(format!("{base}/embedding")).into(),
+                Spatial3DView::new(format!("{v}: embedding trajectory (PCA)"))
+                    .with_origin(format!("{base}/embedding"))
+                    .into(),
                 TensorView::new(format!("{v}: frame distances")).with_origin(format!("{base}/distance_matrix")).into(),
-                TimeSeriesView::new(format!("{v}: distance to final frame")).with_contents([format!("{base}/distance_to_final")]).into(),
+                TimeSeriesView::new(format!("{v}: distance to final frame"))
+                    .with_contents([format!("{base}/distance_to_final")])
+                    .into(),
             ])
             .into()
         })
@@ -175,9 +185,23 @@ impl Viz {
     }
 
     /// One training step's numbers on the `step` timeline.
-    pub fn train_step(&self, step: u64, loss: f64, tcn: f64, aligned: f64, images_per_s: f64, data_wait_pct: f64) -> Result<(), String> {
+    pub fn train_step(
+        &self,
+        step: u64,
+        loss: f64,
+        tcn: f64,
+        aligned: f64,
+        images_per_s: f64,
+        data_wait_pct: f64,
+    ) -> Result<(), String> {
         self.rec.set_time_sequence(paths::STEP, step as i64);
-        for (name, v) in [("loss", loss), ("tcn", tcn), ("aligned", aligned), ("images_per_s", images_per_s), ("data_wait_pct", data_wait_pct)] {
+        for (name, v) in [
+            ("loss", loss),
+            ("tcn", tcn),
+            ("aligned", aligned),
+            ("images_per_s", images_per_s),
+            ("data_wait_pct", data_wait_pct),
+        ] {
             self.rec.log(format!("{}/{name}", paths::TRAIN), &rerun::Scalars::single(v)).map_err(err)?;
         }
         Ok(())
@@ -187,10 +211,15 @@ impl Viz {
     pub fn train_tuple(&self, step: u64, frames: &[Vec<u8>], w: u32, h: u32, distances: &[f32]) -> Result<(), String> {
         self.rec.set_time_sequence(paths::STEP, step as i64);
         for (i, f) in frames.iter().enumerate() {
-            self.rec.log(format!("{}/frame_{i}", paths::TUPLE), &rerun::Image::from_rgb24(f.clone(), [w, h])).map_err(err)?;
+            self.rec
+                .log(format!("{}/frame_{i}", paths::TUPLE), &rerun::Image::from_rgb24(f.clone(), [w, h]))
+                .map_err(err)?;
         }
         let n = frames.len() as u64;
-        let t = rerun::Tensor::new(rerun::datatypes::TensorData::new(vec![n, n], rerun::datatypes::TensorBuffer::F32(distances.to_vec().into())));
+        let t = rerun::Tensor::new(rerun::datatypes::TensorData::new(
+            vec![n, n],
+            rerun::datatypes::TensorBuffer::F32(distances.to_vec().into()),
+        ));
         self.rec.log(format!("{}/distances", paths::TUPLE), &t).map_err(err)
     }
 
@@ -199,7 +228,16 @@ impl Viz {
     /// yellow (end), and the T×T distance matrix (row-major).
     // one entity per argument (frames, trajectory, distances): a struct would only rename them
     #[allow(clippy::too_many_arguments)]
-    pub fn video(&self, name: &str, frames: &[(i64, f64, &[u8])], w: u32, h: u32, to_final: &[f32], points3: &[[f32; 3]], distances: &[f32]) -> Result<(), String> {
+    pub fn video(
+        &self,
+        name: &str,
+        frames: &[(i64, f64, &[u8])],
+        w: u32,
+        h: u32,
+        to_final: &[f32],
+        points3: &[[f32; 3]],
+        distances: &[f32],
+    ) -> Result<(), String> {
         let clean = name.replace(['/', '\\', ' '], "_");
         let base = format!("{}/{clean}", paths::VIDEOS);
         self.videos.borrow_mut().push(clean);
@@ -210,17 +248,29 @@ impl Viz {
                 rerun::Color::from_rgb((40.0 + 215.0 * t) as u8, (60.0 + 160.0 * t) as u8, (200.0 * (1.0 - t)) as u8)
             })
             .collect();
-        self.rec.log_static(format!("{base}/embedding/points"), &rerun::Points3D::new(points3.to_vec()).with_colors(colors.clone())).map_err(err)?;
-        self.rec.log_static(format!("{base}/embedding/trajectory"), &rerun::LineStrips3D::new([points3.to_vec()])).map_err(err)?;
+        self.rec
+            .log_static(
+                format!("{base}/embedding/points"),
+                &rerun::Points3D::new(points3.to_vec()).with_colors(colors.clone()),
+            )
+            .map_err(err)?;
+        self.rec
+            .log_static(format!("{base}/embedding/trajectory"), &rerun::LineStrips3D::new([points3.to_vec()]))
+            .map_err(err)?;
         let t = frames.len() as u64;
-        let m = rerun::Tensor::new(rerun::datatypes::TensorData::new(vec![t, t], rerun::datatypes::TensorBuffer::F32(distances.to_vec().into())));
+        let m = rerun::Tensor::new(rerun::datatypes::TensorData::new(
+            vec![t, t],
+            rerun::datatypes::TensorBuffer::F32(distances.to_vec().into()),
+        ));
         self.rec.log_static(format!("{base}/distance_matrix"), &m).map_err(err)?;
         for (k, (fi, ts, rgb)) in frames.iter().enumerate() {
             self.rec.set_time_sequence(paths::FRAME_INDEX, *fi);
             self.rec.set_duration_secs(paths::TIMESTAMP, *ts);
             self.rec.log(format!("{base}/frame"), &rerun::Image::from_rgb24(rgb.to_vec(), [w, h])).map_err(err)?;
             if let Some(d) = to_final.get(k) {
-                self.rec.log(format!("{base}/distance_to_final"), &rerun::Scalars::single(f64::from(*d))).map_err(err)?;
+                self.rec
+                    .log(format!("{base}/distance_to_final"), &rerun::Scalars::single(f64::from(*d)))
+                    .map_err(err)?;
             }
         }
         Ok(())
@@ -228,11 +278,23 @@ impl Viz {
 
     /// One step of a behaviour-cloning rollout under `prefix` (`<encoder>/demos_<n>/seed_<s>`).
     #[allow(clippy::too_many_arguments)]
-    pub fn rollout_step(&self, prefix: &str, eval_step: u64, rollout: usize, t: u64, frame: &[u8], side: u32, action: &[f32], success: bool) -> Result<(), String> {
+    pub fn rollout_step(
+        &self,
+        prefix: &str,
+        eval_step: u64,
+        rollout: usize,
+        t: u64,
+        frame: &[u8],
+        side: u32,
+        action: &[f32],
+        success: bool,
+    ) -> Result<(), String> {
         let base = format!("{}/{prefix}/step_{eval_step}/rollout_{rollout}", paths::EVAL);
         self.rec.set_time_sequence(paths::ENV_STEP, t as i64);
         if frame.len() == (side * side * 3) as usize {
-            self.rec.log(format!("{base}/frame"), &rerun::Image::from_rgb24(frame.to_vec(), [side, side])).map_err(err)?;
+            self.rec
+                .log(format!("{base}/frame"), &rerun::Image::from_rgb24(frame.to_vec(), [side, side]))
+                .map_err(err)?;
         }
         for (i, a) in action.iter().enumerate() {
             self.rec.log(format!("{base}/action/{i}"), &rerun::Scalars::single(f64::from(*a))).map_err(err)?;
@@ -257,8 +319,7 @@ pub fn self_check() -> Result<usize, String> {
         .memory()
         .map_err(|e| format!("rerun: cannot create an in-memory recording: {e}"))?;
     rec.set_time_sequence("step", 0);
-    rec.log("doctor/scalar", &rerun::Scalars::single(1.0))
-        .map_err(|e| format!("rerun: log failed: {e}"))?;
+    rec.log("doctor/scalar", &rerun::Scalars::single(1.0)).map_err(|e| format!("rerun: log failed: {e}"))?;
     rec.flush_blocking().map_err(|e| format!("rerun: flush failed: {e}"))?;
     let bytes = rerun::sink::MemorySinkStorage::concat_memory_sinks_as_bytes(&[&storage])
         .map_err(|e| format!("rerun: encoding the recording failed: {e}"))?;
