@@ -17,6 +17,8 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings || { li
 # formatting (rustfmt.toml) and the Python side (ruff.toml): seconds
 cargo fmt --all --check >/dev/null || { lint_rc=1; lint_failed+=("cargo fmt --check (run: cargo fmt --all)"); }
 ruff check --quiet scripts examples || { lint_rc=1; lint_failed+=("ruff check scripts examples"); }
+# every declared dependency is used (or listed in the script with why it is needed anyway)
+python3 scripts/check_deps.py || { lint_rc=1; lint_failed+=("scripts/check_deps.py (unused dependencies)"); }
 log="$(mktemp)"
 # the tests' probe cache is their own, never the user's ~/.cache/r3m/probe
 R3M_PROBE_CACHE="$(mktemp -d)"

@@ -91,9 +91,9 @@ pub fn run(args: Args) -> Result<i32> {
         println!("all checks passed");
         Ok(0)
     } else {
-        eprintln!("r3m doctor: {} check(s) failed:", r.failures.len());
+        tracing::warn!("r3m doctor: {} check(s) failed:", r.failures.len());
         for f in &r.failures {
-            eprintln!("  - {f}");
+            tracing::warn!("  - {f}");
         }
         Ok(1)
     }

@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<i32> {
         None => args.out.join("part-0-of-1.parquet"),
     };
     if out.exists() && !args.overwrite {
-        eprintln!("{} exists: finished, skipping (--overwrite to redo it)", out.display());
+        tracing::info!("{} exists: finished, skipping (--overwrite to redo it)", out.display());
         return Ok(0);
     }
     let (dev, precision) = args.compute.resolve()?;
@@ -132,7 +132,7 @@ pub fn run(args: Args) -> Result<i32> {
         ("r3m.shard".into(), format!("{si}/{sn}")),
         ("r3m.checkpoint_config".into(), summary.to_string()),
     ];
-    eprintln!(
+    tracing::info!(
         "embedding {} frames of {} clips (shard {si}/{sn}) with {} ({}-d, {precision}) on {}",
         total,
         clips.len(),
@@ -157,11 +157,11 @@ pub fn run(args: Args) -> Result<i32> {
         })?;
     bar.finish();
     for (p, why) in &report.failed {
-        eprintln!("  failed to decode {}: {why} (its rows are left out)", p.display());
+        tracing::warn!("  failed to decode {}: {why} (its rows are left out)", p.display());
     }
     for (video, lost) in report.lost.iter().take(10) {
         let shown: Vec<String> = lost.iter().take(8).map(i64::to_string).collect();
-        eprintln!(
+        tracing::warn!(
             "  {video}: {} frame(s) could not be decoded and have no row: {}{}",
             lost.len(),
             shown.join(", "),
@@ -169,10 +169,10 @@ pub fn run(args: Args) -> Result<i32> {
         );
     }
     if report.lost.len() > 10 {
-        eprintln!("  ... and {} more video(s) with lost frames", report.lost.len() - 10);
+        tracing::warn!("  ... and {} more video(s) with lost frames", report.lost.len() - 10);
     }
     if stop.load(Ordering::SeqCst) {
-        eprintln!("interrupted; finished pieces are kept: rerun with --resume to continue");
+        tracing::warn!("interrupted; finished pieces are kept: rerun with --resume to continue");
         return Ok(130);
     }
     if report.rows == 0 {
@@ -186,7 +186,7 @@ pub fn run(args: Args) -> Result<i32> {
             out.display()
         );
     }
-    eprintln!(
+    tracing::info!(
         "wrote {} rows ({} clips{}{}{}) to {}",
         report.rows,
         report.clips,

@@ -264,7 +264,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let eval_seed_base = render.as_ref().map_or(1_000_000, |r| r.eval_seed_min);
 
     let max_demos = args.demos.iter().max().copied().unwrap_or(0);
-    eprintln!("loading demonstrations of {} from {} ...", args.task, args.data.display());
+    tracing::info!("loading demonstrations of {} from {} ...", args.task, args.data.display());
     let mut demos = r3m_bc::load_demos(&args.data, Some(&args.task), Some(&format!("observation.images.{camera}")))?;
     if demos.len() < max_demos {
         bail!(
@@ -300,7 +300,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         precision: precision.name().to_string(),
     };
     if (args.max_episode_steps as usize) < 3 * longest_demo && args.max_episode_steps < 500 {
-        eprintln!(
+        tracing::info!(
             "note: --max-episode-steps {} is under 3× the longest expert demo ({longest_demo} steps) and under R3M's 500: \
              a cloned policy slower than its expert runs out of time",
             args.max_episode_steps
@@ -376,7 +376,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         }
     }
     if !done.is_empty() {
-        eprintln!("resuming: {} finished cell(s) in {}, {} to run", done.len(), cells_dir.display(), plan.len());
+        tracing::info!("resuming: {} finished cell(s) in {}, {} to run", done.len(), cells_dir.display(), plan.len());
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -398,9 +398,10 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             max_episode_steps: args.max_episode_steps,
             timeout: Duration::from_secs(args.timeout),
         };
-        eprintln!(
+        tracing::info!(
             "starting {} Meta-World environment(s) ({}, {camera}, {render_size} px, encoder input {size} px) ...",
-            args.envs, args.task
+            args.envs,
+            args.task
         );
         let mut envs: Vec<Box<dyn Env>> = Vec::new();
         for _ in 0..args.envs {
@@ -506,14 +507,14 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     write_atomic(&args.out.join("results.md"), &md)?;
     println!("{md}");
     if interrupted {
-        eprintln!(
+        tracing::info!(
             "interrupted: {} finished cell(s) kept in {}; continue with the same command and --resume",
             results.cells.len(),
             cells_dir.display()
         );
         return Ok(130);
     }
-    eprintln!("results in {}", args.out.display());
+    tracing::info!("results in {}", args.out.display());
     Ok(0)
 }
 

@@ -7,6 +7,7 @@ mod device;
 mod doctor;
 mod embed;
 mod eval;
+mod log;
 mod probe;
 mod source;
 mod train;
@@ -24,6 +25,12 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More messages (-v: debug, -vv: trace). `R3M_LOG` (an EnvFilter directive) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Warnings and errors only (progress bars stay).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,11 +62,8 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("R3M_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    log::init(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(args),
         Command::Probe(args) => probe::run(args),
@@ -71,7 +75,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::error!("error: {e:#}");
             std::process::exit(2);
         }
     }

@@ -64,12 +64,12 @@ pub fn run(args: Args) -> Result<i32> {
             }
             Err(e) => {
                 bad += 1;
-                eprintln!("skipped: {e}");
+                tracing::warn!("skipped: {e}");
             }
         }
     }
     if bad > 0 {
-        eprintln!("{bad} of {} file(s) could not be read", files.len());
+        tracing::warn!("{bad} of {} file(s) could not be read", files.len());
     }
     Ok(if files.is_empty() || bad == files.len() { 1 } else { 0 })
 }

@@ -64,12 +64,12 @@ impl SourceArgs {
             r3m_data::open_source(self.path(), camera, &mut cache)?
         };
         cache.save();
-        eprintln!("{}: {}", self.path().display(), ds.summary());
+        tracing::info!("{}: {}", self.path().display(), ds.summary());
         for s in ds.skipped.iter().take(10) {
-            eprintln!("  skipped {}: {}", s.path.display(), s.reason);
+            tracing::warn!("  skipped {}: {}", s.path.display(), s.reason);
         }
         if ds.skipped.len() > 10 {
-            eprintln!("  ... and {} more", ds.skipped.len() - 10);
+            tracing::warn!("  ... and {} more", ds.skipped.len() - 10);
         }
         Ok(ds)
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use r3m_data::ClipWeighting;
 use r3m_data::Span;
@@ -166,7 +166,14 @@ pub fn run(args: Args) -> Result<i32> {
                 bail!("--dist-timeout must be ≥ 1 second");
             }
             let d = r3m_train::Dist::join(&env, std::time::Duration::from_secs(args.dist_timeout))?;
-            eprintln!("rank {} of {} (local rank {}), store {}:{}", d.rank, d.world, d.local_rank, env.addr, env.port);
+            tracing::info!(
+                "rank {} of {} (local rank {}), store {}:{}",
+                d.rank,
+                d.world,
+                d.local_rank,
+                env.addr,
+                env.port
+            );
             Some(std::sync::Arc::new(d))
         }
         None => None,
@@ -179,15 +186,21 @@ pub fn run(args: Args) -> Result<i32> {
     // the run directory is checked before anything (a rerun recording inside it included) is written
     // rank 0 owns the run directory
     let cleared = if lead { r3m_train::prepare_run_dir(&args.out, args.resume, args.overwrite)? } else { 0 };
+    if lead {
+        // the run keeps its messages (the lines so far included)
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating --out {}", args.out.display()))?;
+        crate::log::to_file(&args.out.join(r3m_train::run::LOG_FILE))
+            .with_context(|| format!("opening the run log in {}", args.out.display()))?;
+    }
     if cleared > 0 {
-        eprintln!("--overwrite: cleared {} ({cleared} entries)", args.out.display());
+        tracing::info!("--overwrite: cleared {} ({cleared} entries)", args.out.display());
     }
     let ds = args.source.open()?;
     // training's own length rule: a tuple needs MIN_CLIP_FRAMES frames
     let before = ds.skipped.len();
     let ds = ds.for_tuples()?;
     for s in &ds.skipped[before..] {
-        eprintln!("  skipped {}: {}", s.path.display(), s.reason);
+        tracing::warn!("  skipped {}: {}", s.path.display(), s.reason);
     }
     if args.batch > ds.clips.len() {
         bail!(
@@ -311,7 +324,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
     if args.resume {
         for change in r3m_train::check_resume(&args.out, &cfg, &ds.clips)? {
-            eprintln!("resume: {change} (allowed: it does not change the batches or the model)");
+            tracing::info!("resume: {change} (allowed: it does not change the batches or the model)");
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -319,7 +332,7 @@ pub fn run(args: Args) -> Result<i32> {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
-    eprintln!(
+    tracing::info!(
         "training {} with {}{} on {} ({}, {}), batch {} x 5 frames at {} px",
         cfg.arch,
         cfg.objective.kind.name(),
@@ -393,22 +406,22 @@ pub fn run(args: Args) -> Result<i32> {
     if let Some(v) = viz {
         v.finish().map_err(anyhow::Error::msg)?;
         if let Some(r3m_viz::Sink::Save(p)) = &args.rerun {
-            eprintln!("rerun recording: {}", p.display());
+            tracing::info!("rerun recording: {}", p.display());
         }
     }
     if redrawn_total > 0 {
-        eprintln!("{redrawn_total} tuple(s) were drawn again around frames that could not be decoded");
+        tracing::warn!("{redrawn_total} tuple(s) were drawn again around frames that could not be decoded");
     }
     if dropped_total > 0 {
-        eprintln!("{dropped_total} clip(s) were dropped because they failed to decode (listed above; column dropped_clips of metrics.csv)");
+        tracing::warn!("{dropped_total} clip(s) were dropped because they failed to decode (listed above; column dropped_clips of metrics.csv)");
     }
     let ck =
         r3m_train::latest_checkpoint(&args.out).map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into());
     if stop.load(Ordering::SeqCst) {
-        eprintln!("interrupted at step {done}; checkpoint {ck}; continue with --resume");
+        tracing::warn!("interrupted at step {done}; checkpoint {ck}; continue with --resume");
         return Ok(130);
     }
-    eprintln!("trained {done} steps; checkpoint {ck}; metrics {}", args.out.join("metrics.csv").display());
+    tracing::info!("trained {done} steps; checkpoint {ck}; metrics {}", args.out.join("metrics.csv").display());
     Ok(0)
 }
 

@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<i32> {
             None => (clip.start..clip.end).collect(),
         };
         if avail.is_empty() {
-            eprintln!("  {name}: no rows in the embeddings table, skipped");
+            tracing::warn!("  {name}: no rows in the embeddings table, skipped");
             skipped += 1;
             continue;
         }
@@ -76,14 +76,14 @@ pub fn run(args: Args) -> Result<i32> {
         let frames = match read {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("  {name}: skipped: {e}");
+                tracing::warn!("  {name}: skipped: {e}");
                 skipped += 1;
                 continue;
             }
         };
         let lost = idx.len() - frames.len();
         if frames.len() < 2 {
-            eprintln!("  {name}: {} frame(s) decoded, 2 needed to show a trajectory; skipped", frames.len());
+            tracing::warn!("  {name}: {} frame(s) decoded, 2 needed to show a trajectory; skipped", frames.len());
             skipped += 1;
             continue;
         }
@@ -128,9 +128,9 @@ pub fn run(args: Args) -> Result<i32> {
             frames.iter().map(|f| ((f.index - clip.start) as i64, f.timestamp - t0, f.data.as_slice())).collect();
         viz.video(&name, &fr, w, h, &to_final, &points, &dist).map_err(anyhow::Error::msg)?;
         if lost > 0 {
-            eprintln!("  {name}: {n} frames ({lost} could not be decoded: shown as a gap)");
+            tracing::info!("  {name}: {n} frames ({lost} could not be decoded: shown as a gap)");
         } else {
-            eprintln!("  {name}: {n} frames");
+            tracing::info!("  {name}: {n} frames");
         }
         shown += 1;
     }
@@ -138,11 +138,11 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("nothing to show: {skipped} clip(s) skipped (reasons above)");
     }
     if skipped > 0 {
-        eprintln!("{skipped} clip(s) skipped (reasons above)");
+        tracing::warn!("{skipped} clip(s) skipped (reasons above)");
     }
     viz.finish().map_err(anyhow::Error::msg)?;
     if let r3m_viz::Sink::Save(p) = &args.rerun {
-        eprintln!("wrote {} (open it with `rerun {}`)", p.display(), p.display());
+        tracing::info!("wrote {} (open it with `rerun {}`)", p.display(), p.display());
     }
     Ok(0)
 }

@@ -233,6 +233,9 @@ fn data_diff(old: &DataFingerprint, new: &DataFingerprint) -> String {
 }
 
 /// Whether `dir` looks like an r3m run directory (so `--overwrite` may clear it).
+/// The run's message log (written by the `r3m` binary; appended to on resume).
+pub const LOG_FILE: &str = "train.log";
+
 fn is_run_dir(dir: &Path) -> bool {
     dir.join("metrics.csv").exists() || dir.join("latest").exists() || dir.join("checkpoints").is_dir()
 }
@@ -253,6 +256,9 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
     if out.exists() && !out.is_dir() {
         bail!("--out {}: is a file, not a run directory", out.display());
     }
+    // the log of an attempt that stopped before training (bad data, bad flags) does not make a run
+    let entries: Vec<std::path::PathBuf> =
+        entries.into_iter().filter(|p| p.file_name().is_none_or(|n| n != LOG_FILE)).collect();
     if resume {
         if !is_run_dir(out) {
             bail!("--resume: {} is not a run directory (no metrics.csv, latest or checkpoints/)", out.display());

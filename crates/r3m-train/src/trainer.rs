@@ -405,7 +405,7 @@ pub fn train(
         let mb = r3m_data::reservoir::clip_bytes(&clips, &lc.decode, lc.tuples_per_clip).unwrap_or(0.0)
             * slots.min(clips.len()).max(lc.batch) as f64
             / 1e6;
-        eprintln!(
+        tracing::info!(
             "reservoir: {} decoded clip(s) held, each serving {} tuple(s) (~{mb:.0} MB)",
             slots.min(clips.len()).max(lc.batch),
             lc.tuples_per_clip
@@ -651,7 +651,7 @@ pub fn train(
         // one number per rank to compare: the ranks must hold the same weights
         let sum: f64 =
             grad_params.iter().map(|p| p.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[])).sum();
-        eprintln!("rank {} of {}: {step} steps, parameter checksum {sum:.17e}", d.rank, d.world);
+        tracing::info!("rank {} of {}: {step} steps, parameter checksum {sum:.17e}", d.rank, d.world);
     }
     Ok(step)
 }
