@@ -159,7 +159,7 @@ impl MetaWorldBridge {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         {
             let stderr = stderr.clone();
-            std::thread::spawn(move || {
+            let _ = std::thread::Builder::new().name("r3m-bridge-stderr".into()).spawn(move || {
                 for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
                     let mut s = stderr.lock().expect("not poisoned");
                     s.push(line);
@@ -170,7 +170,7 @@ impl MetaWorldBridge {
             });
         }
         let (tx, rx) = bounded(4);
-        std::thread::spawn(move || {
+        let reader = std::thread::Builder::new().name("r3m-bridge-reader".into()).spawn(move || {
             let mut r = BufReader::new(stdout);
             loop {
                 let mut line = String::new();
@@ -200,6 +200,10 @@ impl MetaWorldBridge {
                 }
             }
         });
+        if let Err(e) = reader {
+            let _ = child.kill();
+            anyhow::bail!("starting the bridge's reader thread: {e}");
+        }
         let mut b = MetaWorldBridge {
             child,
             stdin,

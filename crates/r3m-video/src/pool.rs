@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::{DecodeOptions, Frame, Result, VideoInfo, VideoReader};
 
@@ -78,23 +78,31 @@ impl DecodePool {
         I::IntoIter: Send + 'static,
     {
         let (job_tx, job_rx) = bounded::<(u64, Request)>(self.window);
-        let (res_tx, res_rx) = unbounded::<(u64, Result<Vec<Frame>>)>();
+        // at most `window` requests are dispatched and not yet read (the permits), so results never
+        // exceed `window` either
+        let (res_tx, res_rx) = bounded::<(u64, Result<Vec<Frame>>)>(self.window);
         let (permit_tx, permit_rx) = bounded::<()>(self.window);
         for _ in 0..self.window {
             let _ = permit_tx.send(());
         }
         let mut threads = Vec::with_capacity(self.workers + 1);
         let requests = requests.into_iter();
-        threads.push(std::thread::spawn(move || {
-            for (seq, req) in (0u64..).zip(requests) {
-                if permit_rx.recv().is_err() || job_tx.send((seq, req)).is_err() {
-                    return;
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name).spawn(f).expect("spawning a decode thread")
+        };
+        threads.push(spawn(
+            "r3m-decode-feed".into(),
+            Box::new(move || {
+                for (seq, req) in (0u64..).zip(requests) {
+                    if permit_rx.recv().is_err() || job_tx.send((seq, req)).is_err() {
+                        return;
+                    }
                 }
-            }
-        }));
-        for _ in 0..self.workers {
+            }),
+        ));
+        for i in 0..self.workers {
             let (job_rx, res_tx, opts) = (job_rx.clone(), res_tx.clone(), self.opts);
-            threads.push(std::thread::spawn(move || worker(job_rx, res_tx, opts)));
+            threads.push(spawn(format!("r3m-decode-{i}"), Box::new(move || worker(job_rx, res_tx, opts))));
         }
         Ordered { rx: res_rx, permits: permit_tx, pending: BTreeMap::new(), next: 0, threads }
     }
@@ -173,7 +181,7 @@ impl Drop for Ordered {
         // with self, and workers stop at their next send
         let (dead_tx, _) = bounded(0);
         self.permits = dead_tx;
-        let (_, dead_rx) = unbounded();
+        let (_, dead_rx) = bounded(0);
         self.rx = dead_rx;
         for t in self.threads.drain(..) {
             let _ = t.join();
