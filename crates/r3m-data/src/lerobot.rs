@@ -172,18 +172,9 @@ fn episodes_v2(root: &Path, info: &Info, key: &str) -> Result<Vec<Episode>, Sour
     Ok(out)
 }
 
-/// Every `.parquet` file under `dir`, recursively, sorted.
+/// Every `.parquet` file under `dir`, recursively, sorted ([`crate::source::walk_files`]).
 pub fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            parquet_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "parquet") {
-            out.push(p);
-        }
-    }
+    out.extend(crate::source::walk_files(dir, |p| p.extension().is_some_and(|e| e == "parquet")));
 }
 
 fn episodes_v3(root: &Path, info: &Info, key: &str) -> Result<Vec<Episode>, SourceError> {

@@ -35,51 +35,28 @@ fn invalid(path: &Path, reason: impl Into<String>) -> SourceError {
     SourceError::Invalid { path: path.to_path_buf(), reason: reason.into() }
 }
 
-/// Splits CSV text into records of fields (RFC 4180).
+/// Splits CSV text into records of fields (RFC 4180, by the `csv` crate): quoted fields with
+/// commas, doubled quotes and newlines; CRLF; a UTF-8 byte-order mark (Excel's "CSV UTF-8") is
+/// not part of the first header; blank lines are skipped; rows may have different lengths.
 pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // the csv crate ends a quoted field at the end of the input; a manifest cut short is an error
+    if text.bytes().filter(|&b| b == b'"').count() % 2 == 1 {
+        let line = text.lines().count();
+        return Err(format!("unterminated quoted field (an odd number of '\"' in {line} line(s))"));
+    }
+    let mut rd = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut records = Vec::new();
-    let mut record = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    let mut line = 1;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoted = false,
-                '\n' => {
-                    line += 1;
-                    field.push(c);
-                }
-                _ => field.push(c),
-            }
+    for r in rd.records() {
+        let r = r.map_err(|e| match e.position() {
+            Some(p) => format!("line {}: {e}", p.line()),
+            None => e.to_string(),
+        })?;
+        let fields: Vec<String> = r.iter().map(str::to_string).collect();
+        if fields.len() == 1 && fields[0].trim().is_empty() {
             continue;
         }
-        match c {
-            '"' if field.is_empty() => quoted = true,
-            ',' => record.push(std::mem::take(&mut field)),
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                line += 1;
-                record.push(std::mem::take(&mut field));
-                if !(record.len() == 1 && record[0].trim().is_empty()) {
-                    records.push(std::mem::take(&mut record));
-                }
-                record.clear();
-            }
-            _ => field.push(c),
-        }
-    }
-    if quoted {
-        return Err(format!("unterminated quoted field (line {line})"));
-    }
-    if !field.is_empty() || !record.is_empty() {
-        record.push(field);
-        records.push(record);
+        records.push(fields);
     }
     Ok(records)
 }
@@ -232,6 +209,20 @@ mod tests {
         assert_eq!(r[1], vec!["a.mp4", "open the drawer, slowly"]);
         assert_eq!(r[2], vec!["b,c.mp4", "say \"hi\"\nthere"]);
         assert!(parse_csv("a,\"b\n").is_err());
+    }
+
+    /// Excel's "CSV UTF-8" starts with a byte-order mark: the first header is still `path`.
+    #[test]
+    fn a_manifest_with_a_byte_order_mark_reads() {
+        let r = parse_csv("\u{feff}path,text\nclip.mp4,open\n").unwrap();
+        assert_eq!(r[0], vec!["path", "text"]);
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m.csv");
+        std::fs::write(&m, "\u{feff}path,text\r\nclip.mp4,open the drawer\r\n").unwrap();
+        let rows = read_manifest(&m).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].path, dir.path().join("clip.mp4"));
+        assert_eq!(rows[0].text.as_deref(), Some("open the drawer"));
     }
 
     #[test]

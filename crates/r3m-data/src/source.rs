@@ -156,28 +156,23 @@ fn is_video(p: &Path) -> bool {
 
 /// Every file with a video extension under `root`, recursively, sorted, hidden entries skipped.
 pub fn find_videos(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    walk(root, &mut out);
-    out
+    walk_files(root, is_video)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with('.') {
-            continue;
-        }
-        // do not follow symlinked directories: a link loop would never end
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
-        if meta.is_dir() {
-            walk(&p, out);
-        } else if is_video(&p) && p.is_file() {
-            out.push(p);
-        }
-    }
+/// The files under `root` that `keep` accepts, sorted by path: the one directory walk of this
+/// crate (videos, LeRobot's Parquet files). Hidden entries (`.name`) are skipped; symlinked
+/// directories are not followed (a link loop would never end), symlinked files are kept; folders
+/// that cannot be read are left out.
+pub fn walk_files(root: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.')))
+        .flatten()
+        .filter(|e| !e.file_type().is_dir() && keep(e.path()) && e.path().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
 }
 
 /// Cache key: the file's path, size and modification time.
@@ -338,6 +333,27 @@ pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sourc
 #[cfg(test)]
 mod cache_tests {
     use super::*;
+
+    /// One walk for every folder: sorted, hidden entries skipped, a symlinked file kept, a
+    /// symlink loop not followed (the walk ends).
+    #[test]
+    fn the_walk_survives_a_symlink_loop() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["x.mp4", "sub/y.mp4", ".hidden/z.mp4", "notes.txt"] {
+            std::fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
+            std::fs::write(r.join(f), b"").unwrap();
+        }
+        std::os::unix::fs::symlink(r, r.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(r.join("x.mp4"), r.join("link.mp4")).unwrap();
+        let found: Vec<PathBuf> =
+            find_videos(r).into_iter().map(|p| p.strip_prefix(r).unwrap().to_path_buf()).collect();
+        assert_eq!(found, ["link.mp4", "sub/y.mp4", "x.mp4"].map(PathBuf::from));
+        let mut parquet = Vec::new();
+        std::fs::write(r.join("sub/t.parquet"), b"").unwrap();
+        crate::lerobot::parquet_files(r, &mut parquet);
+        assert_eq!(parquet, vec![r.join("sub/t.parquet")]);
+    }
 
     #[test]
     fn prune_keeps_the_newest_three_quarters() {
