@@ -62,8 +62,9 @@ fn cpu_seconds() -> f64 {
     (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
-/// Makes `dir` with one file per clip by `encode(src, out)`, atomically (a finished dir is reused).
-fn make_set(dir: &Path, ext: &str, encode: impl Fn(&str, &str)) {
+/// Makes `dir` with one mp4 per clip encoded with `codec` (ffmpeg output options), atomically (a
+/// finished dir is reused).
+fn make_set(dir: &Path, codec: &[&str]) {
     if dir.exists() {
         return;
     }
@@ -72,7 +73,12 @@ fn make_set(dir: &Path, ext: &str, encode: impl Fn(&str, &str)) {
     std::fs::create_dir_all(&tmp).unwrap();
     for i in 0..CLIPS {
         let src = format!("testsrc2=size=400x224:rate=30,hue=h={}", i * 360 / CLIPS);
-        encode(&src, tmp.join(format!("clip{i:02}.{ext}")).to_str().unwrap());
+        let out = tmp.join(format!("clip{i:02}.mp4"));
+        let frames = FRAMES.to_string();
+        let mut args = vec!["-f", "lavfi", "-i", &src, "-frames:v", &frames, "-pix_fmt", "yuv420p"];
+        args.extend_from_slice(codec);
+        args.push(out.to_str().unwrap());
+        ffmpeg(&args);
     }
     std::fs::rename(&tmp, dir).unwrap();
 }
@@ -133,42 +139,8 @@ fn main() {
     let base =
         PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("bench-data-2");
     let (h264, av1, jpegs) = (base.join("h264"), base.join("av1-g2"), base.join("jpeg"));
-    make_set(&h264, "mp4", |src, out| {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            src,
-            "-frames:v",
-            &FRAMES.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-            out,
-        ])
-    });
-    make_set(&av1, "mp4", |src, out| {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            src,
-            "-frames:v",
-            &FRAMES.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libsvtav1",
-            "-g",
-            "2",
-            "-crf",
-            "30",
-            "-preset",
-            "8",
-            out,
-        ])
-    });
+    make_set(&h264, &["-c:v", "libx264"]);
+    make_set(&av1, &["-c:v", "libsvtav1", "-g", "2", "-crf", "30", "-preset", "8"]);
     if !jpegs.exists() {
         let tmp = base.join("jpeg.tmp");
         let _ = std::fs::remove_dir_all(&tmp);

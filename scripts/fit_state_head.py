@@ -39,21 +39,6 @@ import train_positive_control as pc  # noqa: E402
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
 
-def fit(x: np.ndarray, y: np.ndarray, ep_of: np.ndarray, eps: list[int]) -> tuple[np.ndarray, float]:
-    """Ridge weights (with the alpha of least leave-one-episode-out error) on standardised x."""
-    best = None
-    for alpha in ALPHAS:
-        errs = []
-        for held in eps:
-            tr, te = np.isin(ep_of, eps) & (ep_of != held), ep_of == held
-            w = ps.ridge(x[tr], y[tr], alpha)
-            errs.append(((x[te] @ w - y[te]) ** 2).mean())
-        if best is None or np.mean(errs) < best[0]:
-            best = (float(np.mean(errs)), alpha)
-    m = np.isin(ep_of, eps)
-    return ps.ridge(x[m], y[m], best[1]), best[1]
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="generator dataset with observation.environment_state")
@@ -82,17 +67,17 @@ def main() -> int:
     y = labels - ym
     # held-out R² of a head fitted on the first 2/3 of the episodes
     fit_eps, test_eps = keep[: 2 * len(keep) // 3], keep[2 * len(keep) // 3 :]
-    w, alpha = fit(x, y, ep_of, fit_eps)
+    w, alpha = ps.ridge_loo(x, y, ep_of, fit_eps, ALPHAS)
     test = np.isin(ep_of, test_eps)
     vary = (labels[~test].std(0) > 1e-4) & (labels[test].std(0) > 1e-4)
     r2 = ps.r2_groups(x[test] @ w, y[test], vary)
     print(f"{a.task} {a.trunk}: held-out R² " + ", ".join(f"{g} {v:.3f}" for g, v in r2.items()) + f" (alpha {alpha:g})")
     # the head written: fitted on every episode
-    w, alpha_all = fit(x, y, ep_of, keep)
+    w, alpha_all = ps.ridge_loo(x, y, ep_of, keep, ALPHAS)
     # pred = ((e - mu)/sd) @ W + b + ym  =  e @ (W/sd) + (b + ym - (mu/sd) @ W)
     wt = w[:-1] / sd[:, None]
     bias = w[-1] + ym - (mu / sd) @ w[:-1]
-    state = ps_trunk_state(model)
+    state = pc.trunk_state(model)
     state["proj.weight"] = torch.from_numpy(wt.T.copy()).float().contiguous()
     state["proj.bias"] = torch.from_numpy(bias.copy()).float().contiguous()
     config = {
@@ -129,14 +114,6 @@ def main() -> int:
     tmp.rename(a.out)
     print(f"wrote {a.out} ({len(keep)} episodes, {len(frames)} frames, alpha {alpha_all:g}, {time.time() - t0:.0f} s)")
     return 0
-
-
-def ps_trunk_state(model) -> dict:
-    return {
-        k: v.detach().float().contiguous().clone()
-        for k, v in model.state_dict().items()
-        if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
-    }
 
 
 if __name__ == "__main__":

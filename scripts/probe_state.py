@@ -62,6 +62,22 @@ def ridge(x, y, alpha):
     return np.linalg.solve(x.T @ x + alpha * np.eye(d), x.T @ y)
 
 
+def ridge_loo(x, y, ep_of, eps, alphas=(1.0, 10.0, 100.0, 1000.0, 10000.0), cols=None):
+    """Ridge weights fitted on the frames of episodes `eps`, with the alpha of least
+    leave-one-episode-out squared error (over columns `cols` of y, all by default)."""
+    fit = np.isin(ep_of, eps)
+    best = None
+    for alpha in alphas:
+        errs = []
+        for held in eps:
+            tr, te = fit & (ep_of != held), ep_of == held
+            err = (x[te] @ ridge(x[tr], y[tr], alpha) - y[te]) ** 2
+            errs.append((err if cols is None else err[:, cols]).mean())
+        if best is None or np.mean(errs) < best[0]:
+            best = (float(np.mean(errs)), alpha)
+    return ridge(x[fit], y[fit], best[1]), best[1]
+
+
 def r2_groups(pred, y, vary) -> dict:
     res = {}
     for g, idx in pc.GROUPS.items():
@@ -104,20 +120,11 @@ def main() -> int:
         ym = labels[fit].mean(0)
         y = labels - ym
         # alpha by leave-one-episode-out on the fit episodes
-        best = None
-        for alpha in (1.0, 10.0, 100.0, 1000.0, 10000.0):
-            errs = []
-            for held in fit_eps:
-                tr, te = fit & (ep_of != held), ep_of == held
-                w = ridge(x[tr], y[tr], alpha)
-                errs.append(((x[te] @ w - y[te])[:, vary] ** 2).mean())
-            if best is None or np.mean(errs) < best[0]:
-                best = (float(np.mean(errs)), alpha)
-        w = ridge(x[fit], y[fit], best[1])
+        w, alpha = ridge_loo(x, y, ep_of, fit_eps, cols=vary)
         r2 = r2_groups(x[~fit] @ w, y[~fit], vary)
         cells = " | ".join(f"{g} {v:.2f}" for g, v in r2.items())
-        print(f"| {a.task} | {name} | {cells} | alpha {best[1]:g} |")
-        print(json.dumps({"task": a.task, "encoder": name, "r2": r2, "alpha": best[1]}), file=sys.stderr)
+        print(f"| {a.task} | {name} | {cells} | alpha {alpha:g} |")
+        print(json.dumps({"task": a.task, "encoder": name, "r2": r2, "alpha": alpha}), file=sys.stderr)
     return 0
 
 

@@ -147,6 +147,86 @@ pub(crate) type GroupMsg = (LoaderState, Vec<Batch>, Vec<(usize, String)>, u64);
 /// Attempts at redrawing a tuple around undecodable frames before its clip counts as failed.
 const REDRAWS: u64 = 8;
 
+/// Running sums of the clips' draw weights (draw with [`weighted`]); shared by both modes.
+pub(crate) fn cumulative(clips: &[Clip], weighting: ClipWeighting) -> Vec<f64> {
+    let mut acc = 0.0;
+    clips
+        .iter()
+        .map(|c| {
+            acc += match weighting {
+                ClipWeighting::Uniform => 1.0,
+                ClipWeighting::ByLength => c.len() as f64,
+            };
+            acc
+        })
+        .collect()
+}
+
+/// A clip index drawn in proportion to its weight (`cum` from [`cumulative`], not empty).
+pub(crate) fn weighted(cum: &[f64], rng: &mut Rng) -> usize {
+    let x = rng.unit() * cum[cum.len() - 1];
+    cum.partition_point(|&c| c <= x).min(cum.len() - 1)
+}
+
+/// The packed RGB of each of `tuple`'s frames in `frames` (sorted by index; every frame there).
+pub(crate) fn tuple_images<'a>(clip: &Clip, tuple: &Tuple, frames: &'a [r3m_video::Frame]) -> Vec<&'a [u8]> {
+    tuple.iter().map(|&f| frames[frames.partition_point(|x| x.index < clip.start + f)].data.as_slice()).collect()
+}
+
+/// Makes every tuple of `clip` in `tuples` decodable from `fr` (its frames, decoded lossily,
+/// sorted): a tuple that lacks a frame is drawn again from `stream(tuple, attempt)`, its missing
+/// frames decoded by `decode` and added, up to [`REDRAWS`] times. The redraws come from streams of
+/// their own, so the batches stay a function of the seed and the files. Returns the frames, or
+/// why the clip must be dropped.
+pub(crate) fn redraw_around_lost(
+    clip: &Clip,
+    tuples: &mut [Tuple],
+    mut fr: Vec<r3m_video::Frame>,
+    sampler: &TupleSampler,
+    stream: impl Fn(usize, u64) -> Rng,
+    mut decode: impl FnMut(Vec<usize>) -> Result<Vec<r3m_video::Frame>, String>,
+    redrawn: &mut u64,
+) -> Result<Vec<r3m_video::Frame>, String> {
+    let has = |fr: &[r3m_video::Frame], t: &Tuple| {
+        t.iter().all(|&f| fr.binary_search_by_key(&(clip.start + f), |x| x.index).is_ok())
+    };
+    for (t, slot) in tuples.iter_mut().enumerate() {
+        if has(&fr, slot) {
+            continue;
+        }
+        let mut found = false;
+        for attempt in 0..REDRAWS {
+            let mut rng = stream(t, attempt);
+            let Some(tuple) = sampler.sample(clip.len(), clip.video.fps, &mut rng) else { break };
+            let mut ix: Vec<usize> = tuple
+                .iter()
+                .map(|f| clip.start + f)
+                .filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err())
+                .collect();
+            ix.sort_unstable();
+            ix.dedup();
+            if !ix.is_empty() {
+                fr.extend(decode(ix)?);
+                fr.sort_by_key(|x| x.index);
+                fr.dedup_by_key(|x| x.index);
+            }
+            if has(&fr, &tuple) {
+                *slot = tuple;
+                *redrawn += 1;
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Err(format!(
+                "{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too",
+                clip.video.path.display()
+            ));
+        }
+    }
+    Ok(fr)
+}
+
 /// An endless iterator of batches (see the module docs). A producer thread decodes and augments
 /// up to `prefetch_groups` groups ahead; dropping the loader stops it.
 pub struct Loader {
@@ -169,17 +249,6 @@ impl Loader {
     /// batches an uninterrupted loader would have yielded next.
     pub fn resume(clips: Vec<Clip>, cfg: LoaderConfig, state: Option<LoaderState>) -> Self {
         assert!(!clips.is_empty(), "Loader needs at least one clip");
-        let mut acc = 0.0;
-        let cum = clips
-            .iter()
-            .map(|c| {
-                acc += match cfg.weighting {
-                    ClipWeighting::Uniform => 1.0,
-                    ClipWeighting::ByLength => c.len() as f64,
-                };
-                acc
-            })
-            .collect();
         let n = clips.len();
         let st = state.unwrap_or(LoaderState { rng: cfg.seed, group: 0, within: 0 });
         let clips = Arc::new(clips);
@@ -189,6 +258,7 @@ impl Loader {
         let (st, thread) = match cfg.mode {
             LoaderMode::Grouped => {
                 let pool = DecodePool::new(cfg.workers, cfg.decode, 2 * cfg.workers.max(1));
+                let cum = cumulative(&clips, cfg.weighting);
                 let mut producer = Producer {
                     clips: clips.clone(),
                     rng: Rng::from_state(st.rng),
@@ -267,12 +337,11 @@ impl Drop for Loader {
 
 impl Producer {
     fn draw_clip(&mut self, taken: &[usize]) -> Option<usize> {
-        let total = *self.cum.last()?;
+        self.cum.last()?;
         let usable = self.bad.iter().filter(|b| !**b).count();
         let distinct = usable > taken.len();
         for _ in 0..10_000 {
-            let x = self.rng.unit() * total;
-            let i = self.cum.partition_point(|&c| c <= x).min(self.cum.len() - 1);
+            let i = weighted(&self.cum, &mut self.rng);
             if self.bad[i] || (distinct && taken.contains(&i)) {
                 continue;
             }
@@ -326,7 +395,7 @@ impl Producer {
             for (j, r) in results.into_iter().enumerate() {
                 let c = g.clips[j];
                 let outcome =
-                    r.map_err(|e| e.to_string()).and_then(|fr| self.redraw_around_lost(&mut g, j, fr, &mut redrawn));
+                    r.map_err(|e| e.to_string()).and_then(|fr| self.redraw_group_tuples(&mut g, j, fr, &mut redrawn));
                 match outcome {
                     Ok(fr) => frames.push(fr),
                     Err(e) => {
@@ -345,66 +414,25 @@ impl Producer {
         }
     }
 
-    /// Checks that every tuple of clip `j` in `g` has its 5 frames in `fr` (decoded lossily);
-    /// a tuple that lacks one is drawn again from a stream of its own (seed, group, clip slot,
-    /// tuple, attempt), decoded, and substituted, so the batches stay a function of the seed and
-    /// the files (resume and worker count do not change them). Returns the frames, sorted by
-    /// index, or why the clip must be dropped (no tuple around the bad frames after a few draws).
-    fn redraw_around_lost(
+    /// [`redraw_around_lost`] for clip `j` of `g`, its redraws from streams of (seed, group, clip
+    /// slot, tuple, attempt), decoded through the pool.
+    fn redraw_group_tuples(
         &self,
         g: &mut Group,
         j: usize,
-        mut fr: Vec<r3m_video::Frame>,
+        fr: Vec<r3m_video::Frame>,
         redrawn: &mut u64,
     ) -> Result<Vec<r3m_video::Frame>, String> {
         let clip = &self.clips[g.clips[j]];
-        let has = |fr: &[r3m_video::Frame], t: &Tuple| {
-            t.iter().all(|&f| fr.binary_search_by_key(&(clip.start + f), |x| x.index).is_ok())
+        let (seed, group) = (self.cfg.seed, g.group);
+        let stream = |t: usize, attempt: u64| {
+            Rng::stream(seed ^ 0x5245_4452_4157, (group << 24) ^ ((j as u64) << 12) ^ t as u64 ^ (attempt << 40))
         };
-        for t in 0..g.tuples[j].len() {
-            if has(&fr, &g.tuples[j][t]) {
-                continue;
-            }
-            let mut found = false;
-            for attempt in 0..REDRAWS {
-                let mut rng = Rng::stream(
-                    self.cfg.seed ^ 0x5245_4452_4157,
-                    (g.group << 24) ^ ((j as u64) << 12) ^ t as u64 ^ (attempt << 40),
-                );
-                let Some(tuple) = self.cfg.sampler.sample(clip.len(), clip.video.fps, &mut rng) else { break };
-                let mut ix: Vec<usize> = tuple
-                    .iter()
-                    .map(|f| clip.start + f)
-                    .filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err())
-                    .collect();
-                ix.sort_unstable();
-                ix.dedup();
-                if !ix.is_empty() {
-                    match self.pool.run(vec![Request::frames_lossy(clip.video.clone(), ix)]).next() {
-                        Some(Ok(more)) => {
-                            fr.extend(more);
-                            fr.sort_by_key(|x| x.index);
-                            fr.dedup_by_key(|x| x.index);
-                        }
-                        Some(Err(e)) => return Err(e.to_string()),
-                        None => return Err("the decode pool stopped".into()),
-                    }
-                }
-                if has(&fr, &tuple) {
-                    g.tuples[j][t] = tuple;
-                    *redrawn += 1;
-                    found = true;
-                    break;
-                }
-            }
-            if !found {
-                return Err(format!(
-                    "{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too",
-                    clip.video.path.display()
-                ));
-            }
-        }
-        Ok(fr)
+        let decode = |ix: Vec<usize>| match self.pool.run(vec![Request::frames_lossy(clip.video.clone(), ix)]).next() {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => Err("the decode pool stopped".into()),
+        };
+        redraw_around_lost(clip, &mut g.tuples[j], fr, &self.cfg.sampler, stream, decode, redrawn)
     }
 
     fn assemble(&self, g: &Group, frames: Vec<Vec<r3m_video::Frame>>) -> Vec<Batch> {
@@ -421,14 +449,7 @@ impl Producer {
                 let clip = &clips[g.clips[j]];
                 let tuple = g.tuples[j][t];
                 let fr = &frames[j];
-                let src: Vec<&[u8]> = tuple
-                    .iter()
-                    .map(|&f| {
-                        let want = clip.start + f;
-                        let pos = fr.partition_point(|x| x.index < want);
-                        fr[pos].data.as_slice()
-                    })
-                    .collect();
+                let src = tuple_images(clip, &tuple, fr);
                 let (w, h) = (fr[0].width, fr[0].height);
                 let mut rng = Rng::stream(seed, (g.group << 24) ^ ((j as u64) << 12) ^ t as u64);
                 augment.apply(&src, w, h, &mut rng)

@@ -29,7 +29,9 @@ use r3m_video::{DecodeOptions, DecodePool, Frame, Request, VideoReader};
 use rayon::prelude::*;
 
 use crate::augment::Augment;
-use crate::loader::{Batch, ClipWeighting, GroupMsg, LoaderConfig, LoaderState};
+use crate::loader::{
+    cumulative, redraw_around_lost, tuple_images, weighted, Batch, GroupMsg, LoaderConfig, LoaderState,
+};
 use crate::rng::Rng;
 use crate::sampler::{Tuple, TupleSampler};
 use crate::source::Clip;
@@ -38,8 +40,6 @@ const TUPLES_TAG: u64 = 0x5245_5345_5256_5455; // admission tuples
 const SUBST_TAG: u64 = 0x5245_5345_5256_5355; // substitutes for clips that fail
 const REDRAW_TAG: u64 = 0x5245_5345_5256_5244; // tuples redrawn around undecodable frames
 const AUGMENT_TAG: u64 = 0x5245_5345_5256_4147; // per-tuple augmentation
-/// Attempts at redrawing a tuple around undecodable frames before its clip counts as failed.
-const REDRAWS: u64 = 8;
 
 /// Slots for a memory budget of `mb` megabytes: each slot holds the union of K tuples' frames
 /// (≤ min(5K, mean clip length)) at the decode size. At least `batch`.
@@ -109,26 +109,6 @@ pub(crate) struct Schedule {
     distinct: bool,
     next_serial: u64,
     next_batch: u64,
-}
-
-fn cumulative(clips: &[Clip], weighting: ClipWeighting) -> Vec<f64> {
-    let mut acc = 0.0;
-    clips
-        .iter()
-        .map(|c| {
-            acc += match weighting {
-                ClipWeighting::Uniform => 1.0,
-                ClipWeighting::ByLength => c.len() as f64,
-            };
-            acc
-        })
-        .collect()
-}
-
-fn weighted(cum: &[f64], rng: &mut Rng) -> usize {
-    let total = *cum.last().expect("clips");
-    let x = rng.unit() * total;
-    cum.partition_point(|&c| c <= x).min(cum.len() - 1)
 }
 
 fn tuples_for(
@@ -339,52 +319,20 @@ impl Reservoir {
         r.read_frames_lossy(&ix).map_err(|e| e.to_string())
     }
 
-    /// Makes every tuple of `a` decodable (redrawing tuples around lost frames), or says why the
-    /// clip cannot serve.
-    fn complete(&mut self, a: &mut Admission, attempt: u64, mut fr: Vec<Frame>) -> Result<Vec<Frame>, String> {
+    /// [`redraw_around_lost`] for admission `a` (its `attempt`-th clip), redraws from streams of
+    /// (seed, admission, tuple, attempt, redraw), decoded in this thread.
+    fn complete(&mut self, a: &mut Admission, attempt: u64, fr: Vec<Frame>) -> Result<Vec<Frame>, String> {
         let clip = &self.clips[a.clip];
-        let start = clip.start;
-        let (len, fps) = (clip.len(), clip.video.fps);
-        let has =
-            |fr: &[Frame], t: &Tuple| t.iter().all(|&f| fr.binary_search_by_key(&(start + f), |x| x.index).is_ok());
-        for t in 0..a.tuples.len() {
-            if has(&fr, &a.tuples[t]) {
-                continue;
-            }
-            let mut found = false;
-            for r in 0..REDRAWS {
-                let mut rng = Rng::stream(
-                    self.cfg.seed ^ REDRAW_TAG,
-                    a.serial ^ ((t as u64) << 32) ^ (attempt << 48) ^ (r << 56),
-                );
-                let Some(tuple) = self.cfg.sampler.sample(len, fps, &mut rng) else { break };
-                let mut ix: Vec<usize> = tuple
-                    .iter()
-                    .map(|f| start + f)
-                    .filter(|i| fr.binary_search_by_key(i, |x| x.index).is_err())
-                    .collect();
-                ix.sort_unstable();
-                ix.dedup();
-                if !ix.is_empty() {
-                    fr.extend(self.decode_now(a.clip, ix)?);
-                    fr.sort_by_key(|x| x.index);
-                    fr.dedup_by_key(|x| x.index);
-                }
-                if has(&fr, &tuple) {
-                    a.tuples[t] = tuple;
-                    self.redrawn += 1;
-                    found = true;
-                    break;
-                }
-            }
-            if !found {
-                return Err(format!(
-                    "{}: frames could not be decoded and {REDRAWS} redrawn tuples hit undecodable frames too",
-                    clip.video.path.display()
-                ));
-            }
-        }
-        Ok(fr)
+        let (seed, serial) = (self.cfg.seed, a.serial);
+        let stream = |t: usize, r: u64| {
+            Rng::stream(seed ^ REDRAW_TAG, serial ^ ((t as u64) << 32) ^ (attempt << 48) ^ (r << 56))
+        };
+        let c = a.clip;
+        let decode = |ix: Vec<usize>| self.decode_now(c, ix);
+        let mut redrawn = 0;
+        let out = redraw_around_lost(clip, &mut a.tuples, fr, &self.cfg.sampler, stream, decode, &mut redrawn);
+        self.redrawn += redrawn;
+        out
     }
 
     /// Takes admission `a` with its decode result into the pool, substituting clips that fail.
@@ -470,14 +418,7 @@ impl Reservoir {
                 let r = &resident[&serial];
                 let clip = &clips[r.clip];
                 let tuple = r.tuples[k];
-                let src: Vec<&[u8]> = tuple
-                    .iter()
-                    .map(|&f| {
-                        let want = clip.start + f;
-                        let pos = r.frames.partition_point(|x| x.index < want);
-                        r.frames[pos].data.as_slice()
-                    })
-                    .collect();
+                let src = tuple_images(clip, &tuple, &r.frames);
                 let (w, h) = (r.frames[0].width, r.frames[0].height);
                 let mut rng = Rng::stream(seed ^ AUGMENT_TAG, (plan.index << 16) ^ j as u64);
                 let (width, height, images) = augment.apply(&src, w, h, &mut rng);

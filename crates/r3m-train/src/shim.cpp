@@ -28,6 +28,26 @@ struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
 };
+
+// Runs `f`; 0 when it returns, -1 with the reason in `err` when it throws (nothing crosses the C
+// boundary).
+template <class F>
+int guarded(char* err, size_t len, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    set_err(err, len, e.what());
+  } catch (...) {
+    set_err(err, len, "unknown error");
+  }
+  return -1;
+}
+#else
+int no_gloo(char* err, size_t len) {
+  set_err(err, len, "this r3m was built without Gloo headers (install libgloo-dev and rebuild)");
+  return -1;
+}
 #endif
 }  // namespace
 
@@ -39,7 +59,7 @@ extern "C" {
 int r3m_dist_init(const char* addr, int port, int rank, int world, int agent_store, int timeout_s, void** out, char* err,
                   size_t err_len) {
 #ifdef R3M_HAVE_GLOO
-  try {
+  return guarded(err, err_len, [&] {
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<uint16_t>(port);
     opts.isServer = rank == 0 && !agent_store;
@@ -53,74 +73,51 @@ int r3m_dist_init(const char* addr, int port, int rank, int world, int agent_sto
     o->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, o);
     *out = new Group{store, pg};
-    return 0;
-  } catch (const std::exception& e) {
-    set_err(err, err_len, e.what());
-    return -1;
-  } catch (...) {
-    set_err(err, err_len, "unknown error");
-    return -1;
-  }
+  });
 #else
-  set_err(err, err_len, "this r3m was built without Gloo headers (install libgloo-dev and rebuild)");
-  return -1;
+  return no_gloo(err, err_len);
 #endif
 }
 
 // In-place sum over ranks of a contiguous CPU tensor.
 int r3m_dist_allreduce_sum(void* group, at::Tensor* t, char* err, size_t err_len) {
 #ifdef R3M_HAVE_GLOO
-  try {
+  return guarded(err, err_len, [&] {
     auto* g = static_cast<Group*>(group);
     std::vector<at::Tensor> v{*t};
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::SUM;
     g->pg->allreduce(v, o)->wait();
-    return 0;
-  } catch (const std::exception& e) {
-    set_err(err, err_len, e.what());
-    return -1;
-  }
+  });
 #else
-  set_err(err, err_len, "built without Gloo");
-  return -1;
+  return no_gloo(err, err_len);
 #endif
 }
 
 // In-place broadcast of a contiguous CPU tensor from `root`.
 int r3m_dist_broadcast(void* group, at::Tensor* t, int root, char* err, size_t err_len) {
 #ifdef R3M_HAVE_GLOO
-  try {
+  return guarded(err, err_len, [&] {
     auto* g = static_cast<Group*>(group);
     std::vector<at::Tensor> v{*t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
     g->pg->broadcast(v, o)->wait();
-    return 0;
-  } catch (const std::exception& e) {
-    set_err(err, err_len, e.what());
-    return -1;
-  }
+  });
 #else
-  set_err(err, err_len, "built without Gloo");
-  return -1;
+  return no_gloo(err, err_len);
 #endif
 }
 
 // Waits until every rank arrives.
 int r3m_dist_barrier(void* group, char* err, size_t err_len) {
 #ifdef R3M_HAVE_GLOO
-  try {
+  return guarded(err, err_len, [&] {
     auto* g = static_cast<Group*>(group);
     g->pg->barrier()->wait();
-    return 0;
-  } catch (const std::exception& e) {
-    set_err(err, err_len, e.what());
-    return -1;
-  }
+  });
 #else
-  set_err(err, err_len, "built without Gloo");
-  return -1;
+  return no_gloo(err, err_len);
 #endif
 }
 
