@@ -339,7 +339,7 @@ fn state_and_proprio_rows_and_cell_level_resume() {
             "--task",
             TASK,
             "--encoders",
-            "state,proprio",
+            "state,proprio,state-objects:0.02",
             "--demos",
             "2",
             "--seeds",
@@ -361,10 +361,11 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(a.join("results.md")).unwrap();
     assert!(md.contains("| state | 2 | 2 |") && md.contains("| proprio | 2 | 2 |"), "{md}");
+    assert!(md.contains("| state-objects:0.02 | 2 | 2 |"), "{md}");
     let mut ja: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
     assert_eq!(ja["complete"], true);
-    assert_eq!(ja["cells"].as_array().unwrap().len(), 4);
+    assert_eq!(ja["cells"].as_array().unwrap().len(), 6);
     for c in ja["cells"].as_array().unwrap() {
         assert_eq!(c["evals"][0]["outcomes"].as_array().unwrap().len(), 3, "one outcome per layout");
         assert!(c["timing"]["env_steps"].as_u64().unwrap() >= 3);

@@ -49,11 +49,31 @@ pub enum EncoderKind {
     State,
     /// No image features at all, proprioception only (the protocol's floor).
     Proprio,
+    /// No image: only the object poses and the goal from the simulator ([`OBJECT_STATE`], the 17
+    /// values the positive control's state head predicts), with Gaussian noise of `noise` metres
+    /// on their positions (0: exact). A diagnostic row: how precisely must an encoder locate the
+    /// objects for the evaluation to reward it? `--encoders state-objects` or
+    /// `state-objects:SIGMA` (e.g. `state-objects:0.02`, 2 cm).
+    StateObjects {
+        /// Row name (the spec as written).
+        name: String,
+        /// Noise standard deviation on each position coordinate, metres.
+        noise: f64,
+    },
 }
 
+/// Columns of Meta-World's 39-d observation that `state-objects` keeps: object 1 and 2 poses
+/// (position, quaternion; obs[4..18]) and the goal (obs[36..39]). The previous-frame copy
+/// (obs[18..36]) and the hand (in proprio already) are left out.
+pub const OBJECT_STATE: [usize; 17] = [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 36, 37, 38];
+
+/// Positions among [`OBJECT_STATE`]'s 17 values (object 1, object 2, goal): where
+/// `state-objects:SIGMA` adds noise. Quaternions stay exact.
+const OBJECT_POSITIONS: [usize; 9] = [0, 1, 2, 7, 8, 9, 14, 15, 16];
+
 /// The names `--encoders` takes besides checkpoints.
-pub const BUILTIN_ENCODERS: &str =
-    "state, proprio, random, scratch, scratch-shallow, pretrained (with --checkpoint), NAME=CHECKPOINT";
+pub const BUILTIN_ENCODERS: &str = "state, proprio, state-objects[:SIGMA], random, scratch, scratch-shallow, pretrained \
+     (with --checkpoint), NAME=CHECKPOINT";
 
 impl EncoderKind {
     /// Parses one `--encoders` entry: a built-in name, `pretrained` (the `checkpoint`), or
@@ -69,11 +89,21 @@ impl EncoderKind {
             "scratch-shallow" => EncoderKind::ScratchShallow,
             "state" => EncoderKind::State,
             "proprio" => EncoderKind::Proprio,
+            "state-objects" => EncoderKind::StateObjects { name: spec.into(), noise: 0.0 },
+            other if other.starts_with("state-objects:") => {
+                let sigma = &other["state-objects:".len()..];
+                let noise: f64 = sigma
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                    .with_context(|| format!("--encoders {other}: SIGMA must be a noise in metres ≥ 0, like 0.02"))?;
+                EncoderKind::StateObjects { name: spec.into(), noise }
+            }
             other => {
                 match other.split_once('=') {
                     Some((name, path)) if !name.is_empty() && !path.is_empty() => {
-                        let builtin = ["random", "scratch", "scratch-shallow", "state", "proprio"];
-                        if builtin.contains(&name) || name.contains(['/', '\\']) {
+                        let builtin = ["random", "scratch", "scratch-shallow", "state", "proprio", "state-objects"];
+                        if builtin.contains(&name) || name.starts_with("state-objects") || name.contains(['/', '\\']) {
                             bail!("--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)");
                         }
                         EncoderKind::Pretrained { name: name.into(), path: path.into() }
@@ -93,12 +123,18 @@ impl EncoderKind {
             EncoderKind::ScratchShallow => "scratch-shallow",
             EncoderKind::State => "state",
             EncoderKind::Proprio => "proprio",
+            EncoderKind::StateObjects { name, .. } => name,
         }
     }
 
     /// Whether rollouts need camera frames (the env renders only then).
     pub fn uses_frames(&self) -> bool {
-        !matches!(self, EncoderKind::State | EncoderKind::Proprio)
+        !matches!(self, EncoderKind::State | EncoderKind::Proprio | EncoderKind::StateObjects { .. })
+    }
+
+    /// Whether the row reads the simulator's state (`observation.environment_state`).
+    pub fn uses_state(&self) -> bool {
+        matches!(self, EncoderKind::State | EncoderKind::StateObjects { .. })
     }
 }
 
@@ -366,8 +402,55 @@ impl Visual {
 /// What the policy sees besides proprioception.
 enum Features {
     Visual(Visual),
-    State,
+    State(StateView),
     Nothing,
+}
+
+/// Which simulator values a state row sees, and how noisy.
+struct StateView {
+    /// Columns kept ([`OBJECT_STATE`]), or `None` for the full vector.
+    cols: Option<&'static [usize]>,
+    /// Standard deviation of the noise on the positions, metres.
+    noise: f64,
+}
+
+impl StateView {
+    /// One observation's features: the kept columns, positions jittered by `rng`.
+    fn apply(&self, full: &[f32], rng: &mut Rng) -> Result<Vec<f32>> {
+        let Some(cols) = self.cols else { return Ok(full.to_vec()) };
+        let Some(&last) = cols.iter().max() else { return Ok(Vec::new()) };
+        if full.len() <= last {
+            bail!("a {}-value state has no column {last}: `state-objects` needs Meta-World's 39-d observation", full.len());
+        }
+        let mut v: Vec<f32> = cols.iter().map(|&c| full[c]).collect();
+        if self.noise > 0.0 {
+            for &i in &OBJECT_POSITIONS {
+                v[i] += (self.noise * gaussian(rng)) as f32;
+            }
+        }
+        Ok(v)
+    }
+
+    /// The features of every frame of `demos`, one row each.
+    fn rows(&self, demos: &[&Demo], rng: &mut Rng, device: Device) -> Result<Tensor> {
+        let mut rows = Vec::new();
+        let mut width = 0;
+        for d in demos {
+            for s in d.state.as_ref().context("checked in run_cell")? {
+                let v = self.apply(s, rng)?;
+                width = v.len();
+                rows.extend(v);
+            }
+        }
+        Ok(Tensor::from_slice(&rows).view([-1, width as i64]).to_device(device))
+    }
+}
+
+/// A standard normal draw (Box–Muller).
+fn gaussian(rng: &mut Rng) -> f64 {
+    let u = rng.unit().max(f64::MIN_POSITIVE);
+    let v = rng.unit();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
 /// Trains and evaluates one cell. `train` are the demos to learn from, `heldout` demos only
@@ -395,12 +478,13 @@ pub fn run_cell(
             bail!("episode {}: frames are not prepared for {} px (call prepare_demos)", d.episode, cfg.size);
         }
     }
-    if *kind == EncoderKind::State {
+    if kind.uses_state() {
         if let Some(d) = train.iter().chain(heldout).find(|d| d.state.is_none()) {
             bail!(
-                "episode {} has no observation.environment_state: the `state` row needs a dataset made by the current \
+                "episode {} has no observation.environment_state: the `{}` row needs a dataset made by the current \
                  scripts/metaworld_demos.py",
-                d.episode
+                d.episode,
+                kind.name()
             );
         }
     }
@@ -431,7 +515,8 @@ pub fn run_cell(
             let e = ShallowEncoder::new(&vs.root(), i64::from(cfg.size));
             Features::Visual(Visual::Shallow(e, vs))
         }
-        EncoderKind::State => Features::State,
+        EncoderKind::State => Features::State(StateView { cols: None, noise: 0.0 }),
+        EncoderKind::StateObjects { noise, .. } => Features::State(StateView { cols: Some(&OBJECT_STATE), noise: *noise }),
         EncoderKind::Proprio => Features::Nothing,
     };
     run_with_features(kind, &features, train, heldout, seed, cfg, envs, t0, &mut on_progress, observer)
@@ -482,12 +567,13 @@ fn run_with_features(
     // fixed per-row features: frozen embeddings of the demo frames, or the simulator state
     let fixed: Option<Tensor> = match features {
         Features::Visual(Visual::Frozen(e)) => Some(embed_prepared(e, &frames, cfg.size, dev, cfg.precision)),
-        Features::State => Some(stack_rows(train, |d| d.state.as_ref().expect("checked in run_cell"), dev)),
+        // the noise of a demo frame is drawn once: a state encoder's error on a frame is fixed
+        Features::State(view) => Some(view.rows(train, &mut Rng::stream(seed, 0x5747), dev)?),
         Features::Visual(_) | Features::Nothing => None,
     };
     let fdim = match features {
         Features::Visual(v) => v.dim(),
-        Features::State => fixed.as_ref().map_or(0, |f| f.size()[1]),
+        Features::State(_) => fixed.as_ref().map_or(0, |f| f.size()[1]),
         Features::Nothing => 0,
     };
     let trainable = match features {
@@ -509,6 +595,7 @@ fn run_with_features(
     let mut recent = Vec::new();
     let mut timing = Timing::default();
     let mut prep = FramePrep::new(cfg.size);
+    let mut rollout_noise = Rng::stream(seed, 0x0B5E);
     // policy input for observations: [features, proprio]
     let mut input_for = |obs: &[&crate::bridge::Observation]| -> Result<Tensor> {
         let p: Vec<f32> = obs.iter().flat_map(|o| o.proprio.iter().copied()).collect();
@@ -525,8 +612,11 @@ fn run_with_features(
                 let refs: Vec<&[u8]> = prepared.iter().map(Vec::as_slice).collect();
                 Some(tch::no_grad(|| v.embed(&frames_tensor(&refs, cfg.size, dev), false, cfg.precision)))
             }
-            Features::State => {
-                let s: Vec<f32> = obs.iter().flat_map(|o| o.state.iter().copied()).collect();
+            Features::State(view) => {
+                let mut s = Vec::new();
+                for o in obs {
+                    s.extend(view.apply(&o.state, &mut rollout_noise)?);
+                }
                 if s.len() != obs.len() * fdim as usize {
                     bail!(
                         "the environment sent a {}-value state, the demos have {fdim} (bridge protocol 2 needed)",
@@ -628,7 +718,9 @@ fn run_with_features(
             train_clock = Instant::now();
         }
     }
-    let heldout_mse = (!heldout.is_empty()).then(|| {
+    let heldout_mse = if heldout.is_empty() {
+        None
+    } else {
         let hp = stack_rows(heldout, |d| &d.proprio, dev);
         let ha = stack_rows(heldout, |d| &d.actions, dev);
         let hframes: Vec<&[u8]> = heldout.iter().flat_map(|d| d.frames.iter().map(Vec::as_slice)).collect();
@@ -640,15 +732,15 @@ fn run_with_features(
                     .collect();
                 Some(Tensor::cat(&parts, 0))
             }
-            Features::State => Some(stack_rows(heldout, |d| d.state.as_ref().expect("checked in run_cell"), dev)),
+            Features::State(view) => Some(view.rows(heldout, &mut Rng::stream(seed, 0x4E1D), dev)?),
             Features::Nothing => None,
         };
         let x = match f {
             Some(f) => Tensor::cat(&[f, hp], 1),
             None => hp,
         };
-        tch::no_grad(|| policy.forward_t(&x, false).mse_loss(&ha, tch::Reduction::Mean).double_value(&[]))
-    });
+        Some(tch::no_grad(|| policy.forward_t(&x, false).mse_loss(&ha, tch::Reduction::Mean).double_value(&[])))
+    };
     timing.seconds = t0.elapsed().as_secs_f64();
     timing.env_steps_per_s = timing.env_steps as f64 / timing.rollout_seconds.max(1e-9);
     Ok(CellResult {
@@ -686,6 +778,46 @@ mod tests {
         assert!((hi - 0.0713).abs() < 1e-3, "{hi}");
         let (lo, hi) = wilson(25, 50);
         assert!((lo - 0.3664).abs() < 1e-3 && (hi - 0.6336).abs() < 1e-3, "{lo} {hi}");
+    }
+
+    #[test]
+    fn state_objects_rows_parse_and_keep_the_object_values() {
+        let k = EncoderKind::parse("state-objects:0.02", None).unwrap();
+        assert_eq!(k, EncoderKind::StateObjects { name: "state-objects:0.02".into(), noise: 0.02 });
+        assert!(!k.uses_frames() && k.uses_state());
+        assert_eq!(EncoderKind::parse("state-objects", None).unwrap().name(), "state-objects");
+        for bad in ["state-objects:-1", "state-objects:x", "state-objects:", "state-objects:inf"] {
+            let e = EncoderKind::parse(bad, None).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("metres"), "{e}");
+        }
+        assert!(EncoderKind::parse("state-objects=run", None).is_err(), "reserved as a checkpoint name");
+
+        let full: Vec<f32> = (0..39).map(|i| i as f32).collect();
+        let exact = StateView { cols: Some(&OBJECT_STATE), noise: 0.0 };
+        let v = exact.apply(&full, &mut Rng::new(1)).unwrap();
+        let want: Vec<f32> = (4..18).chain(36..39).map(|i| i as f32).collect();
+        assert_eq!(v, want);
+        let e = exact.apply(&full[..20], &mut Rng::new(1)).unwrap_err().to_string();
+        assert!(e.contains("20-value state"), "{e}");
+        // noise: on the 9 positions only, with the asked standard deviation
+        let noisy = StateView { cols: Some(&OBJECT_STATE), noise: 0.05 };
+        let mut rng = Rng::new(7);
+        let mut sq = [0.0f64; 17];
+        let n = 4000;
+        for _ in 0..n {
+            let v = noisy.apply(&full, &mut rng).unwrap();
+            for (i, (a, b)) in v.iter().zip(&want).enumerate() {
+                sq[i] += f64::from(a - b).powi(2);
+            }
+        }
+        for (i, s) in sq.iter().enumerate() {
+            let sd = (s / n as f64).sqrt();
+            if OBJECT_POSITIONS.contains(&i) {
+                assert!((sd - 0.05).abs() < 0.004, "value {i}: sd {sd}");
+            } else {
+                assert_eq!(sd, 0.0, "value {i} is a quaternion component, kept exact");
+            }
+        }
     }
 
     #[test]
