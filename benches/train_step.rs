@@ -5,7 +5,8 @@
 //!
 //! Rows: the PyTorch recipe (fp32 NCHW, as R3M trains), PyTorch fp32 channels_last, and ours in
 //! fp32 NCHW and fp32 channels-last; with `--bf16` (or on a CPU with bf16 units) also bf16
-//! autocast + channels_last on both sides.
+//! autocast + channels_last on both sides. Last row: `auto` (`r3m_train::autotune`: the modes
+//! timed for a few steps, the fastest trained).
 //!
 //! `bash scripts/bench.sh train_step -- --batch 8 --size 224 --steps 6 [--bf16]`
 
@@ -106,6 +107,22 @@ fn main() {
             format!("r3m train {p} {} (decode + augment from mp4 included)", if cl { "channels-last" } else { "NCHW" });
         rows.push((name, sps, Some(wait)));
     }
+    // `auto`: what `r3m train --precision auto --memory-format auto` would pick here (a fresh
+    // measurement, no cache), then that mode's training
+    let mut cfg = r3m_train::TrainConfig::new(tch::Device::Cpu);
+    cfg.size = size;
+    cfg.batch = batch;
+    let modes = r3m_train::autotune::candidates(tch::Device::Cpu, None, None);
+    let t0 = std::time::Instant::now();
+    let (choice, _) = r3m_train::autotune::measure_and_store(&cfg, &modes, None).unwrap();
+    let tuning = t0.elapsed().as_secs_f64();
+    println!("{} [timing took {tuning:.1} s]", choice.summary());
+    let (sps, wait) = ours(&root, batch, size, steps, warmup, choice.mode.precision, choice.mode.channels_last);
+    rows.push((
+        format!("r3m train auto → {} (timing {tuning:.0} s once per machine and shape)", choice.mode),
+        sps,
+        Some(wait),
+    ));
     println!("train step benchmark: resnet18, batch {batch} clips x 5 frames at {size}px, {threads} threads, {steps} timed steps after {warmup} warm-up");
     println!("CPU bf16 units (AMX/AVX512-BF16): {}\n", r3m_model::precision::cpu_has_bf16_units());
     println!("| trainer | steps/s | images/s | vs PyTorch recipe | data wait |");

@@ -594,3 +594,88 @@ fn the_reservoir_loader_trains_and_resumes_exactly() {
     let (ok, e) = train_output(&v, &dir.path().join("x"), 2, &["--reservoir-mb", "64"]);
     assert!(!ok && e.contains("--reservoir-mb does nothing with --loader grouped"), "{e}");
 }
+
+#[test]
+fn auto_times_the_modes_once_per_machine_and_keeps_the_runs_choice() {
+    let d = tempfile::tempdir().unwrap();
+    let v = d.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let cache = d.path().join("cache");
+    let run = |out: &Path, steps: &str, extra: &[&str]| {
+        let (policy, extra) = match extra.first() {
+            Some(&p) if p.starts_with("R3M_AUTOTUNE=") => (&p["R3M_AUTOTUNE=".len()..], &extra[1..]),
+            _ => ("auto", extra),
+        };
+        let o = Command::new(r3m_bin())
+            .env("R3M_CACHE", &cache)
+            .env("R3M_AUTOTUNE", policy)
+            .args(["train", "--videos"])
+            .arg(&v)
+            .arg("--out")
+            .arg(out)
+            .args(["--steps", steps, "--batch", "2", "--size", "32", "--workers", "1", "--tuples-per-clip", "4"])
+            .args(["--device", "cpu", "--precision", "fp32", "--memory-format", "auto"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    let config = |out: &Path| -> serde_json::Value {
+        let latest = std::fs::read_to_string(out.join("latest")).unwrap();
+        let c = out.join("checkpoints").join(latest.trim()).join("config.json");
+        serde_json::from_str(&std::fs::read_to_string(c).unwrap()).unwrap()
+    };
+    // a short run takes the static rule and says so
+    let err = run(&d.path().join("short"), "3", &[]);
+    assert!(err.contains("static rule") && !err.contains("timing"), "{err}");
+    assert!(config(&d.path().join("short")).get("autotune").is_none());
+    let err = run(&d.path().join("never"), "3", &["R3M_AUTOTUNE=never"]);
+    assert!(err.contains("R3M_AUTOTUNE=never") && !err.contains("timing"), "{err}");
+    let o = Command::new(r3m_bin())
+        .env("R3M_AUTOTUNE", "sometimes")
+        .args(["train", "--videos"])
+        .arg(&v)
+        .arg("--out")
+        .arg(d.path().join("bad"))
+        .args(["--steps", "3", "--batch", "2", "--size", "32", "--device", "cpu"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("R3M_AUTOTUNE=sometimes: expected auto, always or never"), "{err}");
+    // R3M_AUTOTUNE=always: a run (of any length; ≥ 120 steps without it) times fp32 NCHW and
+    // channels-last and keeps the faster
+    let a = d.path().join("a");
+    let err = run(&a, "4", &["R3M_AUTOTUNE=always", "--checkpoint-every", "2"]);
+    assert!(err.contains("auto: timing 2 mode(s)") && err.contains("(measured:"), "{err}");
+    let c = config(&a);
+    let t = c["autotune"]["timings"].as_array().unwrap();
+    assert_eq!(t.len(), 2);
+    let fastest =
+        t.iter().min_by(|x, y| x["step_s"].as_f64().unwrap().total_cmp(&y["step_s"].as_f64().unwrap())).unwrap();
+    assert_eq!(c["autotune"]["mode"], fastest["mode"]);
+    assert_eq!(c["channels_last"], fastest["mode"]["channels_last"], "the run trains in the chosen mode");
+    assert!(cache.join("autotune.json").exists());
+    // another run of the same shape on this machine: the cached timings, no measuring
+    let b = d.path().join("b");
+    let err = run(&b, "4", &["R3M_AUTOTUNE=always"]);
+    assert!(err.contains("(cached measurement:") && !err.contains("auto: timing"), "{err}");
+    let same_timings = |x: &serde_json::Value, y: &serde_json::Value| {
+        let (x, y) = (x["autotune"]["timings"].as_array().unwrap(), y["autotune"]["timings"].as_array().unwrap());
+        x.len() == y.len()
+            && x.iter().zip(y).all(|(p, q)| {
+                let (p_s, q_s) = (p["step_s"].as_f64().unwrap(), q["step_s"].as_f64().unwrap());
+                p["mode"] == q["mode"] && (p_s - q_s).abs() <= 1e-12 * q_s
+            })
+    };
+    assert!(same_timings(&config(&b), &c), "{} vs {}", config(&b)["autotune"], c["autotune"]);
+    assert_eq!(config(&b)["autotune"]["mode"], c["autotune"]["mode"]);
+    // a resume keeps the run's mode without timing again, even with the cache gone
+    std::fs::remove_file(cache.join("autotune.json")).unwrap();
+    let err = run(&a, "6", &["R3M_AUTOTUNE=always", "--checkpoint-every", "2", "--resume"]);
+    assert!(err.contains("the run's own") && !err.contains("auto: timing"), "{err}");
+    assert_eq!(config(&a)["channels_last"], c["channels_last"]);
+    assert!(same_timings(&config(&a), &c) && config(&a)["autotune"]["mode"] == c["autotune"]["mode"]);
+}

@@ -72,7 +72,8 @@ pub const OBJECT_STATE: [usize; 17] = [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
 const OBJECT_POSITIONS: [usize; 9] = [0, 1, 2, 7, 8, 9, 14, 15, 16];
 
 /// The names `--encoders` takes besides checkpoints.
-pub const BUILTIN_ENCODERS: &str = "state, proprio, state-objects[:SIGMA], random, scratch, scratch-shallow, pretrained \
+pub const BUILTIN_ENCODERS: &str =
+    "state, proprio, state-objects[:SIGMA], random, scratch, scratch-shallow, pretrained \
      (with --checkpoint), NAME=CHECKPOINT";
 
 impl EncoderKind {
@@ -92,11 +93,10 @@ impl EncoderKind {
             "state-objects" => EncoderKind::StateObjects { name: spec.into(), noise: 0.0 },
             other if other.starts_with("state-objects:") => {
                 let sigma = &other["state-objects:".len()..];
-                let noise: f64 = sigma
-                    .parse()
-                    .ok()
-                    .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-                    .with_context(|| format!("--encoders {other}: SIGMA must be a noise in metres ≥ 0, like 0.02"))?;
+                let noise: f64 =
+                    sigma.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).with_context(|| {
+                        format!("--encoders {other}: SIGMA must be a noise in metres ≥ 0, like 0.02")
+                    })?;
                 EncoderKind::StateObjects { name: spec.into(), noise }
             }
             other => {
@@ -420,7 +420,10 @@ impl StateView {
         let Some(cols) = self.cols else { return Ok(full.to_vec()) };
         let Some(&last) = cols.iter().max() else { return Ok(Vec::new()) };
         if full.len() <= last {
-            bail!("a {}-value state has no column {last}: `state-objects` needs Meta-World's 39-d observation", full.len());
+            bail!(
+                "a {}-value state has no column {last}: `state-objects` needs Meta-World's 39-d observation",
+                full.len()
+            );
         }
         let mut v: Vec<f32> = cols.iter().map(|&c| full[c]).collect();
         if self.noise > 0.0 {
@@ -516,7 +519,9 @@ pub fn run_cell(
             Features::Visual(Visual::Shallow(e, vs))
         }
         EncoderKind::State => Features::State(StateView { cols: None, noise: 0.0 }),
-        EncoderKind::StateObjects { noise, .. } => Features::State(StateView { cols: Some(&OBJECT_STATE), noise: *noise }),
+        EncoderKind::StateObjects { noise, .. } => {
+            Features::State(StateView { cols: Some(&OBJECT_STATE), noise: *noise })
+        }
         EncoderKind::Proprio => Features::Nothing,
     };
     run_with_features(kind, &features, train, heldout, seed, cfg, envs, t0, &mut on_progress, observer)

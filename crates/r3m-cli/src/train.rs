@@ -126,7 +126,12 @@ pub struct Args {
     #[command(flatten)]
     compute: crate::device::Compute,
     /// Memory layout of images and conv weights: channels-last, nchw (as the reference recipe
-    /// trains) or auto (channels-last with bf16, nchw with fp32, the faster ones measured).
+    /// trains) or auto. With `auto` (here or in --precision) a run of ≥ 120 steps times the
+    /// candidate modes (fp32 NCHW, fp32 channels-last, bf16 channels-last where the hardware has
+    /// bf16) for a few steps on its own model and shape and keeps the fastest; the timings are
+    /// printed, kept in the run config and cached per machine and shape ($R3M_CACHE/autotune.json).
+    /// Shorter runs: channels-last with bf16, nchw with fp32. R3M_AUTOTUNE=always|never overrides
+    /// when to time.
     #[arg(long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
     memory_format: String,
     /// Add a linear projection head to this many dimensions after the trunk.
@@ -322,6 +327,7 @@ pub fn run(args: Args) -> Result<i32> {
         };
         cfg.text_embeddings = Some(read_text_embeddings(path)?);
     }
+    resolve_auto(&args, &mut cfg)?;
     if args.resume {
         for change in r3m_train::check_resume(&args.out, &cfg, &ds.clips)? {
             tracing::info!("resume: {change} (allowed: it does not change the batches or the model)");
@@ -451,4 +457,72 @@ fn read_text_embeddings(path: &std::path::Path) -> Result<std::collections::BTre
         bail!("{}: no text embeddings", path.display());
     }
     Ok(out)
+}
+
+/// `--precision auto` / `--memory-format auto`. A resume keeps the run's own mode. A new run of
+/// enough steps ([`autotune::worth_measuring`]) times the candidate modes on its model and shape
+/// (cached per machine, [`autotune::choose`]) and keeps the fastest; shorter runs, data-parallel
+/// runs (every rank must agree) and a single candidate take the static rule already in `cfg`.
+fn resolve_auto(args: &Args, cfg: &mut r3m_train::TrainConfig) -> Result<()> {
+    use r3m_train::autotune;
+    let (auto_p, auto_m) = (args.compute.precision == "auto", args.memory_format == "auto");
+    if !auto_p && !auto_m {
+        return Ok(());
+    }
+    let layout = |cl: bool| if cl { "channels-last" } else { "nchw" };
+    if args.resume {
+        let Some(dir) = r3m_train::latest_checkpoint(&args.out) else { return Ok(()) };
+        let file = dir.join(r3m_model::checkpoint::CONFIG_FILE);
+        let old = r3m_train::RunConfig::from_json(r3m_model::checkpoint::read_config(&dir)?, &file)?;
+        if auto_p {
+            cfg.precision = old.precision.parse().map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        }
+        if auto_m {
+            cfg.channels_last = old.channels_last;
+        }
+        cfg.autotune = old.autotune;
+        tracing::info!("auto: the run's own {} {} (resume)", cfg.precision, layout(cfg.channels_last));
+        return Ok(());
+    }
+    let modes =
+        autotune::candidates(cfg.device, (!auto_p).then_some(cfg.precision), (!auto_m).then_some(cfg.channels_last));
+    let policy = autotune::Policy::from_env()?;
+    if cfg.dist.is_some() || !policy.measures(cfg.steps, &modes) {
+        if modes.len() >= 2 {
+            tracing::info!(
+                "auto: {} {} (the static rule: {})",
+                cfg.precision,
+                layout(cfg.channels_last),
+                if cfg.dist.is_some() {
+                    "data-parallel ranks must agree"
+                } else if policy == autotune::Policy::Never {
+                    "R3M_AUTOTUNE=never"
+                } else {
+                    "too few --steps to time the modes; R3M_AUTOTUNE=always times them anyway"
+                }
+            );
+        }
+        return Ok(());
+    }
+    let cache = autotune::default_cache();
+    let choice = match autotune::lookup(cfg, &modes, cache.as_deref()) {
+        Some(c) => c,
+        None => {
+            tracing::info!(
+                "auto: timing {} mode(s), {} training steps each, on random pixels ...",
+                modes.len(),
+                1 + autotune::TIMED_STEPS
+            );
+            let (c, cache_err) = autotune::measure_and_store(cfg, &modes, cache.as_deref())?;
+            if let Some(e) = cache_err {
+                tracing::warn!("{e:#} (the choice is not cached)");
+            }
+            c
+        }
+    };
+    tracing::info!("{}", choice.summary());
+    cfg.precision = choice.mode.precision;
+    cfg.channels_last = choice.mode.channels_last;
+    cfg.autotune = Some(choice);
+    Ok(())
 }

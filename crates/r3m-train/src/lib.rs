@@ -10,6 +10,7 @@
 //! config ([`run::RunConfig`]) that `--resume` compares field by field, and exact resume.
 
 pub mod adam;
+pub mod autotune;
 pub mod dist;
 pub mod run;
 pub mod trainer;

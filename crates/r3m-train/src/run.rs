@@ -110,6 +110,10 @@ pub struct RunConfig {
     /// `best/` only: the mean training loss of the interval that ended with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_mean_loss: Option<f64>,
+    /// `--precision auto` / `--memory-format auto`: the measured choice (see
+    /// [`crate::autotune`]); absent when the flags were given or the static rule decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autotune: Option<crate::autotune::Choice>,
 }
 
 fn one() -> usize {
@@ -325,6 +329,7 @@ mod tests {
             world_size: 1,
             rank_states: Vec::new(),
             interval_mean_loss: None,
+            autotune: None,
         }
     }
 

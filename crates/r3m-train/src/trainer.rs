@@ -71,6 +71,9 @@ pub struct TrainConfig {
     pub sample_every: u64,
     /// Data-parallel: the process group this rank joined (see [`crate::dist`]); `None`: one process.
     pub dist: Option<std::sync::Arc<crate::dist::Dist>>,
+    /// How `precision` and `channels_last` were chosen when `auto` measured them (kept in the
+    /// run config); `None`: given, or the static rule.
+    pub autotune: Option<crate::autotune::Choice>,
 }
 
 impl TrainConfig {
@@ -101,6 +104,7 @@ impl TrainConfig {
             weighting: ClipWeighting::ByLength,
             sample_every: 0,
             dist: None,
+            autotune: None,
         }
     }
 }
@@ -227,6 +231,7 @@ fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips
         world_size: cfg.dist.as_ref().map_or(1, |d| d.world),
         rank_states: Vec::new(),
         interval_mean_loss: None,
+        autotune: cfg.autotune.clone(),
     }
 }
 
