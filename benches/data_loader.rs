@@ -23,6 +23,7 @@
 //! nothing is decoded) and from the grouped modes' definition (`batch` distinct clips drawn
 //! uniformly per group), for several pool sizes with the memory each costs at 224-px training
 //! (frames decoded at 256×256).
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@
 //! (min cosine).
 //!
 //! `bash scripts/bench.sh embed -- --clips 4 --size 224 --batch 32 [--bf16]`
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -9,6 +9,7 @@
 //! timed for a few steps, the fastest trained).
 //!
 //! `bash scripts/bench.sh train_step -- --batch 8 --size 224 --steps 6 [--bf16]`
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -10,6 +10,7 @@
 //!   clip does), and PyAV seeking to each requested frame.
 //!
 //! All at the same thread count. Prints a markdown table and writes JSON next to the videos.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

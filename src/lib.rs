@@ -1,5 +1,7 @@
 //! Test support for the end-to-end tests in `tests/` and the benchmarks in `benches/`: making
 //! fixture videos with the `ffmpeg` CLI and finding the `r3m` binary. No product logic lives here.
+// test support: a failure here is a failed test, so unwrap is the right thing
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! The ablation's Python pieces: `scripts/alignment.py` scores a perfectly monotone embedding
 //! trajectory as aligned and a constant one as not, and `scripts/ablation_table.py` turns
 //! `r3m eval bc` results into the objective × task table with the right means and intervals.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! r3m-data's tuple loader on videos made by the `ffmpeg` CLI: batch shapes, distinct clips per
 //! batch, the same batches whatever the worker count, exact resume, and a clip that fails to
 //! decode being dropped and reported.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::Path;
 

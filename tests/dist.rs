@@ -2,6 +2,7 @@
 //! every wait bounded): the gradient average equals one process's full-batch gradient, a torchrun
 //! launch trains with identical weights on both ranks, a 2-rank run resumes bit-identically (and
 //! refuses another world size), and a killed rank makes the other exit with an error.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,6 +2,7 @@
 //! for the same frames, the schema and metadata are as documented, a corrupt video is skipped and
 //! reported, shards cover every frame once, a finished part is skipped on rerun, and a killed job
 //! resumes from its finished pieces to the same result.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

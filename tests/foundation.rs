@@ -1,5 +1,6 @@
 //! Foundation: the real toolchain works end to end: libtorch runs a ResNet, FFmpeg decodes a video
 //! the `ffmpeg` CLI made (byte-identical to the CLI's own RGB output), and `r3m doctor` passes.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! the right episodes, frames and actions; the bridge reproduces the scripted expert (same actions
 //! as the recorded demo, success within the limit); a tiny `r3m eval bc` run writes its table; and
 //! a dead or hung bridge is a clear error, not a hang. Needs the venv's metaworld (scripts/setup.sh).
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

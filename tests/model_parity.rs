@@ -1,5 +1,6 @@
 //! r3m-model against PyTorch in the venv: the R3M objective (value and gradient, same embeddings,
 //! same negative permutations) and ResNet embeddings against torchvision (same weights).
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::Path;
 use std::process::Command;

@@ -2,6 +2,7 @@
 //! ResNet gives the same embeddings as `r3m embed` for the same frames (with and without a
 //! projection head), and `r3m embed`'s output read with pyarrow and DuckDB joins a LeRobot
 //! dataset's frame table. The examples run as they are in `examples/python/`.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,6 +2,7 @@
 //! shared mp4, located by `meta/episodes/*.parquet` timestamps), camera selection, CSV and Parquet
 //! manifests, and the `r3m train` flags that take them. Parquet fixtures are written by pyarrow
 //! (another reader/writer than ours).
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! `r3m train` end to end on videos made by the `ffmpeg` CLI: it trains, skips a bad file and says
 //! so, writes metrics and checkpoints, and an interrupted-then-resumed run ends with the same
 //! weights as an uninterrupted one.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::Path;
 use std::process::Command;

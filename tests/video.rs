@@ -1,5 +1,6 @@
 //! r3m-video on files the `ffmpeg` CLI makes: every codec and container users bring, odd sizes,
 //! rotation, variable frame rate, bad input, and pixel parity with the CLI's own RGB output.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

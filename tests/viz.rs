@@ -1,6 +1,7 @@
 //! Rerun recordings written by `r3m train --rerun` and `r3m view`, read back with the `rerun` CLI
 //! that the venv's rerun-sdk==0.36.3 ships (`rerun rrd print -vv`): the entity paths, how many
 //! rows each got, and on which timelines.
+#![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::Path;
 use std::process::Command;

@@ -111,7 +111,8 @@ pub fn run(args: Args) -> Result<i32> {
             for f in &frames {
                 let key = (rel.clone(), (f.index - clip.start) as i64);
                 let r = rows.get(&key).with_context(|| {
-                    format!("{}: no row for {} frame {}", args.embeddings.as_ref().unwrap().display(), key.0, key.1)
+                    let file = args.embeddings.as_deref().unwrap_or(std::path::Path::new("--embeddings"));
+                    format!("{}: no row for {} frame {}", file.display(), key.0, key.1)
                 })?;
                 vals.extend_from_slice(t.row(*r));
             }

@@ -679,11 +679,12 @@ impl Objective {
                 out
             }
             ObjectiveKind::Byol => {
-                let (proj, pred, tproj) = (
-                    self.projector.as_ref().unwrap(),
-                    self.predictor.as_ref().unwrap(),
-                    self.target_projector.as_ref().unwrap(),
-                );
+                // built by `Objective::new` for Byol
+                let (Some(proj), Some(pred), Some(tproj)) =
+                    (self.projector.as_ref(), self.predictor.as_ref(), self.target_projector.as_ref())
+                else {
+                    unreachable!("Objective::new builds BYOL's projector, predictor and target projector")
+                };
                 let online = pred.forward(&proj.forward(&Tensor::cat(&[&a, &p], 0), true), true);
                 let t = self.target_embed(inp, &[3, 4]);
                 let target = tch::no_grad(|| tproj.forward(&Tensor::cat(&[t.select(1, 0), t.select(1, 1)], 0), true));
