@@ -12,6 +12,7 @@
 pub mod adam;
 pub mod autotune;
 pub mod dist;
+pub mod policy;
 pub mod run;
 pub mod trainer;
 

@@ -21,6 +21,7 @@ use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, Objective
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::policy::CheckpointPolicy;
 use crate::run::{DataFingerprint, RunConfig, SamplerConfig};
 use crate::Adam;
 
@@ -422,6 +423,7 @@ pub fn train(
     let mut best_loss =
         checkpoint::read_config(&best_dir).ok().and_then(|v| v["interval_mean_loss"].as_f64()).unwrap_or(f64::INFINITY);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
+    let policy = CheckpointPolicy { every: cfg.checkpoint_every, steps: cfg.steps, keep_last: cfg.keep_last };
     let save = |step: u64,
                 loader: &Loader,
                 neg: &Rng,
@@ -430,7 +432,7 @@ pub fn train(
                 objective: &Objective,
                 best: Option<f64>|
      -> Result<()> {
-        let name = format!("step-{step:08}");
+        let name = crate::policy::step_name(step);
         let dir = run.join("checkpoints").join(&name);
         let mut config = run_config(cfg, step, loader.state(), neg.state(), loader.clips());
         if let Some(d) = &dist {
@@ -465,17 +467,12 @@ pub fn train(
             let json = serde_json::to_value(&config).context("serialising the run config")?;
             checkpoint::save_with(&best_dir, vs, &adam.state(), &json, &state)?;
         }
-        // keep the last few
-        let mut all: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))?
+        let existing: Vec<String> = std::fs::read_dir(run.join("checkpoints"))?
             .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+            .filter_map(|e| e.file_name().to_str().map(String::from))
             .collect();
-        all.sort();
-        // never the one `latest` names (it is the newest: names sort by zero-padded step)
-        all.retain(|p| p.file_name().and_then(|n| n.to_str()) != Some(name.as_str()));
-        while all.len() >= cfg.keep_last.max(1) {
-            let _ = std::fs::remove_dir_all(all.remove(0));
+        for old in policy.to_remove(&existing, &name) {
+            let _ = std::fs::remove_dir_all(run.join("checkpoints").join(old));
         }
         Ok(())
     };
@@ -635,9 +632,9 @@ pub fn train(
             Some(d) => !d.any(!go_on)?,
             None => go_on,
         };
-        if step.is_multiple_of(cfg.checkpoint_every.max(1)) || step == cfg.steps || !go_on {
+        if policy.due(step, !go_on) {
             let mean = interval_sum / interval_n as f64;
-            let best = (mean < best_loss).then_some(mean);
+            let best = CheckpointPolicy::is_best(mean, best_loss).then_some(mean);
             save(step, &loader, &neg, &adam, &vs, &objective, best)?;
             if best.is_some() {
                 best_loss = mean;
