@@ -100,6 +100,10 @@ fn embeddings_match_the_encoder_and_read_back_everywhere() {
     assert_eq!(e.metadata["r3m.dim"], "512");
     assert_eq!(e.metadata["r3m.checkpoint_sha256"], r3m_export::sha256_file(&ck.join("model.safetensors")).unwrap());
     assert!(e.metadata["r3m.preprocess"].contains("ShortSideCrop"));
+    // the typed reading of the same metadata, checked against the rows
+    let meta = r3m_export::EmbedMeta::from_metadata(&out, &e.metadata, Some(e.dim)).unwrap();
+    assert_eq!((meta.format.as_str(), meta.dim, meta.arch.as_str()), (r3m_export::EMBED_FORMAT, 512, "resnet18"));
+    assert_eq!(meta.preprocess["scale"], 255.0);
 
     // pyarrow, another reader: schema as documented, zstd, same values
     let py = format!(

@@ -114,24 +114,22 @@ pub fn run(args: Args) -> Result<i32> {
             o.remove(k);
         }
     }
-    let metadata: Vec<(String, String)> = vec![
-        ("r3m.version".into(), env!("CARGO_PKG_VERSION").into()),
-        ("r3m.checkpoint".into(), frozen.dir.display().to_string()),
-        ("r3m.checkpoint_sha256".into(), sha),
-        ("r3m.arch".into(), frozen.encoder.arch().name().into()),
-        ("r3m.dim".into(), frozen.encoder.dim().to_string()),
-        (
-            "r3m.preprocess".into(),
-            serde_json::json!({"resize": format!("{resize:?}"), "input": "u8 RGB", "scale": 255.0,
-                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                "every": cfg.every, "fps": cfg.fps})
-            .to_string(),
-        ),
-        ("r3m.precision".into(), format!("{precision}{}", if channels_last { ", channels-last" } else { "" })),
-        ("r3m.source".into(), args.source.path().display().to_string()),
-        ("r3m.shard".into(), format!("{si}/{sn}")),
-        ("r3m.checkpoint_config".into(), summary.to_string()),
-    ];
+    let metadata = r3m_export::EmbedMeta {
+        format: r3m_export::EMBED_FORMAT.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        checkpoint: frozen.dir.display().to_string(),
+        checkpoint_sha256: sha,
+        arch: frozen.encoder.arch().name().into(),
+        dim: frozen.encoder.dim() as usize,
+        preprocess: serde_json::json!({"resize": format!("{resize:?}"), "input": "u8 RGB", "scale": 255.0,
+            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+            "every": cfg.every, "fps": cfg.fps}),
+        precision: format!("{precision}{}", if channels_last { ", channels-last" } else { "" }),
+        source: args.source.path().display().to_string(),
+        shard: format!("{si}/{sn}"),
+        checkpoint_config: summary,
+    }
+    .to_pairs();
     tracing::info!(
         "embedding {} frames of {} clips (shard {si}/{sn}) with {} ({}-d, {precision}) on {}",
         total,

@@ -39,6 +39,11 @@ pub fn run(args: Args) -> Result<i32> {
     let dev = crate::device::parse_checked(&args.device)?;
     let frozen = args.checkpoint.as_ref().map(|c| r3m_model::checkpoint::load_encoder(c, dev)).transpose()?;
     let table = args.embeddings.as_ref().map(|p| r3m_export::read_embeddings(p)).transpose()?;
+    if let (Some(t), Some(p)) = (&table, &args.embeddings) {
+        // a file that is not an r3m embeddings table, or whose metadata disagrees with its rows
+        let meta = r3m_export::EmbedMeta::from_metadata(p, &t.metadata, Some(t.dim))?;
+        tracing::info!("embeddings: {} ({}-d {}, {})", p.display(), meta.dim, meta.arch, meta.checkpoint);
+    }
     let size = args.size.or(frozen.as_ref().map(|f| f.size)).unwrap_or(128);
     if !(16..=2048).contains(&size) {
         bail!("--size {size}: give a frame side between 16 and 2048 pixels");

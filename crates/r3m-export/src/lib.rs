@@ -8,9 +8,11 @@
 //! through `r3m-video`.
 
 pub mod embed;
+pub mod meta;
 pub mod parquet_io;
 
 pub use embed::{embed_clips, select_frames, shard, EmbedConfig, EmbedReport};
+pub use meta::{EmbedMeta, EMBED_FORMAT};
 pub use parquet_io::{
     for_each_chunk, read_embeddings, read_embeddings_metadata, schema, EmbeddingWriter, Embeddings, ExportError,
 };
