@@ -51,6 +51,9 @@ pub enum EncoderKind {
     Proprio,
     /// No image: only the object poses and the goal from the simulator ([`OBJECT_STATE`], the 17
     /// values the positive control's state head predicts), with Gaussian noise of `noise` metres
+    /// on the position coordinates that vary across the training demos (more than 1 mm standard
+    /// deviation: an encoder predicts a constant as a constant, and noise on a constant column
+    /// would become a pure-noise feature after the policy's input BatchNorm)
     /// on their positions (0: exact). A diagnostic row: how precisely must an encoder locate the
     /// objects for the evaluation to reward it? `--encoders state-objects` or
     /// `state-objects:SIGMA` (e.g. `state-objects:0.02`, 2 cm).
@@ -68,8 +71,28 @@ pub enum EncoderKind {
 pub const OBJECT_STATE: [usize; 17] = [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 36, 37, 38];
 
 /// Positions among [`OBJECT_STATE`]'s 17 values (object 1, object 2, goal): where
-/// `state-objects:SIGMA` adds noise. Quaternions stay exact.
+/// `state-objects:SIGMA` adds noise (those that vary, [`varying_positions`]). Quaternions stay exact.
 const OBJECT_POSITIONS: [usize; 9] = [0, 1, 2, 7, 8, 9, 14, 15, 16];
+
+/// A position coordinate varies when its standard deviation over the demo frames exceeds this
+/// (metres).
+const VARYING_SD: f64 = 1e-3;
+
+/// Which of [`OBJECT_POSITIONS`] vary over `rows` (full 39-d states): standard deviation above
+/// [`VARYING_SD`].
+fn varying_positions(rows: &[&Vec<f32>]) -> Vec<usize> {
+    OBJECT_POSITIONS
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let col = OBJECT_STATE[i];
+            let vals: Vec<f64> = rows.iter().filter_map(|r| r.get(col)).map(|&v| f64::from(v)).collect();
+            let n = vals.len().max(1) as f64;
+            let mean = vals.iter().sum::<f64>() / n;
+            (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt() > VARYING_SD
+        })
+        .collect()
+}
 
 /// The names `--encoders` takes besides checkpoints.
 pub const BUILTIN_ENCODERS: &str =
@@ -412,6 +435,8 @@ struct StateView {
     cols: Option<&'static [usize]>,
     /// Standard deviation of the noise on the positions, metres.
     noise: f64,
+    /// Which of the kept values get noise (indices into `cols`).
+    noisy: Vec<usize>,
 }
 
 impl StateView {
@@ -427,7 +452,7 @@ impl StateView {
         }
         let mut v: Vec<f32> = cols.iter().map(|&c| full[c]).collect();
         if self.noise > 0.0 {
-            for &i in &OBJECT_POSITIONS {
+            for &i in &self.noisy {
                 v[i] += (self.noise * gaussian(rng)) as f32;
             }
         }
@@ -518,9 +543,10 @@ pub fn run_cell(
             let e = ShallowEncoder::new(&vs.root(), i64::from(cfg.size));
             Features::Visual(Visual::Shallow(e, vs))
         }
-        EncoderKind::State => Features::State(StateView { cols: None, noise: 0.0 }),
+        EncoderKind::State => Features::State(StateView { cols: None, noise: 0.0, noisy: Vec::new() }),
         EncoderKind::StateObjects { noise, .. } => {
-            Features::State(StateView { cols: Some(&OBJECT_STATE), noise: *noise })
+            let rows: Vec<&Vec<f32>> = train.iter().filter_map(|d| d.state.as_ref()).flatten().collect();
+            Features::State(StateView { cols: Some(&OBJECT_STATE), noise: *noise, noisy: varying_positions(&rows) })
         }
         EncoderKind::Proprio => Features::Nothing,
     };
@@ -798,14 +824,14 @@ mod tests {
         assert!(EncoderKind::parse("state-objects=run", None).is_err(), "reserved as a checkpoint name");
 
         let full: Vec<f32> = (0..39).map(|i| i as f32).collect();
-        let exact = StateView { cols: Some(&OBJECT_STATE), noise: 0.0 };
+        let exact = StateView { cols: Some(&OBJECT_STATE), noise: 0.0, noisy: OBJECT_POSITIONS.to_vec() };
         let v = exact.apply(&full, &mut Rng::new(1)).unwrap();
         let want: Vec<f32> = (4..18).chain(36..39).map(|i| i as f32).collect();
         assert_eq!(v, want);
         let e = exact.apply(&full[..20], &mut Rng::new(1)).unwrap_err().to_string();
         assert!(e.contains("20-value state"), "{e}");
         // noise: on the 9 positions only, with the asked standard deviation
-        let noisy = StateView { cols: Some(&OBJECT_STATE), noise: 0.05 };
+        let noisy = StateView { cols: Some(&OBJECT_STATE), noise: 0.05, noisy: OBJECT_POSITIONS.to_vec() };
         let mut rng = Rng::new(7);
         let mut sq = [0.0f64; 17];
         let n = 4000;
@@ -823,6 +849,19 @@ mod tests {
                 assert_eq!(sd, 0.0, "value {i} is a quaternion component, kept exact");
             }
         }
+        // only coordinates that vary over the demos get noise: object 2 fixed, goal height fixed
+        let states: Vec<Vec<f32>> = (0..20)
+            .map(|k| {
+                let mut s = vec![0.0f32; 39];
+                s[4] = 0.01 * k as f32; // object 1 x varies
+                s[5] = 0.6 + 0.0001 * k as f32; // under 1 mm: constant
+                s[36] = -0.02 * k as f32; // goal x varies
+                s[38] = 0.02; // goal z fixed
+                s
+            })
+            .collect();
+        let refs: Vec<&Vec<f32>> = states.iter().collect();
+        assert_eq!(varying_positions(&refs), vec![0, 14]);
     }
 
     #[test]
