@@ -13,6 +13,7 @@
 
 pub mod analysis;
 pub mod checkpoint;
+pub mod losses;
 pub mod objective;
 pub mod objectives;
 pub mod precision;
