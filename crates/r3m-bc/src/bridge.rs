@@ -102,10 +102,7 @@ impl BridgeConfig {
         if let Some(p) = std::env::var_os("R3M_BRIDGE") {
             return PathBuf::from(p);
         }
-        let cache = std::env::var_os("R3M_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/r3m")))
-            .unwrap_or_else(std::env::temp_dir);
+        let cache = r3m_fs::cache_root().unwrap_or_else(std::env::temp_dir);
         match install_bridge(&cache).or_else(|_| install_bridge(&std::env::temp_dir().join("r3m"))) {
             Ok(p) => p,
             // start() reports the missing script with this path

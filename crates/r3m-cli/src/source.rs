@@ -30,12 +30,9 @@ pub struct SourceArgs {
 /// Where probe results are cached: `$R3M_PROBE_CACHE`, else `$R3M_CACHE/probe/` (default
 /// `~/.cache/r3m/probe/`), one small file per video (see [`r3m_data::ProbeCache`]).
 pub fn probe_cache() -> r3m_data::ProbeCache {
-    let dir = std::env::var_os("R3M_PROBE_CACHE").map(PathBuf::from).or_else(|| {
-        std::env::var_os("R3M_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/r3m")))
-            .map(|c| c.join("probe"))
-    });
+    let dir = std::env::var_os("R3M_PROBE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| r3m_fs::cache_root().map(|c| c.join("probe")));
     r3m_data::ProbeCache::open(dir)
 }
 

@@ -11,6 +11,7 @@
 //! - [`TempDir`]: a folder filled file by file (checkpoints, `best/`); [`TempDir::commit`] replaces
 //!   the target in one step on Linux (`renameat2(RENAME_EXCHANGE)`), elsewhere by two renames whose
 //!   gap [`clean_stale`] repairs.
+//! - [`cache_root`]: the one rule for where caches live.
 //! - [`clean_stale`]: removes the temporaries of processes that no longer run (a `kill -9` leaves
 //!   them) and restores a folder whose replacement was cut between its two renames.
 //!
@@ -69,6 +70,14 @@ fn parent_of(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// Where r3m keeps its caches (probe results, the bridge script, autotune timings):
+/// `$R3M_CACHE`, else `~/.cache/r3m`; `None` when neither is set.
+pub fn cache_root() -> Option<PathBuf> {
+    std::env::var_os("R3M_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/r3m")))
 }
 
 /// fsyncs a folder, so that renames and new entries in it survive a power loss.

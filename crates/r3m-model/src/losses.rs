@@ -101,10 +101,16 @@ pub fn nt_xent_global(
     let ck = Tensor::cat(&[clips_all, clips_all], 0);
     // exclude itself and same-clip views other than its pair
     let excluded = cq.unsqueeze(1).eq_tensor(&ck.unsqueeze(0)).logical_and(&is_pair.logical_not());
-    let logits = sim.masked_fill(&excluded, f64::NEG_INFINITY);
+    pair_softmax(&sim, &excluded, &pair)
+}
+
+/// Softmax cross-entropy of each row of `sim` towards its `pair` column, `excluded` columns
+/// masked out; the loss and the fraction of rows whose pair scores highest (both NT-Xent forms).
+fn pair_softmax(sim: &Tensor, excluded: &Tensor, pair: &Tensor) -> (Tensor, Tensor) {
+    let logits = sim.masked_fill(excluded, f64::NEG_INFINITY);
     let logp = logits.log_softmax(1, Kind::Float).gather(1, &pair.unsqueeze(1), false).squeeze_dim(1);
     let loss = -logp.mean(Kind::Float);
-    let acc = tch::no_grad(|| logits.argmax(1, false).eq_tensor(&pair).to_kind(Kind::Float).mean(Kind::Float));
+    let acc = tch::no_grad(|| logits.argmax(1, false).eq_tensor(pair).to_kind(Kind::Float).mean(Kind::Float));
     (loss, acc)
 }
 
@@ -126,11 +132,7 @@ pub fn nt_xent(a: &Tensor, p: &Tensor, clips: &Tensor, tau: f64) -> (Tensor, Ten
         .logical_not()
         .logical_and(&pair.unsqueeze(1).eq_tensor(&idx.unsqueeze(0)));
     let excluded = same_clip(&c2).logical_and(&pair_mask.logical_not());
-    let logits = sim.masked_fill(&excluded, f64::NEG_INFINITY);
-    let logp = logits.log_softmax(1, Kind::Float).gather(1, &pair.unsqueeze(1), false).squeeze_dim(1);
-    let loss = -logp.mean(Kind::Float);
-    let acc = tch::no_grad(|| logits.argmax(1, false).eq_tensor(&pair).to_kind(Kind::Float).mean(Kind::Float));
-    (loss, acc)
+    pair_softmax(&sim, &excluded, &pair)
 }
 
 /// MoCo's InfoNCE: `q` `[B, D]` against its key `k` `[B, D]` (no grad) and the queue `[K, D]` of

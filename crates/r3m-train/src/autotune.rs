@@ -9,8 +9,9 @@
 //! measured 1.35× the PyTorch recipe and bf16 1.17×, yet "bf16 where the CPU has it" picked bf16.
 //!
 //! The steps run on random pixels: the loader is the same whatever the mode, so it is left out
-//! of the timing. Nothing here touches the run's weights or random streams (the model is a
-//! separate copy seeded apart), so measuring does not change what the run computes.
+//! of the timing. The model is its own copy, built like the run's ([`crate::trainer`]'s
+//! `build_model`); the run seeds libtorch before building its model and keeps its other random
+//! streams in its own generators, so measuring does not change what the run computes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use r3m_model::objectives::LANG_DIM;
-use r3m_model::precision::{channels_last, vars_to_channels_last};
-use r3m_model::{Encoder, Objective, ObjectiveInput, Precision};
+use r3m_model::precision::channels_last;
+use r3m_model::{ObjectiveInput, Precision};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -157,21 +158,10 @@ fn cpu_model() -> String {
 pub fn measure(cfg: &TrainConfig, modes: &[Mode]) -> Result<Vec<Timing>> {
     let dev = cfg.device;
     let (b, s) = (cfg.batch as i64, i64::from(cfg.size));
-    let dim = cfg.proj_dim.unwrap_or(cfg.arch.dim());
     let mut out = Vec::new();
     for &mode in modes {
         let vs = nn::VarStore::new(dev);
-        let (encoder, mut objective) = tch::no_grad(|| {
-            let e = Encoder::with_head(&vs.root(), cfg.arch, cfg.proj_dim);
-            let o = Objective::new(cfg.objective, cfg.arch, cfg.proj_dim, dim, LANG_DIM, &vs);
-            (e, o)
-        });
-        if mode.channels_last {
-            vars_to_channels_last(&vs);
-            vars_to_channels_last(&objective.momentum);
-        }
-        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        params.extend(objective.trainable());
+        let (encoder, mut objective, params) = crate::trainer::build_model(cfg, &vs, LANG_DIM, mode.channels_last);
         let mut adam = Adam::new(params, cfg.lr);
         let pixels = Tensor::randint(256, [b * 5, s, s, 3], (Kind::Uint8, Device::Cpu)).permute([0, 3, 1, 2]);
         let clips = Tensor::arange(b, (Kind::Int64, dev));
@@ -214,10 +204,7 @@ pub fn measure(cfg: &TrainConfig, modes: &[Mode]) -> Result<Vec<Timing>> {
 
 /// The cache file: `$R3M_CACHE/autotune.json` (default `~/.cache/r3m/`), `None` without a home.
 pub fn default_cache() -> Option<PathBuf> {
-    std::env::var_os("R3M_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/r3m")))
-        .map(|d| d.join("autotune.json"))
+    r3m_fs::cache_root().map(|d| d.join("autotune.json"))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

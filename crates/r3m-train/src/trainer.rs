@@ -323,27 +323,15 @@ pub fn train(
     let mut vs = nn::VarStore::new(cfg.device);
     let lang_table = lang_table(&clips, cfg)?;
     let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
-    let dim = cfg.proj_dim.unwrap_or(cfg.arch.dim());
     // libtorch's generator is process-wide: seeding and initialising under one lock keeps the
     // initial weights a function of the seed when several trainings share a process (tests run
     // in threads). Concurrent trainings in one process still differ in another way: README,
     // "Known issues".
-    let (encoder, mut objective) = {
+    let (encoder, mut objective, params) = {
         let _guard = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         tch::manual_seed(cfg.seed as i64);
-        let encoder = Encoder::with_head(&vs.root(), cfg.arch, cfg.proj_dim);
-        let objective = Objective::new(cfg.objective, cfg.arch, cfg.proj_dim, dim, lang_dim, &vs);
-        (encoder, objective)
+        build_model(cfg, &vs, lang_dim, cfg.channels_last)
     };
-    if cfg.channels_last {
-        vars_to_channels_last(&vs);
-    }
-    if cfg.channels_last {
-        vars_to_channels_last(&objective.momentum);
-    }
-    let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    params.extend(objective.trainable());
     // what Adam updates: the gradients that are averaged over ranks
     let grad_params: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut adam = Adam::new(params, cfg.lr);
@@ -656,6 +644,28 @@ pub fn train(
         tracing::info!("rank {} of {}: {step} steps, parameter checksum {sum:.17e}", d.rank, d.world);
     }
     Ok(step)
+}
+
+/// The run's model on `vs`: the encoder (with its head) and the objective (heads, momentum
+/// copies), channels-last when asked, and what Adam updates (the encoder's trainable variables
+/// sorted by name, then the objective's). Training and [`crate::autotune`] build it the same way.
+pub(crate) fn build_model(
+    cfg: &TrainConfig,
+    vs: &nn::VarStore,
+    lang_dim: i64,
+    channels_last: bool,
+) -> (Encoder, Objective, Vec<(String, Tensor)>) {
+    let dim = cfg.proj_dim.unwrap_or(cfg.arch.dim());
+    let encoder = Encoder::with_head(&vs.root(), cfg.arch, cfg.proj_dim);
+    let objective = Objective::new(cfg.objective, cfg.arch, cfg.proj_dim, dim, lang_dim, vs);
+    if channels_last {
+        vars_to_channels_last(vs);
+        vars_to_channels_last(&objective.momentum);
+    }
+    let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params.extend(objective.trainable());
+    (encoder, objective, params)
 }
 
 fn clip_name(clips: &[Clip], i: usize) -> String {
