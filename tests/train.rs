@@ -103,6 +103,21 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     let losses =
         |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
     assert_eq!(losses(&metrics), losses(&resumed_metrics), "losses differ after resume");
+    // the budget counts the same steps either way, and the sittings that trained them
+    let budget = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("budget.json")).unwrap()).unwrap()
+    };
+    let (bs, br) = (budget(&straight), budget(&split));
+    for b in [&bs, &br] {
+        assert_eq!(b["format"], "r3m-budget-1", "{b}");
+        assert_eq!(
+            (b["steps"].as_u64(), b["tuples"].as_u64(), b["images"].as_u64()),
+            (Some(4), Some(4 * 3), Some(4 * 3 * 5)),
+            "{b}"
+        );
+        assert!(b["train_s"].as_f64().unwrap() > 0.0 && b["s_per_step"].as_f64().unwrap() > 0.0, "{b}");
+    }
+    assert_eq!((bs["sittings"].as_u64(), br["sittings"].as_u64()), (Some(1), Some(2)));
     let (a, b) = (weights(&straight), weights(&split));
     assert_eq!(a.len(), b.len());
     for ((n, x), (_, y)) in a.iter().zip(&b) {
@@ -268,7 +283,7 @@ fn language_term_and_time_windows() {
     videos(&v);
     let manifest = dir.path().join("clips.csv");
     std::fs::write(&manifest, "path,text\nvideos/clip0.mp4,open the drawer\nvideos/clip1.mp4,open the drawer\nvideos/clip2.mp4,press the button\nvideos/clip3.mp4,\nvideos/clip4.mp4,press the button\n").unwrap();
-    // embeddings for two texts (made here; scripts/embed_texts.py writes the same schema)
+    // embeddings for two texts (made here; python/r3m_tools/embed_texts.py writes the same schema)
     let texts = dir.path().join("texts.parquet");
     let script = format!(
         "import pyarrow as pa, pyarrow.parquet as pq\npq.write_table(pa.table({{'text': ['open the drawer', 'press the button'], 'embedding': pa.array([[0.1]*384, [-0.2]*384], pa.list_(pa.float32()))}}), '{}')",

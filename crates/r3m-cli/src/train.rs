@@ -117,7 +117,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0)]
     lang_weight: f64,
     /// Parquet of text embeddings (columns `text`, `embedding` list<float>), as written by
-    /// `scripts/embed_texts.py` (all-MiniLM-L6-v2, offline).
+    /// `python/r3m_tools/embed_texts.py` (all-MiniLM-L6-v2, offline).
     #[arg(long)]
     text_embeddings: Option<PathBuf>,
     /// Hidden width of the language head (R3M: 1024).
@@ -321,7 +321,7 @@ pub fn run(args: Args) -> Result<i32> {
     if args.lang_weight > 0.0 {
         let Some(path) = &args.text_embeddings else {
             bail!(
-                "--lang-weight {} needs --text-embeddings FILE.parquet (make it with scripts/embed_texts.py)",
+                "--lang-weight {} needs --text-embeddings FILE.parquet (make it with python/r3m_tools/embed_texts.py)",
                 args.lang_weight
             )
         };
@@ -428,10 +428,13 @@ pub fn run(args: Args) -> Result<i32> {
         return Ok(130);
     }
     tracing::info!("trained {done} steps; checkpoint {ck}; metrics {}", args.out.join("metrics.csv").display());
+    if let Some(b) = r3m_train::Budget::read(&args.out) {
+        tracing::info!("budget: {} ({})", b.summary(), args.out.join(r3m_train::budget::FILE).display());
+    }
     Ok(0)
 }
 
-/// Reads `text` → `embedding` from a Parquet file written by `scripts/embed_texts.py`.
+/// Reads `text` → `embedding` from a Parquet file written by `python/r3m_tools/embed_texts.py`.
 fn read_text_embeddings(path: &std::path::Path) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
     use anyhow::Context;
     let batches = r3m_data::table::read_parquet(path)

@@ -11,12 +11,14 @@
 
 pub mod adam;
 pub mod autotune;
+pub mod budget;
 pub mod dist;
 pub mod policy;
 pub mod run;
 pub mod trainer;
 
 pub use adam::Adam;
+pub use budget::Budget;
 pub use dist::{Dist, DistEnv};
 pub use run::{prepare_run_dir, RunConfig};
 pub use trainer::{check_resume, latest_checkpoint, train, StepMetrics, TrainConfig, TupleSample};

@@ -21,6 +21,7 @@ use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, Objective
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::budget::Budget;
 use crate::policy::CheckpointPolicy;
 use crate::run::{DataFingerprint, RunConfig, SamplerConfig};
 use crate::Adam;
@@ -412,6 +413,13 @@ pub fn train(
         checkpoint::read_config(&best_dir).ok().and_then(|v| v["interval_mean_loss"].as_f64()).unwrap_or(f64::INFINITY);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
     let policy = CheckpointPolicy { every: cfg.checkpoint_every, steps: cfg.steps, keep_last: cfg.keep_last };
+    // this process is one more sitting of the run
+    let sittings = if resume { Budget::read(run).map_or(1, |b| b.sittings + 1) } else { 1 };
+    let device_name = match cfg.device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        d => format!("{d:?}"),
+    };
     let save = |step: u64,
                 loader: &Loader,
                 neg: &Rng,
@@ -450,6 +458,20 @@ pub fn train(
         let json = serde_json::to_value(&config).context("serialising the run config")?;
         checkpoint::save_with(&dir, vs, &adam.state(), &json, &state)?;
         r3m_fs::write(&run.join("latest"), name.as_bytes())?;
+        let csv =
+            std::fs::read_to_string(&metrics_path).with_context(|| format!("reading {}", metrics_path.display()))?;
+        let world = dist.as_ref().map_or(1, |d| d.world);
+        Budget::from_metrics(
+            &csv,
+            cfg.batch,
+            world,
+            cfg.size,
+            clips.len(),
+            sittings,
+            &device_name,
+            cfg.precision.name(),
+        )?
+        .write(run)?;
         if let Some(mean) = best {
             config.interval_mean_loss = Some(mean);
             let json = serde_json::to_value(&config).context("serialising the run config")?;

@@ -1,0 +1,174 @@
+//! What a run has spent, in `RUN/budget.json`: steps, tuples, images, training time and seconds
+//! per step, rewritten at every checkpoint. It is computed from `metrics.csv` (which `--resume`
+//! trims to the checkpoint's step), so it counts every step the checkpoint holds across all the
+//! sittings that trained the run, and nothing a crash lost.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// `budget.json`'s `format`.
+pub const FORMAT: &str = "r3m-budget-1";
+/// The file in the run directory.
+pub const FILE: &str = "budget.json";
+/// Frames per R3M tuple (s0, s1, s2 and the clip's first and last frame for the language term).
+pub const FRAMES_PER_TUPLE: u64 = 5;
+
+/// A run's spending up to its latest checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// [`FORMAT`].
+    pub format: String,
+    /// Optimisation steps done.
+    pub steps: u64,
+    /// Clips per batch per rank.
+    pub batch: usize,
+    /// Ranks (1 without data parallelism).
+    pub world: usize,
+    /// Tuples seen: steps × batch × world.
+    pub tuples: u64,
+    /// Frames through the encoder: tuples × 5.
+    pub images: u64,
+    /// Side of the training crops.
+    pub size: u32,
+    /// Clips the run draws from.
+    pub clips: usize,
+    /// Seconds spent in training steps (the sum of `metrics.csv`'s `step_s`, data wait included).
+    pub train_s: f64,
+    /// Of which waiting for the loader (the sum of `wait_s`).
+    pub data_wait_s: f64,
+    /// Mean seconds per step.
+    pub s_per_step: f64,
+    /// Median seconds per step.
+    pub median_s_per_step: f64,
+    /// Processes that trained this run and wrote a checkpoint (1 for an uninterrupted run).
+    pub sittings: u32,
+    /// Where it trained: cpu, cuda:N.
+    pub device: String,
+    /// Encoder arithmetic: fp32, bf16.
+    pub precision: String,
+}
+
+/// Step times read from `metrics.csv`: (steps, Σ step_s, Σ wait_s, median step_s). Rows that do not
+/// parse are skipped; the step count is the last row's step.
+pub fn step_times(csv: &str) -> Result<(u64, f64, f64, f64)> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().context("metrics.csv is empty")?.split(',').collect();
+    let col = |name: &str| {
+        header.iter().position(|c| *c == name).with_context(|| format!("metrics.csv has no {name} column"))
+    };
+    let (c_step, c_wait, c_time) = (col("step")?, col("wait_s")?, col("step_s")?);
+    let (mut steps, mut wait, mut times) = (0u64, 0.0f64, Vec::new());
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let get = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
+        let (Some(step), Some(w), Some(t)) =
+            (f.get(c_step).and_then(|s| s.parse::<u64>().ok()), get(c_wait), get(c_time))
+        else {
+            continue;
+        };
+        steps = step;
+        wait += w;
+        times.push(t);
+    }
+    let total: f64 = times.iter().sum();
+    times.sort_by(f64::total_cmp);
+    let median = if times.is_empty() { 0.0 } else { times[times.len() / 2] };
+    Ok((steps, total, wait, median))
+}
+
+impl Budget {
+    /// The budget of the run in `run` from its `metrics.csv`; `sittings` as given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_metrics(
+        csv: &str,
+        batch: usize,
+        world: usize,
+        size: u32,
+        clips: usize,
+        sittings: u32,
+        device: &str,
+        precision: &str,
+    ) -> Result<Self> {
+        let (steps, train_s, data_wait_s, median) = step_times(csv)?;
+        let tuples = steps * batch as u64 * world as u64;
+        Ok(Budget {
+            format: FORMAT.into(),
+            steps,
+            batch,
+            world,
+            tuples,
+            images: tuples * FRAMES_PER_TUPLE,
+            size,
+            clips,
+            train_s,
+            data_wait_s,
+            s_per_step: if steps > 0 { train_s / steps as f64 } else { 0.0 },
+            median_s_per_step: median,
+            sittings,
+            device: device.into(),
+            precision: precision.into(),
+        })
+    }
+
+    /// `run`'s `budget.json`, or `None` when there is none or it does not parse.
+    pub fn read(run: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(run.join(FILE)).ok()?;
+        serde_json::from_str::<Budget>(&text).ok().filter(|b| b.format == FORMAT)
+    }
+
+    /// Writes `run/budget.json` atomically.
+    pub fn write(&self, run: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).context("serialising the budget")?;
+        Ok(r3m_fs::write(&run.join(FILE), json.as_bytes())?)
+    }
+
+    /// One line for a log: "1200 steps, 19200 tuples (96000 images) at 112 px, 3.41 s/step, 68.2 min".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} steps, {} tuples ({} images) at {} px, {:.2} s/step, {:.1} min training over {} sitting(s)",
+            self.steps,
+            self.tuples,
+            self.images,
+            self.size,
+            self.s_per_step,
+            self.train_s / 60.0,
+            self.sittings
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CSV: &str = "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips\n\
+        1,1.2,1.2,2,1,0.5,0.5000,3.0000,1.2,0.5,,,0\n\
+        2,1.1,1.1,2,1,0.5,0.1000,2.0000,1.1,0.5,,,0\n\
+        garbage\n\
+        3,1.0,1.0,2,1,0.5,0.0000,4.0000,1.0,0.5,,,0\n";
+
+    #[test]
+    fn counts_steps_tuples_and_time_from_metrics() {
+        let b = Budget::from_metrics(CSV, 16, 2, 112, 200, 2, "cpu", "fp32").unwrap();
+        assert_eq!((b.steps, b.tuples, b.images), (3, 3 * 16 * 2, 3 * 16 * 2 * 5));
+        assert!((b.train_s - 9.0).abs() < 1e-9 && (b.data_wait_s - 0.6).abs() < 1e-9, "{b:?}");
+        assert!((b.s_per_step - 3.0).abs() < 1e-9 && (b.median_s_per_step - 3.0).abs() < 1e-9, "{b:?}");
+        assert!(b.summary().contains("3 steps, 96 tuples (480 images) at 112 px"), "{}", b.summary());
+    }
+
+    #[test]
+    fn round_trips_and_refuses_what_is_not_a_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Budget::read(dir.path()).is_none());
+        let b = Budget::from_metrics(CSV, 4, 1, 64, 5, 1, "cpu", "bf16").unwrap();
+        b.write(dir.path()).unwrap();
+        assert_eq!(Budget::read(dir.path()), Some(b));
+        std::fs::write(dir.path().join(FILE), "{\"format\": \"other\"}").unwrap();
+        assert!(Budget::read(dir.path()).is_none());
+        let e = step_times("step,loss\n1,2\n").unwrap_err().to_string();
+        assert!(e.contains("wait_s"), "{e}");
+        assert!(step_times("").is_err());
+    }
+}
