@@ -160,7 +160,7 @@ fn main() {
     }
 
     // peer: R3M's JPEG loader
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_r3m_jpeg_loader.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_r3m_jpeg_loader.py");
     let out = Command::new("python3").arg(script).arg(&jpegs).arg(TUPLES.to_string()).arg("1").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let peer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -37,7 +37,7 @@ fn main() {
 
     let peer = |mode: &str| -> f64 {
         let out = Command::new("python3")
-            .arg(root.join("scripts/bench_py_embed.py"))
+            .arg(root.join("benches/peers/bench_py_embed.py"))
             .arg(tmp.path().join(format!("py-{mode}.parquet")))
             .args([size.to_string(), batch.to_string(), threads.to_string(), mode.to_string()])
             .args(clips.iter().map(|c| c.video.path.clone()))

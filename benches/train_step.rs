@@ -23,7 +23,7 @@ fn arg(name: &str, default: usize) -> usize {
 
 fn peer(root: &std::path::Path, batch: usize, size: u32, steps: u64, warmup: u64, threads: i32, mode: &str) -> f64 {
     let out = Command::new("python3")
-        .arg(root.join("scripts/bench_torch_train_step.py"))
+        .arg(root.join("benches/peers/bench_torch_train_step.py"))
         .args([
             "resnet18",
             &batch.to_string(),

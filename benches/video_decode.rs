@@ -127,7 +127,7 @@ fn ffmpeg_seq(path: &Path, threads: usize) -> f64 {
 }
 
 fn pyav(args: &[&str]) -> f64 {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_pyav.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_pyav.py");
     let out = Command::new("python3").arg(script).args(args).output().expect("python3 with av (scripts/setup.sh)");
     assert!(out.status.success(), "pyav: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -16,7 +16,7 @@ lint_failed=()
 cargo clippy --release --locked --workspace --all-targets -- -D warnings || { lint_rc=1; lint_failed+=("cargo clippy -D warnings"); }
 # formatting (rustfmt.toml) and the Python side (ruff.toml): seconds
 cargo fmt --all --check >/dev/null || { lint_rc=1; lint_failed+=("cargo fmt --check (run: cargo fmt --all)"); }
-ruff check --quiet scripts examples || { lint_rc=1; lint_failed+=("ruff check scripts examples"); }
+ruff check --quiet scripts python experiments examples tests/refs benches/peers || { lint_rc=1; lint_failed+=("ruff check (the Python folders)"); }
 # every declared dependency is used (or listed in the script with why it is needed anyway)
 python3 scripts/check_deps.py || { lint_rc=1; lint_failed+=("scripts/check_deps.py (unused dependencies)"); }
 log="$(mktemp)"

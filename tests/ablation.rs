@@ -1,5 +1,5 @@
-//! The ablation's Python pieces: `scripts/alignment.py` scores a perfectly monotone embedding
-//! trajectory as aligned and a constant one as not, and `scripts/ablation_table.py` turns
+//! The ablation's Python pieces: `experiments/alignment.py` scores a perfectly monotone embedding
+//! trajectory as aligned and a constant one as not, and `experiments/ablation_table.py` turns
 //! `r3m eval bc` results into the objective × task table with the right means and intervals.
 #![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn script(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments").join(name)
 }
 
 fn run(args: &[&str]) -> String {
@@ -135,4 +135,55 @@ fn eval_table_shows_each_task_and_row_with_intervals_and_the_svg_plot() {
     assert_eq!(lines.len(), 4, "demos 5 rows filtered out: {out}");
     let svg = std::fs::read_to_string(svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<rect x=").count() >= 4 + 2, "{svg}");
+}
+
+#[test]
+fn budget_curve_reads_each_checkpoints_budget_and_draws_the_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = |m: f64, lo: f64, hi: f64| serde_json::json!({"mean": m, "lo": lo, "hi": hi});
+    // two checkpoints of one run: the budget comes from their config.json, not from the names
+    let mut checkpoints = serde_json::Map::new();
+    for (name, step) in [("tcn-in-a", 400u64), ("tcn-in-b", 1200)] {
+        let ck = dir.path().join("run").join(name);
+        std::fs::create_dir_all(&ck).unwrap();
+        let config = serde_json::json!({"step": step, "batch": 16, "size": 112, "rank_states": []});
+        std::fs::write(ck.join("config.json"), config.to_string()).unwrap();
+        checkpoints.insert(name.into(), ck.to_str().unwrap().into());
+    }
+    let d = dir.path().join("evals").join("push-v3");
+    std::fs::create_dir_all(&d).unwrap();
+    let r = serde_json::json!({
+        "format": "r3m-eval-bc-2", "complete": true, "checkpoints": checkpoints, "cells": [],
+        "protocol": {"task": "push-v3", "rollouts": 50},
+        "rows": [
+            {"encoder": "tcn-in-b", "demos": 10, "seeds": [0, 1, 2], "final_success": interval(0.4, 0.3, 0.5), "vs_random": interval(0.1, -0.02, 0.2)},
+            {"encoder": "tcn-in-a", "demos": 10, "seeds": [0, 1, 2], "final_success": interval(0.3, 0.2, 0.4), "vs_random": interval(0.0, -0.1, 0.1)},
+            {"encoder": "random", "demos": 10, "seeds": [0, 1, 2], "final_success": interval(0.3, 0.2, 0.4), "vs_random": null},
+            {"encoder": "tcn-other", "demos": 10, "seeds": [0], "final_success": interval(0.9, 0.8, 1.0), "vs_random": null},
+        ]
+    });
+    std::fs::write(d.join("results.json"), r.to_string()).unwrap();
+    let svg = dir.path().join("curve.svg");
+    let evals = dir.path().join("evals");
+    let out = run(&[
+        script("budget_curve.py").to_str().unwrap(),
+        evals.to_str().unwrap(),
+        "--prefix",
+        "tcn-in-",
+        "--refs",
+        "random",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "| pretraining | push-v3 |", "{out}");
+    assert_eq!(lines[2], "| 400 steps, 6400 tuples | 30% (20%–40%), Δ 0 (-10…+10), 3 seeds |", "{out}");
+    assert_eq!(lines[3], "| 1200 steps, 19200 tuples | 40% (30%–50%), Δ +10 (-2…+20), 3 seeds |", "{out}");
+    assert_eq!(lines[4], "| random (reference) | 30% (20%–40%), 3 seeds |", "{out}");
+    assert_eq!(lines.len(), 5, "tcn-other is not a checkpoint of the curve: {out}");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<circle").count() == 2 && svg.contains("stroke-dasharray"),
+        "{svg}"
+    );
 }

@@ -20,7 +20,7 @@ fn root() -> PathBuf {
 /// Runs the generator for `TASK` at 64 px into `out` with `episodes` episodes and `extra` flags.
 fn run_generator(out: &Path, episodes: usize, extra: &[&str]) {
     let o = Command::new("python3")
-        .arg(root().join("scripts/metaworld_demos.py"))
+        .arg(root().join("python/r3m_tools/metaworld_demos.py"))
         .args([
             "--tasks",
             TASK,
@@ -80,7 +80,7 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     assert!(e.contains("no episodes of task hammer-v3") && e.contains(TASK), "{e}");
 
     // the bridge on the first demo's layout: the expert's actions are the recorded ones, and it succeeds
-    let mut env = MetaWorldBridge::start(&bridge_cfg(root().join("scripts/metaworld_bridge.py"), 60)).unwrap();
+    let mut env = MetaWorldBridge::start(&bridge_cfg(root().join("python/r3m_tools/metaworld_bridge.py"), 60)).unwrap();
     assert_eq!(env.frame_size(), (64, 64));
     let seed = a[0].layout_seed.unwrap() as u64;
     let obs = env.reset(seed).unwrap();
@@ -176,7 +176,8 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
     assert_eq!(bridges.len(), 1, "the bridge was written to R3M_CACHE");
     let carried = std::fs::read_to_string(bridges[0].path().join("metaworld_bridge.py")).unwrap();
     let source =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/metaworld_bridge.py")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/r3m_tools/metaworld_bridge.py"))
+            .unwrap();
     assert_eq!(carried, source, "the carried bridge is this tree's");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| random | 1 |") && md.contains("| scratch-shallow | 1 |"), "{md}");
@@ -246,7 +247,7 @@ fn replayed_demo_actions_render_the_demo_pixels_and_embed_equals_eval_bc() {
 
     // demos and rollouts see the same pixels: replay the demo's actions on its layout through the
     // bridge; every rendered frame equals the decoded (lossless) demo frame, byte for byte
-    let mut cfg = bridge_cfg(root().join("scripts/metaworld_bridge.py"), 60);
+    let mut cfg = bridge_cfg(root().join("python/r3m_tools/metaworld_bridge.py"), 60);
     cfg.camera = camera.clone();
     let mut env = MetaWorldBridge::start(&cfg).unwrap();
     let mut obs = env.reset(demo.layout_seed.unwrap() as u64).unwrap();
@@ -429,4 +430,24 @@ fn state_and_proprio_rows_and_cell_level_resume() {
         // the run finished before the signal arrived
         assert!(o.status.success() && j["complete"] == true, "{err}");
     }
+}
+
+/// The Python side's own self-check (`python/r3m_tools/selftest.py`: generator formats, bridge
+/// protocol, lossless round trip, lossy codec), run as a module of the package, so the package
+/// imports as `r3m_tools` from `python/` and not only file by file.
+#[test]
+fn the_python_package_selftest_passes_as_a_module() {
+    let keep = tempfile::tempdir().unwrap();
+    let o = Command::new("python3")
+        .args(["-m", "r3m_tools.selftest", "--keep"])
+        .arg(keep.path().join("selftest"))
+        .current_dir(root())
+        .env("PYTHONPATH", root().join("python"))
+        .env("MUJOCO_GL", "egl")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "selftest failed:\n{text}");
+    assert!(!text.contains("FAIL") && text.contains("all Meta-World checks passed"), "{text}");
+    assert!(keep.path().join("selftest").exists(), "--keep DIR holds the generated datasets: {text}");
 }

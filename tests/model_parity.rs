@@ -10,7 +10,7 @@ use r3m_model::{Arch, Encoder, R3mObjective, Similarity};
 use tch::{nn, Device, Kind, Tensor};
 
 fn python(script: &str, args: &[&Path]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
     let out = Command::new("python3").arg(&script).args(args).output().expect("python3 (run scripts/setup.sh)");
     assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
 }
@@ -41,7 +41,7 @@ fn objective_parity(obj: R3mObjective, scale: f64, seed: i64) {
         &inp,
     )
     .unwrap();
-    python("ref_r3m_loss.py", &[&inp, &out]);
+    python("tests/refs/ref_r3m_loss.py", &[&inp, &out]);
     let reference: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(&out).unwrap().into_iter().collect();
     for (name, ours) in
@@ -96,7 +96,7 @@ fn torchvision_parity(arch: Arch, tv_name: &str) {
     vs.save(&w).unwrap();
     Tensor::write_safetensors(&[("images", &images)], &im).unwrap();
     let arch_name = Path::new(tv_name);
-    python("ref_torchvision_embed.py", &[arch_name, &w, &im, &out]);
+    python("tests/refs/ref_torchvision_embed.py", &[arch_name, &w, &im, &out]);
     let theirs = Tensor::read_safetensors(&out).unwrap().into_iter().find(|(n, _)| n == "emb").unwrap().1;
     assert_eq!(ours.size(), theirs.size());
     let diff = (&ours - &theirs).abs().max().double_value(&[]);
@@ -127,8 +127,8 @@ fn convert_r3m_checkpoint_then_embed_like_torchvision() {
     tch::manual_seed(4);
     let images = Tensor::randint(256, [2, 3, 64, 80], (Kind::Uint8, Device::Cpu));
     Tensor::write_safetensors(&[("images", &images)], &im).unwrap();
-    python("make_fake_r3m_checkpoint.py", &[Path::new("resnet18"), &pt, &im, &emb]);
-    python("convert_r3m.py", &[&pt, &out]);
+    python("tests/refs/make_fake_r3m_checkpoint.py", &[Path::new("resnet18"), &pt, &im, &emb]);
+    python("python/r3m_tools/convert_r3m.py", &[&pt, &out]);
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["arch"], "resnet18");
@@ -144,7 +144,7 @@ fn convert_r3m_checkpoint_then_embed_like_torchvision() {
     let junk = dir.path().join("junk.pt");
     std::fs::write(&junk, b"not a pickle").unwrap();
     let o = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/convert_r3m.py"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/r3m_tools/convert_r3m.py"))
         .arg(&junk)
         .arg(dir.path().join("x"))
         .output()
@@ -152,7 +152,7 @@ fn convert_r3m_checkpoint_then_embed_like_torchvision() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("junk.pt"));
 }
 
-// ---- objective variants against scripts/ref_objectives.py ------------------------------------
+// ---- objective variants against tests/refs/ref_objectives.py ------------------------------------
 
 /// Runs the reference for variant `which` on `tensors` (plus `which`, `params`) and checks the
 /// loss, the accuracy and the gradient of `wrt`.
@@ -174,7 +174,7 @@ fn variant_parity(
     let mut all: Vec<(&str, Tensor)> = vec![("which", w), ("params", p)];
     all.extend(tensors.iter().map(|(n, t)| (*n, t.detach().contiguous())));
     Tensor::write_safetensors(&all, &inp).unwrap();
-    python("ref_objectives.py", &[&inp, &out]);
+    python("tests/refs/ref_objectives.py", &[&inp, &out]);
     let reference: std::collections::HashMap<String, Tensor> =
         Tensor::read_safetensors(&out).unwrap().into_iter().collect();
     let (ours, theirs) = (scalar(loss), scalar(&reference["loss"]));

@@ -510,7 +510,7 @@ pub fn run_cell(
         if let Some(d) = train.iter().chain(heldout).find(|d| d.state.is_none()) {
             bail!(
                 "episode {} has no observation.environment_state: the `{}` row needs a dataset made by the current \
-                 scripts/metaworld_demos.py",
+                 python/r3m_tools/metaworld_demos.py",
                 d.episode,
                 kind.name()
             );

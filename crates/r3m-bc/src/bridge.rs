@@ -1,5 +1,5 @@
 //! Environments: the [`Env`] trait and the Meta-World bridge, a Python server
-//! (`scripts/metaworld_bridge.py`) around one Meta-World env spoken to over stdin/stdout (one JSON
+//! (`python/r3m_tools/metaworld_bridge.py`) around one Meta-World env spoken to over stdin/stdout (one JSON
 //! line per request; a JSON line plus raw RGB bytes per answer; the protocol is in the script's
 //! docstring). A reader thread parses the answers, so a dead server is an error at once and a hung
 //! one is an error after `timeout`, never a hang.
@@ -79,7 +79,7 @@ pub struct MetaWorldBridge {
 pub struct BridgeConfig {
     /// Python interpreter (with metaworld installed).
     pub python: PathBuf,
-    /// `scripts/metaworld_bridge.py`.
+    /// `python/r3m_tools/metaworld_bridge.py`.
     pub script: PathBuf,
     /// Meta-World task, e.g. `drawer-open-v3`.
     pub task: String,
@@ -95,7 +95,7 @@ pub struct BridgeConfig {
 
 impl BridgeConfig {
     /// The bridge script: `$R3M_BRIDGE` when set, else the copy carried inside this binary
-    /// (`scripts/metaworld_bridge.py` and `scripts/metaworld_env.py` as they were at build time),
+    /// (`python/r3m_tools/metaworld_bridge.py` and `python/r3m_tools/metaworld_env.py` as they were at build time),
     /// written once to `$R3M_CACHE/bridge-HASH/` (default `~/.cache/r3m`, else the temp folder).
     /// So an installed or copied `r3m` finds its bridge wherever it runs.
     pub fn default_script() -> PathBuf {
@@ -113,8 +113,8 @@ impl BridgeConfig {
 
 /// The bridge's Python files, carried in the binary.
 const BRIDGE_FILES: [(&str, &str); 2] = [
-    ("metaworld_bridge.py", include_str!("../../../scripts/metaworld_bridge.py")),
-    ("metaworld_env.py", include_str!("../../../scripts/metaworld_env.py")),
+    ("metaworld_bridge.py", include_str!("../../../python/r3m_tools/metaworld_bridge.py")),
+    ("metaworld_env.py", include_str!("../../../python/r3m_tools/metaworld_env.py")),
 ];
 
 /// Writes [`BRIDGE_FILES`] to `cache/bridge-HASH/` (content-addressed: a folder that exists holds

@@ -32,7 +32,7 @@ pub struct BcArgs {
     /// Trained encoder (checkpoint or run directory) for the `pretrained` row.
     #[arg(long, value_name = "RUN|DIR")]
     checkpoint: Option<PathBuf>,
-    /// LeRobot dataset with the task's demonstrations (made by scripts/metaworld_demos.py).
+    /// LeRobot dataset with the task's demonstrations (made by python/r3m_tools/metaworld_demos.py).
     #[arg(long, value_name = "ROOT", default_value = "datasets/metaworld")]
     data: PathBuf,
     /// Meta-World task, e.g. drawer-open-v3.
@@ -101,7 +101,7 @@ pub struct BcArgs {
     /// Python with metaworld (default: python3 on PATH, the project venv after env.sh).
     #[arg(long, default_value = "python3")]
     python: PathBuf,
-    /// The bridge script (default: $R3M_BRIDGE or scripts/metaworld_bridge.py).
+    /// The bridge script (default: $R3M_BRIDGE or python/r3m_tools/metaworld_bridge.py).
     #[arg(long)]
     bridge: Option<PathBuf>,
     /// Log rollouts to rerun: save:PATH.rrd, spawn, or connect[:URL] (frames, actions, success).
@@ -268,7 +268,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let mut demos = r3m_bc::load_demos(&args.data, Some(&args.task), Some(&format!("observation.images.{camera}")))?;
     if demos.len() < max_demos {
         bail!(
-            "{}: {} demonstrations of {}, --demos asks for {max_demos} (make more with scripts/metaworld_demos.py --tasks {} --episodes {})",
+            "{}: {} demonstrations of {}, --demos asks for {max_demos} (make more with python/r3m_tools/metaworld_demos.py --tasks {} --episodes {})",
             args.data.display(),
             demos.len(),
             args.task,

@@ -4,7 +4,7 @@
 # Resumable at every level: finished datasets, the positive control and finished eval cells are
 # kept, so the table grows over several sittings (rerun the same command).
 #
-#   bash scripts/eval_protocol.sh [OUT]          (default OUT: runs/eval)
+#   bash experiments/eval_protocol.sh [OUT]          (default OUT: runs/eval)
 #
 # Environment (defaults in brackets):
 #   TASKS        tasks to evaluate [push-v3,lever-pull-v3]
@@ -39,14 +39,14 @@ fi
 log() { printf '[eval] %s\n' "$*" >&2; }
 
 EVAL_OUT="$OUT/data" PC_OUT="$OUT/pc-data" TASKS="$DATA_TASKS" EPISODES="$EPISODES" PC_EPISODES="$PC_EPISODES" \
-  bash scripts/make_eval_data.sh
+  bash experiments/make_eval_data.sh
 
 rows=()
 for e in ${ENCODERS//,/ }; do
   if [ "$e" = positive-control ]; then
     if [ ! -f "$OUT/pc/model.safetensors" ]; then
       log "training the positive control ($PC_STEPS steps) -> $OUT/pc"
-      nice python3 scripts/train_positive_control.py --data "$OUT/pc-data" --out "$OUT/pc" --steps "$PC_STEPS" --batch "$PC_BATCH" --size "$SIZE"
+      nice python3 experiments/train_positive_control.py --data "$OUT/pc-data" --out "$OUT/pc" --steps "$PC_STEPS" --batch "$PC_BATCH" --size "$SIZE"
     fi
     rows+=("positive-control=$OUT/pc")
   else
@@ -62,4 +62,4 @@ for t in ${TASKS//,/ }; do
     --envs "$ENVS" --size "$SIZE" --device cpu --precision fp32 --out "$OUT/bc/$t" --resume >/dev/null
   log "$t: $((SECONDS - t0)) s"
 done
-python3 scripts/eval_table.py "$OUT/bc" --demos "$DEMOS" --tasks "$TASKS" --plot "$OUT/bc/success.svg"
+python3 experiments/eval_table.py "$OUT/bc" --demos "$DEMOS" --tasks "$TASKS" --plot "$OUT/bc/success.svg"

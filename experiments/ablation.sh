@@ -2,14 +2,14 @@
 # The objective ablation on Meta-World: pretrain one encoder per objective under the same budget
 # (steps, batch, resolution, seed) on the same videos, measure each one's alignment accuracy on
 # held-out videos, evaluate each with `r3m eval bc` on held-out tasks beside baselines, and write
-# one table (scripts/ablation_table.py). Resumable: finished pieces are skipped on rerun.
+# one table (experiments/ablation_table.py). Resumable: finished pieces are skipped on rerun.
 #
-# usage: scripts/ablation.sh [OUT]        (default runs/ablation)
+# usage: experiments/ablation.sh [OUT]        (default runs/ablation)
 # env (defaults in brackets):
 #   PRETRAIN_DATA  LeRobot dataset of pretraining videos [runs/ho/pretrain-data]
 #   EVAL_DATA      LeRobot dataset with the held-out tasks' demos [runs/ho/eval-data]
 #   OBJECTIVES     [r3m-tcn,triplet,npair,simclr,moco,byol,proto]; OBJ+lang adds R3M's language term
-#                  (--lang-weight LANG_WEIGHT [1] with PRETRAIN_DATA's task texts, scripts/embed_texts.py)
+#                  (--lang-weight LANG_WEIGHT [1] with PRETRAIN_DATA's task texts, python/r3m_tools/embed_texts.py)
 #   TASKS          held-out tasks [hammer-v3,...] (must not be in PRETRAIN_DATA)
 #   BASELINES      encoders evaluated once per task besides the pretrained ones [random]; empty: none
 #   STEPS BATCH SIZE SEED LR       pretraining budget [300 8 64 0 1e-4]
@@ -36,7 +36,7 @@ DEMOS="${DEMOS:-5}"; SEEDS="${SEEDS:-2}"; ROLLOUTS="${ROLLOUTS:-20}"; BC_STEPS="
 EVAL_EVERY="${EVAL_EVERY:-500}"; MAX_STEPS="${MAX_STEPS:-150}"; ENVS="${ENVS:-4}"; PRECISION="${PRECISION:-auto}"
 PRETRAIN_OUT="${PRETRAIN_OUT:-$OUT/pretrain}"
 for d in "$PRETRAIN_DATA" "$EVAL_DATA"; do
-  [ -f "$d/meta/info.json" ] || { echo "ablation: $d is not a LeRobot dataset (make it with scripts/metaworld_demos.py)" >&2; exit 2; }
+  [ -f "$d/meta/info.json" ] || { echo "ablation: $d is not a LeRobot dataset (make it with python/r3m_tools/metaworld_demos.py)" >&2; exit 2; }
 done
 cargo build --release --locked -p r3m-cli >&2
 R3M="$CARGO_TARGET_DIR/release/r3m"
@@ -56,7 +56,7 @@ pretrain() { # OBJECTIVE[+lang] BATCH -> $PRETRAIN_OUT/OBJECTIVE[+lang]-bBATCH
   local spec="$1" b="$2" run="$PRETRAIN_OUT/$1-b$2" obj="${1%+lang}" extra=()
   if [ "$spec" != "$obj" ]; then
     local texts="$PRETRAIN_OUT/texts.parquet"
-    [ -f "$texts" ] || python3 "$ROOT/scripts/embed_texts.py" --out "$texts" --lerobot "$PRETRAIN_DATA" >&2
+    [ -f "$texts" ] || python3 "$ROOT/python/r3m_tools/embed_texts.py" --out "$texts" --lerobot "$PRETRAIN_DATA" >&2
     extra=(--lang-weight "${LANG_WEIGHT:-1}" --text-embeddings "$texts")
   fi
   if [ ! -f "$run/done.json" ]; then
@@ -82,7 +82,7 @@ PY
   fi
   if [ ! -f "$run/heldout-alignment.json" ]; then
     "$R3M" embed --checkpoint "$run" --lerobot "$EVAL_DATA" --out "$run/heldout.parquet" --overwrite --device cpu 2>/dev/null
-    python3 "$ROOT/scripts/alignment.py" "$run/heldout.parquet" --json "$run/heldout-alignment.json" >/dev/null
+    python3 "$ROOT/experiments/alignment.py" "$run/heldout.parquet" --json "$run/heldout-alignment.json" >/dev/null
     rm -f "$run/heldout.parquet"
   fi
 }
@@ -95,7 +95,7 @@ if [ ! -f "$rnd/heldout-alignment.json" ]; then
   "$R3M" train --lerobot "$PRETRAIN_DATA" --steps 1 --lr 0 --batch "$BATCH" --size "$SIZE" --seed "$SEED" --workers 1 \
     --device cpu --out "$rnd" 2> "$rnd.log" >/dev/null || { echo "[ablation] random init failed, see $rnd.log" >&2; exit 1; }
   "$R3M" embed --checkpoint "$rnd" --lerobot "$EVAL_DATA" --out "$rnd/heldout.parquet" --overwrite --device cpu 2>/dev/null
-  python3 "$ROOT/scripts/alignment.py" "$rnd/heldout.parquet" --json "$rnd/heldout-alignment.json" >/dev/null
+  python3 "$ROOT/experiments/alignment.py" "$rnd/heldout.parquet" --json "$rnd/heldout-alignment.json" >/dev/null
   rm -f "$rnd/heldout.parquet"
 fi
 for b in ${BATCHES//,/ }; do
@@ -113,4 +113,4 @@ for b in ${BATCHES//,/ }; do
     bc "$obj-b$b" pretrained --checkpoint "$PRETRAIN_OUT/$obj-b$b"
   done
 done
-python3 "$ROOT/scripts/ablation_table.py" "$OUT" "$PRETRAIN_OUT" --batch "$BATCH" | tee "$OUT/summary.md"
+python3 "$ROOT/experiments/ablation_table.py" "$OUT" "$PRETRAIN_OUT" --batch "$BATCH" | tee "$OUT/summary.md"

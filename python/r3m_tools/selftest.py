@@ -15,7 +15,7 @@
    upright, non-black frames, and `--codec lossy` still writes a yuv420p video close to them.
 
 Exit status 0 when everything passes, 1 otherwise.
-    MUJOCO_GL=egl python scripts/test_metaworld.py [--keep DIR]
+    MUJOCO_GL=egl python python/r3m_tools/selftest.py [--keep DIR]
 """
 
 from __future__ import annotations

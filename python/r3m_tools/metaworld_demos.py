@@ -55,7 +55,7 @@ directory and renamed into place at the end; an interrupted run leaves nothing b
 output is deterministic).
 
 Example:
-    MUJOCO_GL=egl python scripts/metaworld_demos.py --tasks drawer-open-v3,reach-v3 \
+    MUJOCO_GL=egl python python/r3m_tools/metaworld_demos.py --tasks drawer-open-v3,reach-v3 \
         --episodes 10 --size 128 --out datasets/mw_demo
 """
 
@@ -711,7 +711,7 @@ def main(argv=None) -> int:
                 log(f"[{task}] warning: only {kept} of {a.episodes} episodes after {tried} seeds")
         info_extra = {
             "metaworld": {
-                "generator": "scripts/metaworld_demos.py",
+                "generator": "python/r3m_tools/metaworld_demos.py",
                 "metaworld_version": _version("metaworld"),
                 "mujoco_version": _version("mujoco"),
                 "camera": a.camera,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The ablation's tables from the files scripts/ablation.sh leaves.
+"""The ablation's tables from the files experiments/ablation.sh leaves.
 
 usage: ablation_table.py OUT [PRETRAIN_OUT] [--batch B]
 

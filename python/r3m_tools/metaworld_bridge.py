@@ -2,7 +2,7 @@
 """Environment server: ONE Meta-World v3 env, driven by a client over stdin/stdout.
 
 Start:
-    MUJOCO_GL=egl python scripts/metaworld_bridge.py --task drawer-open-v3 --camera corner2-close \
+    MUJOCO_GL=egl python python/r3m_tools/metaworld_bridge.py --task drawer-open-v3 --camera corner2-close \
         --size 128 --max-episode-steps 500
 
 `--camera` is any camera `metaworld_env.py` knows (default `corner2-close`, its DEFAULT_CAMERA;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Which Meta-World tasks can tell encoders apart? Runs `r3m eval bc --encoders random` (a frozen,
 # randomly initialised ResNet18) on candidate tasks: tasks where the random encoder is already near
-# 100% cannot show what pretraining adds. Generates the demos first (scripts/metaworld_demos.py).
-# usage: scripts/bc_task_survey.sh [OUT_DIR]   (env: TASKS, DEMOS, ROLLOUTS, STEPS, SIZE)
+# 100% cannot show what pretraining adds. Generates the demos first (python/r3m_tools/metaworld_demos.py).
+# usage: experiments/bc_task_survey.sh [OUT_DIR]   (env: TASKS, DEMOS, ROLLOUTS, STEPS, SIZE)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -15,7 +15,7 @@ cargo build --release --locked -p r3m-cli
 R3M="$CARGO_TARGET_DIR/release/r3m"
 mkdir -p "$OUT"
 if [ ! -f "$OUT/data/meta/info.json" ]; then
-  python "$ROOT/scripts/metaworld_demos.py" --tasks "$TASKS" --episodes $((DEMOS + 2)) --seed 0 --size "$SIZE" \
+  python "$ROOT/python/r3m_tools/metaworld_demos.py" --tasks "$TASKS" --episodes $((DEMOS + 2)) --seed 0 --size "$SIZE" \
     --out "$OUT/data" --overwrite
 fi
 for t in ${TASKS//,/ }; do

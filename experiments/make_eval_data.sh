@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The behaviour-cloning evaluation data (R3M-style protocol), made with scripts/metaworld_demos.py
+# The behaviour-cloning evaluation data (R3M-style protocol), made with python/r3m_tools/metaworld_demos.py
 # (LeRobot v2.1, default camera corner2-close, lossless libx264rgb video, full 39-d
 # observation.environment_state per frame):
 #   EVAL_OUT  EPISODES scripted-expert episodes (default 27 = 25 demos + 2 held out) of each task
 #             in TASKS, layout seeds from 0 (evaluation rollouts use seeds >= 1_000_000);
 #   PC_OUT    PC_EPISODES episodes (default 10) of every OTHER task with a scripted expert, layout
 #             seeds from PC_SEED (default 500000, so they never overlap the eval demos' seeds),
-#             for the supervised positive control (scripts/train_positive_control.py) and for
+#             for the supervised positive control (experiments/train_positive_control.py) and for
 #             pretraining on Meta-World video.
 # Resumable: a dataset that exists with the same settings is skipped (the generator writes into a
 # temporary directory and renames it at the end, so an existing one is complete); one made with
@@ -14,7 +14,7 @@
 # cores at 128 px.
 #
 # usage: [EVAL_OUT=..] [PC_OUT=..] [TASKS=a,b,..] [EPISODES=27] [PC_EPISODES=10] [SIZE=128] \
-#        [CAMERA=corner2-close] [PC_SEED=500000] [PC_TASKS=a,b,..] [OVERWRITE=1] scripts/make_eval_data.sh
+#        [CAMERA=corner2-close] [PC_SEED=500000] [PC_TASKS=a,b,..] [OVERWRITE=1] experiments/make_eval_data.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ENV_SH="${R3M_CACHE:-$HOME/.cache/r3m}/env.sh"
@@ -80,7 +80,7 @@ make() {  # NAME DIR TASKS EPISODES SEED
   fi
   echo "[make_eval_data] $name: $(tr ',' '\n' <<<"$tasks" | wc -l) tasks x $episodes episodes -> $dir" >&2
   t0=$(date +%s)
-  nice -n 10 "$PY" "$ROOT/scripts/metaworld_demos.py" --tasks "$tasks" --episodes "$episodes" --seed "$seed" \
+  nice -n 10 "$PY" "$ROOT/python/r3m_tools/metaworld_demos.py" --tasks "$tasks" --episodes "$episodes" --seed "$seed" \
     --size "$SIZE" --camera "$CAMERA" --codec lossless --format v2.1 --out "$dir" "${over[@]}"
   echo "[make_eval_data] $name: done in $(( $(date +%s) - t0 )) s" >&2
 }

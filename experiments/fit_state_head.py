@@ -4,7 +4,7 @@ scene state off the image, written as an r3m checkpoint whose embedding IS the p
 
 usage: fit_state_head.py --data DATASET --task TASK --trunk CHECKPOINT|random --out OUT [--size 112]
 
-The supervised positive control (scripts/train_positive_control.py) gives the policy its 512-d
+The supervised positive control (experiments/train_positive_control.py) gives the policy its 512-d
 trunk; a linear probe shows that trunk (and a random one) encodes where the objects are, yet
 behaviour cloning from 10 demos does not do better with it than with a random trunk. This script
 asks the next question: does the evaluation reward an encoder whose features are the object and
