@@ -134,8 +134,8 @@ fn pyav(args: &[&str]) -> f64 {
     v["frames"].as_f64().unwrap() / v["seconds"].as_f64().unwrap()
 }
 
-fn ours_random(path: &Path, tuples: &[Vec<usize>], threads: usize) -> f64 {
-    let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
+fn ours_random(path: &Path, tuples: &[Vec<usize>], threads: usize, skip_ref_loop_filter: bool) -> f64 {
+    let opts = DecodeOptions { resize: Resize::square(224), threads, skip_ref_loop_filter, ..Default::default() };
     let mut r = VideoReader::open(path, opts).unwrap();
     let t0 = Instant::now();
     let mut n = 0;
@@ -143,6 +143,34 @@ fn ours_random(path: &Path, tuples: &[Vec<usize>], threads: usize) -> f64 {
         n += r.read_frames(t).unwrap().len();
     }
     n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// What `skip_ref_loop_filter` costs in pixels: every requested frame decoded both ways, compared
+/// byte by byte (the exact decode equals the ffmpeg CLI's, tests/video.rs). (mean |diff| in 0-255
+/// levels, max |diff|, PSNR in dB, share of frames that differ at all).
+fn loop_filter_error(path: &Path, tuples: &[Vec<usize>]) -> (f64, u8, f64, f64) {
+    let read = |skip: bool| -> Vec<Vec<u8>> {
+        let opts =
+            DecodeOptions { resize: Resize::square(224), threads: 1, skip_ref_loop_filter: skip, ..Default::default() };
+        let mut r = VideoReader::open(path, opts).unwrap();
+        tuples.iter().flat_map(|t| r.read_frames(t).unwrap()).map(|f| f.data).collect()
+    };
+    let (exact, fast) = (read(false), read(true));
+    assert_eq!(exact.len(), fast.len(), "the same frames come back");
+    let (mut sum, mut sq, mut n, mut max, mut differ) = (0f64, 0f64, 0usize, 0u8, 0usize);
+    for (a, b) in exact.iter().zip(&fast) {
+        differ += usize::from(a != b);
+        for (x, y) in a.iter().zip(b) {
+            let d = x.abs_diff(*y);
+            sum += f64::from(d);
+            sq += f64::from(d) * f64::from(d);
+            max = max.max(d);
+        }
+        n += a.len();
+    }
+    let mse = sq / n as f64;
+    let psnr = if mse > 0.0 { 10.0 * (255.0f64 * 255.0 / mse).log10() } else { f64::INFINITY };
+    (sum / n as f64, max, psnr, differ as f64 / exact.len() as f64)
 }
 
 fn ours_batched(path: &Path, tuples: &[Vec<usize>], threads: usize) -> f64 {
@@ -204,7 +232,9 @@ fn main() {
         let tuples = r3m_tuples(info.frame_count(), TUPLES, 42);
         let spec = dir.join(format!("{}.tuples.json", v.file));
         std::fs::write(&spec, serde_json::json!({"pts": info.pts, "tuples": tuples}).to_string()).unwrap();
-        let ours_r = best(runs, || ours_random(&path, &tuples, threads));
+        let ours_r = best(runs, || ours_random(&path, &tuples, threads, false));
+        let ours_f = best(runs, || ours_random(&path, &tuples, threads, true));
+        let (mae, max_err, psnr, differ) = loop_filter_error(&path, &tuples);
         let ours_p = best(runs, || ours_pool(&path, &tuples, threads, 1));
         let ours_pm = best(runs, || ours_pool(&path, &tuples, threads, TUPLES / (2 * threads)));
         let ours_b = best(runs, || ours_batched(&path, &tuples, threads));
@@ -213,6 +243,13 @@ fn main() {
             "| {} | R3M 5-frame tuples, one reader | {ours_r:.0} | – | {py_r:.0} | – | {:.2}× |",
             v.name,
             ours_r / py_r
+        );
+        println!(
+            "| {} | R3M 5-frame tuples, one reader, references without loop filter ({:.0}% of frames differ: mean {mae:.2}, max {max_err} levels, PSNR {psnr:.1} dB) | {ours_f:.0} | – | {py_r:.0} | – | {:.2}× ({:.2}× exact) |",
+            v.name,
+            100.0 * differ,
+            ours_f / py_r,
+            ours_f / ours_r
         );
         println!(
             "| {} | R3M 5-frame tuples, pool of {threads} | {ours_p:.0} | – | {py_r:.0} | – | {:.2}× |",
@@ -228,7 +265,8 @@ fn main() {
         json.push(serde_json::json!({
             "video": v.name, "threads": threads, "frames": FRAMES, "tuples": TUPLES,
             "seq": {"r3m": ours, "ffmpeg_cli": cli, "pyav": py},
-            "random": {"r3m_reader": ours_r, "r3m_pool": ours_p, "r3m_batched": ours_b, "r3m_pool_batched": ours_pm, "pyav_seek": py_r},
+            "random": {"r3m_reader": ours_r, "r3m_reader_skip_ref_loop_filter": ours_f,
+                       "skip_ref_loop_filter_error": {"mean": mae, "max": max_err, "psnr_db": psnr, "frames_differ": differ}, "r3m_pool": ours_p, "r3m_batched": ours_b, "r3m_pool_batched": ours_pm, "pyav_seek": py_r},
         }));
     }
     let out = dir.join("video_decode.json");

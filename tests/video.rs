@@ -132,6 +132,38 @@ fn sequential_decode_equals_random_access() {
     );
 }
 
+/// `skip_ref_loop_filter` (off by default): the same frames come back, decoded through references
+/// without the deblocking filter: near FFmpeg's pixels but not equal to them, and a frame with no
+/// references before it is untouched.
+#[test]
+fn references_without_the_loop_filter_change_pixels_a_little() {
+    let dir = tmp();
+    let path = dir.path().join("lf.mp4");
+    make_video(&path, "128x96", 30, 60, &["-c:v", "libx264", "-g", "30", "-bf", "2", "-crf", "35"]);
+    let exact = DecodeOptions::with_resize(Resize::square(64));
+    let fast = DecodeOptions { skip_ref_loop_filter: true, ..exact };
+    let tuples = [vec![3usize, 10, 17, 40, 55], vec![1, 2, 28, 33, 59]];
+    let read = |opts| -> Vec<r3m_video::Frame> {
+        let mut r = VideoReader::open(&path, opts).unwrap();
+        tuples.iter().flat_map(|t| r.read_frames(t).unwrap()).collect()
+    };
+    let (a, b) = (read(exact), read(fast));
+    assert_eq!(a.iter().map(|f| f.index).collect::<Vec<_>>(), b.iter().map(|f| f.index).collect::<Vec<_>>());
+    let (mut sum, mut n, mut differ) = (0u64, 0usize, 0usize);
+    for (x, y) in a.iter().zip(&b) {
+        differ += usize::from(x.data != y.data);
+        sum += x.data.iter().zip(&y.data).map(|(p, q)| u64::from(p.abs_diff(*q))).sum::<u64>();
+        n += x.data.len();
+    }
+    let mean = sum as f64 / n as f64;
+    assert!(differ > 0, "the option changed nothing: is skip_loop_filter reaching the decoder?");
+    assert!(mean < 8.0, "mean difference {mean:.2} levels: more than a missing deblocking filter");
+    // the first frame has no references before it: decoded exactly
+    let first = |opts| VideoReader::open(&path, opts).unwrap().read_frames(&[0]).unwrap().remove(0).data;
+    assert_eq!(first(exact), first(fast));
+    assert_same(&first(fast), &cli_frame(&path, 0, "scale=64:64:flags=bilinear"), "frame 0");
+}
+
 #[test]
 fn forward_requests_reuse_the_decoder() {
     let dir = tmp();
@@ -409,7 +441,13 @@ fn pool_streams_results_in_request_order() {
     std::fs::copy(&infos[0].path, &bad).unwrap();
     let bad_info = Arc::new(probe(&bad).unwrap());
     std::fs::write(&bad, b"garbage").unwrap();
-    let opts = DecodeOptions { resize: Resize::square(32), scaler: Scaler::Bilinear, threads: 0, seek_threshold: 4 };
+    let opts = DecodeOptions {
+        resize: Resize::square(32),
+        scaler: Scaler::Bilinear,
+        threads: 0,
+        seek_threshold: 4,
+        skip_ref_loop_filter: false,
+    };
     let pool = DecodePool::new(3, opts, 4);
     let mut reqs = Vec::new();
     for round in 0..3 {

@@ -23,11 +23,22 @@ pub struct DecodeOptions {
     /// Random access decodes forward instead of seeking when the target is at most this many
     /// frames past the next keyframe ahead (a seek flushes the decoder, which costs frames too).
     pub seek_threshold: usize,
+    /// Decode the frames random access passes through on the way to a requested frame without
+    /// the in-loop deblocking filter (`skip_loop_filter = ALL` on their packets; H.264, HEVC,
+    /// VP9). Faster, but the requested frame is predicted from unfiltered references, so its
+    /// pixels differ from FFmpeg's; off by default (README, "Decode benchmark", has the cost).
+    pub skip_ref_loop_filter: bool,
 }
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { resize: Resize::Native, scaler: Scaler::Bilinear, threads: 1, seek_threshold: 4 }
+        DecodeOptions {
+            resize: Resize::Native,
+            scaler: Scaler::Bilinear,
+            threads: 1,
+            seek_threshold: 4,
+            skip_ref_loop_filter: false,
+        }
     }
 }
 
@@ -89,6 +100,8 @@ pub struct VideoReader {
     target: Option<usize>,
     /// Whether `skip_frame = NONREF` is set on the decoder now.
     skipping: bool,
+    /// Whether `skip_loop_filter = ALL` is set on the decoder now.
+    unfiltered: bool,
     /// Whether skipping non-reference frames is safe for this stream: H.264 and VP9 with a
     /// complete pts index (HEVC's sub-layer non-reference pictures can still be referenced).
     can_skip: bool,
@@ -141,6 +154,7 @@ impl VideoReader {
             eof_sent: false,
             target: None,
             skipping: false,
+            unfiltered: false,
             can_skip,
             resend: false,
             stats: DecodeStats::default(),
@@ -240,21 +254,28 @@ impl VideoReader {
         }
     }
 
-    /// Before sending a packet: skip non-reference frames that come before the target.
+    /// Before sending a packet: skip non-reference frames that come before the target, and, with
+    /// `skip_ref_loop_filter`, decode the references among them without the loop filter.
     fn set_skipping(&mut self) {
         let before_target = match (self.target, self.packet.pts()) {
-            (Some(t), Some(p)) if self.can_skip => self.info.index_of_pts(p).is_some_and(|i| i < t),
+            (Some(t), Some(p)) => self.info.index_of_pts(p).is_some_and(|i| i < t),
             _ => false,
         };
-        if before_target != self.skipping {
-            self.skipping = before_target;
-            let discard = if before_target {
-                ff::ffi::AVDiscard::AVDISCARD_NONREF
-            } else {
-                ff::ffi::AVDiscard::AVDISCARD_DEFAULT
-            };
+        let skip = before_target && self.can_skip;
+        if skip != self.skipping {
+            self.skipping = skip;
+            let discard =
+                if skip { ff::ffi::AVDiscard::AVDISCARD_NONREF } else { ff::ffi::AVDiscard::AVDISCARD_DEFAULT };
             // SAFETY: the codec context is open; skip_frame is read per packet by the decoder.
             unsafe { (*self.decoder.as_mut_ptr()).skip_frame = discard };
+        }
+        let unfiltered = before_target && self.opts.skip_ref_loop_filter && self.info.has_complete_index();
+        if unfiltered != self.unfiltered {
+            self.unfiltered = unfiltered;
+            let discard =
+                if unfiltered { ff::ffi::AVDiscard::AVDISCARD_ALL } else { ff::ffi::AVDiscard::AVDISCARD_DEFAULT };
+            // SAFETY: as above; the decoders read skip_loop_filter per slice / frame.
+            unsafe { (*self.decoder.as_mut_ptr()).skip_loop_filter = discard };
         }
     }
 
