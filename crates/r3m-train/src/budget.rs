@@ -50,36 +50,55 @@ pub struct Budget {
     pub precision: String,
 }
 
-/// Step times read from `metrics.csv`: (steps, Σ step_s, Σ wait_s, median step_s). Rows that do not
-/// parse are skipped; the step count is the last row's step.
-pub fn step_times(csv: &str) -> Result<(u64, f64, f64, f64)> {
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().context("metrics.csv is empty")?.split(',').collect();
-    let col = |name: &str| {
-        header.iter().position(|c| *c == name).with_context(|| format!("metrics.csv has no {name} column"))
-    };
-    let (c_step, c_wait, c_time) = (col("step")?, col("wait_s")?, col("step_s")?);
-    let (mut steps, mut wait, mut times) = (0u64, 0.0f64, Vec::new());
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        let get = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
-        let (Some(step), Some(w), Some(t)) =
-            (f.get(c_step).and_then(|s| s.parse::<u64>().ok()), get(c_wait), get(c_time))
-        else {
-            continue;
+/// The step times a budget is made of: read once from `metrics.csv` when a run starts or resumes,
+/// then added to step by step, so a checkpoint does not re-read a file that grows with the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    steps: u64,
+    wait_s: f64,
+    times: Vec<f64>,
+}
+
+impl Tally {
+    /// The steps in a `metrics.csv` text. Rows that do not parse are skipped; the step count is the
+    /// last row's step.
+    pub fn from_csv(csv: &str) -> Result<Self> {
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().context("metrics.csv is empty")?.split(',').collect();
+        let col = |name: &str| {
+            header.iter().position(|c| *c == name).with_context(|| format!("metrics.csv has no {name} column"))
         };
-        steps = step;
-        wait += w;
-        times.push(t);
+        let (c_step, c_wait, c_time) = (col("step")?, col("wait_s")?, col("step_s")?);
+        let mut tally = Tally::default();
+        for line in lines {
+            let f: Vec<&str> = line.split(',').collect();
+            let get = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
+            if let (Some(step), Some(w), Some(t)) =
+                (f.get(c_step).and_then(|s| s.parse::<u64>().ok()), get(c_wait), get(c_time))
+            {
+                tally.push(step, w, t);
+            }
+        }
+        Ok(tally)
     }
-    let total: f64 = times.iter().sum();
-    times.sort_by(f64::total_cmp);
-    let median = if times.is_empty() { 0.0 } else { times[times.len() / 2] };
-    Ok((steps, total, wait, median))
+
+    /// One more step: its number, data wait and total time.
+    pub fn push(&mut self, step: u64, wait_s: f64, step_s: f64) {
+        self.steps = step;
+        self.wait_s += wait_s;
+        self.times.push(step_s);
+    }
+
+    /// Σ step time and the median step time.
+    fn sum_and_median(&self) -> (f64, f64) {
+        let mut t = self.times.clone();
+        t.sort_by(f64::total_cmp);
+        (t.iter().sum(), if t.is_empty() { 0.0 } else { t[t.len() / 2] })
+    }
 }
 
 impl Budget {
-    /// The budget of the run in `run` from its `metrics.csv`; `sittings` as given.
+    /// The budget of the steps in `metrics.csv`'s text; `sittings` as given.
     #[allow(clippy::too_many_arguments)]
     pub fn from_metrics(
         csv: &str,
@@ -91,9 +110,25 @@ impl Budget {
         device: &str,
         precision: &str,
     ) -> Result<Self> {
-        let (steps, train_s, data_wait_s, median) = step_times(csv)?;
+        Ok(Self::from_tally(&Tally::from_csv(csv)?, batch, world, size, clips, sittings, device, precision))
+    }
+
+    /// The budget of the steps in `tally`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_tally(
+        tally: &Tally,
+        batch: usize,
+        world: usize,
+        size: u32,
+        clips: usize,
+        sittings: u32,
+        device: &str,
+        precision: &str,
+    ) -> Self {
+        let steps = tally.steps;
+        let (train_s, median) = tally.sum_and_median();
         let tuples = steps * batch as u64 * world as u64;
-        Ok(Budget {
+        Budget {
             format: FORMAT.into(),
             steps,
             batch,
@@ -103,13 +138,13 @@ impl Budget {
             size,
             clips,
             train_s,
-            data_wait_s,
+            data_wait_s: tally.wait_s,
             s_per_step: if steps > 0 { train_s / steps as f64 } else { 0.0 },
             median_s_per_step: median,
             sittings,
             device: device.into(),
             precision: precision.into(),
-        })
+        }
     }
 
     /// `run`'s `budget.json`, or `None` when there is none or it does not parse.
@@ -167,8 +202,8 @@ mod tests {
         assert_eq!(Budget::read(dir.path()), Some(b));
         std::fs::write(dir.path().join(FILE), "{\"format\": \"other\"}").unwrap();
         assert!(Budget::read(dir.path()).is_none());
-        let e = step_times("step,loss\n1,2\n").unwrap_err().to_string();
+        let e = Tally::from_csv("step,loss\n1,2\n").unwrap_err().to_string();
         assert!(e.contains("wait_s"), "{e}");
-        assert!(step_times("").is_err());
+        assert!(Tally::from_csv("").is_err());
     }
 }

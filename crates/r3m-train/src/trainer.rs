@@ -21,7 +21,7 @@ use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, Objective
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Tally};
 use crate::policy::CheckpointPolicy;
 use crate::run::{DataFingerprint, RunConfig, SamplerConfig};
 use crate::Adam;
@@ -394,6 +394,14 @@ pub fn train(
     } else {
         None
     };
+    // what the run has spent so far (budget.json), read once; each step adds to it
+    let mut tally = if lead {
+        let text =
+            std::fs::read_to_string(&metrics_path).with_context(|| format!("reading {}", metrics_path.display()))?;
+        Tally::from_csv(&text)?
+    } else {
+        Tally::default()
+    };
     let mut lc = loader_config(cfg, &clips);
     lc.seed = seed;
     if let (LoaderMode::Reservoir { slots }, true) = (lc.mode, lead) {
@@ -426,7 +434,8 @@ pub fn train(
                 adam: &Adam,
                 vs: &nn::VarStore,
                 objective: &Objective,
-                best: Option<f64>|
+                best: Option<f64>,
+                tally: &Tally|
      -> Result<()> {
         let name = crate::policy::step_name(step);
         let dir = run.join("checkpoints").join(&name);
@@ -458,11 +467,9 @@ pub fn train(
         let json = serde_json::to_value(&config).context("serialising the run config")?;
         checkpoint::save_with(&dir, vs, &adam.state(), &json, &state)?;
         r3m_fs::write(&run.join("latest"), name.as_bytes())?;
-        let csv =
-            std::fs::read_to_string(&metrics_path).with_context(|| format!("reading {}", metrics_path.display()))?;
         let world = dist.as_ref().map_or(1, |d| d.world);
-        Budget::from_metrics(
-            &csv,
+        Budget::from_tally(
+            tally,
             cfg.batch,
             world,
             cfg.size,
@@ -470,7 +477,7 @@ pub fn train(
             sittings,
             &device_name,
             cfg.precision.name(),
-        )?
+        )
         .write(run)?;
         if let Some(mean) = best {
             config.interval_mean_loss = Some(mean);
@@ -633,6 +640,7 @@ pub fn train(
                 m.objective_acc,
                 m.dropped_total
             )?;
+            tally.push(m.step, m.wait_s, m.step_s);
         }
         interval_sum += total;
         interval_n += 1;
@@ -645,7 +653,7 @@ pub fn train(
         if policy.due(step, !go_on) {
             let mean = interval_sum / interval_n as f64;
             let best = CheckpointPolicy::is_best(mean, best_loss).then_some(mean);
-            save(step, &loader, &neg, &adam, &vs, &objective, best)?;
+            save(step, &loader, &neg, &adam, &vs, &objective, best, &tally)?;
             if best.is_some() {
                 best_loss = mean;
             }
@@ -657,7 +665,7 @@ pub fn train(
         }
     }
     if last_saved != step {
-        save(step, &loader, &neg, &adam, &vs, &objective, None)?;
+        save(step, &loader, &neg, &adam, &vs, &objective, None, &tally)?;
     }
     if let Some(d) = &dist {
         // one number per rank to compare: the ranks must hold the same weights
