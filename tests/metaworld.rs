@@ -432,6 +432,51 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     }
 }
 
+/// A paused evaluation carries on: its process group stopped (`kill -STOP -- -PGID`, bridges
+/// included) for three times `--timeout`, again and again, then continued; the bridges' timeout
+/// counts the time the process ran, so no bridge is declared hung (before, the first pause during
+/// the rollouts lost the cell).
+#[test]
+fn a_paused_eval_bc_carries_on() {
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    generate_eval(&ds, 3);
+    let out = d.path().join("out");
+    let mut c = Command::new(r3m_bin());
+    c.args(["eval", "bc", "--task", TASK, "--encoders", "state", "--demos", "2", "--seeds", "1"])
+        .args(["--steps", "50", "--eval-every", "50", "--rollouts", "30", "--max-episode-steps", "60"])
+        .args(["--envs", "2", "--heldout", "1", "--timeout", "1", "--device", "cpu", "--data"])
+        .arg(&ds)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    let mut child = c.spawn().unwrap();
+    let group = format!("-{}", child.id());
+    let mut pauses = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(1000));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        Command::new("kill").args(["-STOP", "--", &group]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(3000));
+        Command::new("kill").args(["-CONT", "--", &group]).status().unwrap();
+        pauses += 1;
+        assert!(pauses < 200, "the evaluation does not end");
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "paused {pauses} times: {err}");
+    assert!(pauses >= 3, "the evaluation ended before it could be paused a few times");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(j["complete"], true);
+    assert_eq!(j["cells"][0]["evals"][0]["outcomes"].as_array().unwrap().len(), 30);
+}
+
 /// The Python side's own self-check (`python/r3m_tools/selftest.py`: generator formats, bridge
 /// protocol, lossless round trip, lossy codec), run as a module of the package, so the package
 /// imports as `r3m_tools` from `python/` and not only file by file.

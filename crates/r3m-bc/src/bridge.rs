@@ -2,16 +2,34 @@
 //! (`python/r3m_tools/metaworld_bridge.py`) around one Meta-World env spoken to over stdin/stdout (one JSON
 //! line per request; a JSON line plus raw RGB bytes per answer; the protocol is in the script's
 //! docstring). A reader thread parses the answers, so a dead server is an error at once and a hung
-//! one is an error after `timeout`, never a hang.
+//! one is an error after `timeout`, never a hang. The timeout counts time this process ran: a run
+//! paused with SIGSTOP (or a suspended machine) does not find its bridges "hung" when continued.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+
+/// How long one wait for a bridge's answer lasts before the time spent is charged to the timeout.
+const WAIT_SLICE: Duration = Duration::from_secs(1);
+/// A wait that returns this much later than it asked was not waiting: the process was paused.
+const PAUSED: Duration = Duration::from_secs(1);
+
+/// Time charged against a bridge's timeout for a wait of `asked` that returned after `took`: all
+/// of it, unless it overran by more than [`PAUSED`]: then the process was stopped and continued
+/// somewhere in that wait, and nothing is charged (charging the slice would let one pause use up
+/// a timeout as short as the slice).
+fn charged(asked: Duration, took: Duration) -> Duration {
+    if took > asked + PAUSED {
+        Duration::ZERO
+    } else {
+        took
+    }
+}
 
 /// What an environment shows after a reset or a step.
 #[derive(Debug, Clone)]
@@ -232,7 +250,23 @@ impl MetaWorldBridge {
     }
 
     fn recv_within(&mut self, timeout: Duration) -> Result<Message> {
-        match self.rx.recv_timeout(timeout) {
+        // wait in slices; a slice that overran by much more than a scheduler hiccup was a pause
+        // of this process (SIGSTOP, suspend) and is not charged
+        let mut left = timeout;
+        let got = loop {
+            let slice = left.min(WAIT_SLICE);
+            let t0 = Instant::now();
+            match self.rx.recv_timeout(slice) {
+                Err(RecvTimeoutError::Timeout) => {
+                    left = left.saturating_sub(charged(slice, t0.elapsed()));
+                    if left.is_zero() {
+                        break Err(RecvTimeoutError::Timeout);
+                    }
+                }
+                r => break r,
+            }
+        };
+        match got {
             Ok(Ok(m)) => {
                 if m.header["ok"] != true {
                     bail!("Meta-World bridge for {}: {}", self.task, m.header["error"].as_str().unwrap_or("error"));
@@ -335,5 +369,25 @@ impl Drop for MetaWorldBridge {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paused_wait_is_not_charged() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // an ordinary wait, late or on time, is charged what it took
+        assert_eq!(charged(s(1), s(1)), s(1));
+        assert_eq!(charged(s(1), ms(1900)), ms(1900));
+        assert_eq!(charged(ms(500), ms(1400)), ms(1400));
+        assert_eq!(charged(ms(300), ms(100)), ms(100));
+        // one that returned seconds or minutes late was a SIGSTOP: not charged
+        assert_eq!(charged(s(1), s(600)), Duration::ZERO);
+        assert_eq!(charged(ms(250), s(4)), Duration::ZERO);
+        assert_eq!(charged(s(1), ms(2100)), Duration::ZERO);
     }
 }

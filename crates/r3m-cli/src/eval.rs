@@ -110,7 +110,8 @@ pub struct BcArgs {
     /// Rollouts per evaluation logged to rerun (the first ones).
     #[arg(long, default_value_t = 2)]
     rerun_rollouts: usize,
-    /// Seconds an environment may take to answer before it counts as hung.
+    /// Seconds an environment may take to answer before it counts as hung (time this process
+    /// ran: a pause with SIGSTOP, `kill -STOP`, does not count, so a paused evaluation continues).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
 }
