@@ -98,21 +98,6 @@ impl Tally {
 }
 
 impl Budget {
-    /// The budget of the steps in `metrics.csv`'s text; `sittings` as given.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_metrics(
-        csv: &str,
-        batch: usize,
-        world: usize,
-        size: u32,
-        clips: usize,
-        sittings: u32,
-        device: &str,
-        precision: &str,
-    ) -> Result<Self> {
-        Ok(Self::from_tally(&Tally::from_csv(csv)?, batch, world, size, clips, sittings, device, precision))
-    }
-
     /// The budget of the steps in `tally`.
     #[allow(clippy::too_many_arguments)]
     pub fn from_tally(
@@ -186,7 +171,7 @@ mod tests {
 
     #[test]
     fn counts_steps_tuples_and_time_from_metrics() {
-        let b = Budget::from_metrics(CSV, 16, 2, 112, 200, 2, "cpu", "fp32").unwrap();
+        let b = Budget::from_tally(&Tally::from_csv(CSV).unwrap(), 16, 2, 112, 200, 2, "cpu", "fp32");
         assert_eq!((b.steps, b.tuples, b.images), (3, 3 * 16 * 2, 3 * 16 * 2 * 5));
         assert!((b.train_s - 9.0).abs() < 1e-9 && (b.data_wait_s - 0.6).abs() < 1e-9, "{b:?}");
         assert!((b.s_per_step - 3.0).abs() < 1e-9 && (b.median_s_per_step - 3.0).abs() < 1e-9, "{b:?}");
@@ -197,7 +182,7 @@ mod tests {
     fn round_trips_and_refuses_what_is_not_a_budget() {
         let dir = tempfile::tempdir().unwrap();
         assert!(Budget::read(dir.path()).is_none());
-        let b = Budget::from_metrics(CSV, 4, 1, 64, 5, 1, "cpu", "bf16").unwrap();
+        let b = Budget::from_tally(&Tally::from_csv(CSV).unwrap(), 4, 1, 64, 5, 1, "cpu", "bf16");
         b.write(dir.path()).unwrap();
         assert_eq!(Budget::read(dir.path()), Some(b));
         std::fs::write(dir.path().join(FILE), "{\"format\": \"other\"}").unwrap();
