@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Success against pretraining budget: one curve per task from `r3m eval bc` runs.
+"""Success against pretraining budget: one curve per setting and task from `r3m eval bc` runs.
 
-usage: budget_curve.py OUT --prefix NAME [--tasks a,b] [--refs random,state] [--plot FILE.svg]
+usage: budget_curve.py OUT [OUT ...] --prefix NAME[,NAME ...] [--tasks a,b] [--refs random,state]
+                       [--plot FILE.svg]
 
-Reads OUT/TASK/results.json (format r3m-eval-bc-2). Every checkpoint row whose name starts with
-NAME (e.g. `tcn-in-400`, `tcn-in-1200` for NAME `tcn-in-`) is one point: its budget (steps,
-batch, tuples = steps x batch x ranks) is read from the checkpoint's own config.json, found through
-results.json's `checkpoints`, so nothing is typed in by hand. The rows named by --refs (default:
-random, state) are drawn as flat references. Prints a Markdown table (rows: budgets; columns:
-tasks; each cell final success, bootstrap 95% interval, paired difference from random) and with
---plot writes an SVG.
+Reads OUT/TASK/results.json (format r3m-eval-bc-2) in every OUT given; where two directories hold
+the same row (task and encoder name), the first one listed wins. Every checkpoint row whose name
+starts with a NAME (e.g. `tcn-in-400`, `tcn-in-1200` for NAME `tcn-in-`) is one point of NAME's
+curve: its budget (steps, batch, tuples = steps x batch x ranks) is read from the checkpoint's own
+config.json, found through results.json's `checkpoints`, so nothing is typed in by hand. Several
+NAMEs (e.g. `tcn-in-,tcn-held-`: in-domain and held-out pretraining) give one curve each. The rows
+named by --refs (default: random, state) are drawn as flat references. Prints a Markdown table
+(rows: budgets; columns: tasks; each cell final success, bootstrap 95% interval, paired difference
+from random, seeds) and with --plot writes an SVG.
 """
 
 from __future__ import annotations
@@ -28,25 +31,35 @@ def budget_of(ckpt: Path) -> dict:
     return {"steps": c["step"], "batch": c["batch"], "tuples": c["step"] * c["batch"] * world, "size": c.get("size")}
 
 
-def load(out: Path, prefix: str, refs: list[str], only: list[str] | None):
-    points, ref_rows, tasks = {}, {}, []
-    for f in sorted(out.glob("*/results.json")):
-        r = json.loads(f.read_text())
-        if r.get("format") != "r3m-eval-bc-2":
-            continue
-        task = r["protocol"]["task"]
-        if only and task not in only:
-            continue
-        tasks.append(task)
-        for row in r["rows"]:
-            name = row["encoder"]
-            if name.startswith(prefix) and name in r.get("checkpoints", {}):
-                b = budget_of(Path(r["checkpoints"][name]))
-                points.setdefault(task, []).append((b, row))
-            elif name in refs:
-                ref_rows.setdefault(task, {})[name] = row
-    for t in points:
-        points[t].sort(key=lambda p: p[0]["tuples"])
+def load(outs: list[Path], prefixes: list[str], refs: list[str], only: list[str] | None):
+    """points[task][prefix] = [(budget, row)] by tuples; ref_rows[task][name] = row; tasks in order."""
+    points, ref_rows, tasks, seen = {}, {}, [], set()
+    for out in outs:
+        for f in sorted(out.glob("*/results.json")):
+            r = json.loads(f.read_text())
+            if r.get("format") != "r3m-eval-bc-2":
+                continue
+            task = r["protocol"]["task"]
+            if only and task not in only:
+                continue
+            if task not in tasks:
+                tasks.append(task)
+            for row in r["rows"]:
+                name = row["encoder"]
+                if (task, name) in seen:
+                    continue
+                prefix = next((x for x in prefixes if name.startswith(x)), None)
+                if prefix is not None and name in r.get("checkpoints", {}):
+                    b = budget_of(Path(r["checkpoints"][name]))
+                    points.setdefault(task, {}).setdefault(prefix, []).append((b, row))
+                elif name in refs:
+                    ref_rows.setdefault(task, {})[name] = row
+                else:
+                    continue
+                seen.add((task, name))
+    for by_prefix in points.values():
+        for pts in by_prefix.values():
+            pts.sort(key=lambda p: p[0]["tuples"])
     if only:
         tasks = [t for t in only if t in tasks]
     return tasks, points, ref_rows
@@ -61,22 +74,27 @@ def cell(row) -> str:
     return s + f", {len(row['seeds'])} seeds"
 
 
-def table(tasks, points, ref_rows, refs) -> str:
-    budgets = sorted({(b["steps"], b["tuples"]) for t in tasks for b, _ in points.get(t, [])})
+def table(tasks, prefixes, points, ref_rows, refs) -> str:
     lines = ["| pretraining | " + " | ".join(tasks) + " |", "| --- |" + " ---: |" * len(tasks)]
-    for steps, tuples in budgets:
-        cells = []
-        for t in tasks:
-            hit = [row for b, row in points.get(t, []) if b["steps"] == steps and b["tuples"] == tuples]
-            cells.append(cell(hit[0]) if hit else "–")
-        lines.append(f"| {steps} steps, {tuples} tuples | " + " | ".join(cells) + " |")
+    for prefix in prefixes:
+        budgets = sorted({(b["steps"], b["tuples"]) for t in tasks for b, _ in points.get(t, {}).get(prefix, [])})
+        for steps, tuples in budgets:
+            cells = []
+            for t in tasks:
+                pts = points.get(t, {}).get(prefix, [])
+                hit = [row for b, row in pts if b["steps"] == steps and b["tuples"] == tuples]
+                cells.append(cell(hit[0]) if hit else "–")
+            label = f"{steps} steps, {tuples} tuples"
+            if len(prefixes) > 1:
+                label = f"{prefix}* {label}"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for ref in refs:
         cells = [cell(ref_rows[t][ref]) if ref in ref_rows.get(t, {}) else "–" for t in tasks]
         lines.append(f"| {ref} (reference) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(tasks, points, ref_rows, refs, path: Path) -> None:
+def plot(tasks, prefixes, points, ref_rows, refs, path: Path) -> None:
     """One panel per task: success with intervals against tuples seen, references as dashed lines."""
     pw, ph, left, top = 240, 180, 45, 30
     width = left + (pw + 30) * len(tasks)
@@ -84,7 +102,9 @@ def plot(tasks, points, ref_rows, refs, path: Path) -> None:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
            'font-size="11">', '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="{left}" y="14">final success vs pretraining tuples (bootstrap 95% intervals); dashed: references</text>']
-    xmax = max([b["tuples"] for t in tasks for b, _ in points.get(t, [])] + [1])
+    for k, prefix in enumerate(prefixes):
+        out.append(f'<text x="{left + 120 * k}" y="{height - 24}" fill="{COLOURS[k % len(COLOURS)]}">● {prefix}*</text>')
+    xmax = max([b["tuples"] for t in tasks for pts in points.get(t, {}).values() for b, _ in pts] + [1])
     for j, t in enumerate(tasks):
         x0 = left + (pw + 30) * j
 
@@ -103,20 +123,24 @@ def plot(tasks, points, ref_rows, refs, path: Path) -> None:
             if row is None:
                 continue
             y = Y(row["final_success"]["mean"])
-            c = COLOURS[(i + 1) % len(COLOURS)]
+            c = COLOURS[(i + len(prefixes)) % len(COLOURS)]
             out.append(f'<line x1="{x0}" x2="{x0 + pw}" y1="{y}" y2="{y}" stroke="{c}" stroke-dasharray="4 3"/>')
             out.append(f'<text x="{x0 + pw - 2}" y="{y - 3}" text-anchor="end" fill="{c}">{ref}</text>')
-        pts = points.get(t, [])
-        if pts:
-            path_d = " ".join(f"{'M' if k == 0 else 'L'}{X(b['tuples'])},{Y(r['final_success']['mean'])}"
-                              for k, (b, r) in enumerate(pts))
-            out.append(f'<path d="{path_d}" fill="none" stroke="{COLOURS[0]}" stroke-width="2"/>')
-        for b, r in pts:
-            f = r["final_success"]
-            x = X(b["tuples"])
-            out.append(f'<line x1="{x}" x2="{x}" y1="{Y(f["lo"])}" y2="{Y(f["hi"])}" stroke="black"/>')
-            out.append(f'<circle cx="{x}" cy="{Y(f["mean"])}" r="3" fill="{COLOURS[0]}"/>')
-            out.append(f'<text x="{x}" y="{top + ph + 14}" text-anchor="middle" font-size="9">{b["steps"]}</text>')
+        for k, prefix in enumerate(prefixes):
+            colour = COLOURS[k % len(COLOURS)]
+            pts = points.get(t, {}).get(prefix, [])
+            if pts:
+                path_d = " ".join(f"{'M' if n == 0 else 'L'}{X(b['tuples'])},{Y(r['final_success']['mean'])}"
+                                  for n, (b, r) in enumerate(pts))
+                out.append(f'<path d="{path_d}" fill="none" stroke="{colour}" stroke-width="2"/>')
+            for b, r in pts:
+                f = r["final_success"]
+                # settings at the same budget side by side, not on top of each other
+                x = X(b["tuples"]) + 4 * (k - (len(prefixes) - 1) / 2)
+                out.append(f'<line x1="{x}" x2="{x}" y1="{Y(f["lo"])}" y2="{Y(f["hi"])}" stroke="{colour}"/>')
+                out.append(f'<circle cx="{x}" cy="{Y(f["mean"])}" r="3" fill="{colour}"/>')
+                out.append(f'<text x="{X(b["tuples"])}" y="{top + ph + 14}" text-anchor="middle" font-size="9">'
+                           f'{b["steps"]}</text>')
     out.append(f'<text x="{left}" y="{height - 8}">numbers under each panel: pretraining steps</text>')
     out.append("</svg>")
     path.write_text("\n".join(out) + "\n")
@@ -124,20 +148,23 @@ def plot(tasks, points, ref_rows, refs, path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", type=Path)
-    p.add_argument("--prefix", required=True, help="checkpoint rows whose name starts with this are the curve")
+    p.add_argument("out", type=Path, nargs="+", help="directories of OUT/TASK/results.json; the first wins")
+    p.add_argument("--prefix", required=True,
+                   help="comma-separated: checkpoint rows whose name starts with one of these form its curve")
     p.add_argument("--tasks", help="comma-separated tasks, in this order (default: all)")
     p.add_argument("--refs", default="random,state", help="rows drawn as references (default: random,state)")
     p.add_argument("--plot", type=Path)
     a = p.parse_args()
     refs = [r for r in a.refs.split(",") if r]
-    tasks, points, ref_rows = load(a.out, a.prefix, refs, a.tasks.split(",") if a.tasks else None)
+    prefixes = [x for x in a.prefix.split(",") if x]
+    tasks, points, ref_rows = load(a.out, prefixes, refs, a.tasks.split(",") if a.tasks else None)
     if not any(points.get(t) for t in tasks):
-        print(f"{a.out}: no checkpoint row named {a.prefix}* in any results.json", file=sys.stderr)
+        dirs = " ".join(str(o) for o in a.out)
+        print(f"{dirs}: no checkpoint row named {'* or '.join(prefixes)}* in any results.json", file=sys.stderr)
         return 1
-    print(table(tasks, points, ref_rows, refs))
+    print(table(tasks, prefixes, points, ref_rows, refs))
     if a.plot:
-        plot(tasks, points, ref_rows, refs, a.plot)
+        plot(tasks, prefixes, points, ref_rows, refs, a.plot)
         print(f"plot: {a.plot}", file=sys.stderr)
     return 0
 

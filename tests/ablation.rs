@@ -138,38 +138,52 @@ fn eval_table_shows_each_task_and_row_with_intervals_and_the_svg_plot() {
 }
 
 #[test]
-fn budget_curve_reads_each_checkpoints_budget_and_draws_the_curve() {
+fn budget_curve_reads_each_checkpoints_budget_and_draws_one_curve_per_setting() {
     let dir = tempfile::tempdir().unwrap();
     let interval = |m: f64, lo: f64, hi: f64| serde_json::json!({"mean": m, "lo": lo, "hi": hi});
-    // two checkpoints of one run: the budget comes from their config.json, not from the names
+    // checkpoints of two runs: the budget comes from their config.json, not from the names
     let mut checkpoints = serde_json::Map::new();
-    for (name, step) in [("tcn-in-a", 400u64), ("tcn-in-b", 1200)] {
+    for (name, step) in [("tcn-in-a", 400u64), ("tcn-in-b", 1200), ("tcn-held-a", 400)] {
         let ck = dir.path().join("run").join(name);
         std::fs::create_dir_all(&ck).unwrap();
         let config = serde_json::json!({"step": step, "batch": 16, "size": 112, "rank_states": []});
         std::fs::write(ck.join("config.json"), config.to_string()).unwrap();
         checkpoints.insert(name.into(), ck.to_str().unwrap().into());
     }
-    let d = dir.path().join("evals").join("push-v3");
-    std::fs::create_dir_all(&d).unwrap();
-    let r = serde_json::json!({
-        "format": "r3m-eval-bc-2", "complete": true, "checkpoints": checkpoints, "cells": [],
-        "protocol": {"task": "push-v3", "rollouts": 50},
-        "rows": [
+    let write = |sub: &str, rows: serde_json::Value| {
+        let d = dir.path().join(sub).join("push-v3");
+        std::fs::create_dir_all(&d).unwrap();
+        let r = serde_json::json!({
+            "format": "r3m-eval-bc-2", "complete": true, "checkpoints": checkpoints, "cells": [],
+            "protocol": {"task": "push-v3", "rollouts": 50}, "rows": rows,
+        });
+        std::fs::write(d.join("results.json"), r.to_string()).unwrap();
+        dir.path().join(sub)
+    };
+    let first = write(
+        "evals",
+        serde_json::json!([
             {"encoder": "tcn-in-b", "demos": 10, "seeds": [0, 1, 2], "final_success": interval(0.4, 0.3, 0.5), "vs_random": interval(0.1, -0.02, 0.2)},
             {"encoder": "tcn-in-a", "demos": 10, "seeds": [0, 1, 2], "final_success": interval(0.3, 0.2, 0.4), "vs_random": interval(0.0, -0.1, 0.1)},
             {"encoder": "random", "demos": 10, "seeds": [0, 1, 2], "final_success": interval(0.3, 0.2, 0.4), "vs_random": null},
             {"encoder": "tcn-other", "demos": 10, "seeds": [0], "final_success": interval(0.9, 0.8, 1.0), "vs_random": null},
-        ]
-    });
-    std::fs::write(d.join("results.json"), r.to_string()).unwrap();
+        ]),
+    );
+    // a second directory: its random row is shadowed by the first one's, its held-out point is new
+    let second = write(
+        "evals-held",
+        serde_json::json!([
+            {"encoder": "tcn-held-a", "demos": 10, "seeds": [0, 1], "final_success": interval(0.2, 0.1, 0.3), "vs_random": interval(-0.1, -0.2, 0.0)},
+            {"encoder": "random", "demos": 10, "seeds": [0, 1], "final_success": interval(0.5, 0.4, 0.6), "vs_random": null},
+        ]),
+    );
     let svg = dir.path().join("curve.svg");
-    let evals = dir.path().join("evals");
     let out = run(&[
         script("budget_curve.py").to_str().unwrap(),
-        evals.to_str().unwrap(),
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
         "--prefix",
-        "tcn-in-",
+        "tcn-in-,tcn-held-",
         "--refs",
         "random",
         "--plot",
@@ -177,13 +191,18 @@ fn budget_curve_reads_each_checkpoints_budget_and_draws_the_curve() {
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "| pretraining | push-v3 |", "{out}");
-    assert_eq!(lines[2], "| 400 steps, 6400 tuples | 30% (20%–40%), Δ 0 (-10…+10), 3 seeds |", "{out}");
-    assert_eq!(lines[3], "| 1200 steps, 19200 tuples | 40% (30%–50%), Δ +10 (-2…+20), 3 seeds |", "{out}");
-    assert_eq!(lines[4], "| random (reference) | 30% (20%–40%), 3 seeds |", "{out}");
-    assert_eq!(lines.len(), 5, "tcn-other is not a checkpoint of the curve: {out}");
+    assert_eq!(lines[2], "| tcn-in-* 400 steps, 6400 tuples | 30% (20%–40%), Δ 0 (-10…+10), 3 seeds |", "{out}");
+    assert_eq!(lines[3], "| tcn-in-* 1200 steps, 19200 tuples | 40% (30%–50%), Δ +10 (-2…+20), 3 seeds |", "{out}");
+    assert_eq!(lines[4], "| tcn-held-* 400 steps, 6400 tuples | 20% (10%–30%), Δ -10 (-20…0), 2 seeds |", "{out}");
+    assert_eq!(lines[5], "| random (reference) | 30% (20%–40%), 3 seeds |", "the first directory wins: {out}");
+    assert_eq!(lines.len(), 6, "tcn-other is not a checkpoint of a curve: {out}");
     let svg = std::fs::read_to_string(svg).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.matches("<circle").count() == 2 && svg.contains("stroke-dasharray"),
+        svg.starts_with("<svg")
+            && svg.matches("<circle").count() == 3
+            && svg.matches("<path").count() == 2
+            && svg.contains("stroke-dasharray")
+            && svg.contains("tcn-held-*"),
         "{svg}"
     );
 }
