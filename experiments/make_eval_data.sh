@@ -34,7 +34,7 @@ SEED="${SEED:-0}"
 PC_SEED="${PC_SEED:-500000}"
 
 # Default: every task with a scripted expert that is not in TASKS.
-PC_TASKS="${PC_TASKS:-$(cd "$ROOT/scripts" && "$PY" -c "
+PC_TASKS="${PC_TASKS:-$(cd "$ROOT/python/r3m_tools" && "$PY" -c "
 import sys, metaworld_env as m
 skip = set(sys.argv[1].split(','))
 print(','.join(t for t in m.task_names() if t not in skip))" "$TASKS" 2>/dev/null)}"
