@@ -138,7 +138,7 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
             "--task",
             TASK,
             "--encoders",
-            "random,scratch-shallow",
+            "random,random-spatial,scratch-shallow",
             "--demos",
             "1",
             "--seeds",
@@ -180,7 +180,9 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
             .unwrap();
     assert_eq!(carried, source, "the carried bridge is this tree's");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    assert!(md.contains("| random | 1 |") && md.contains("| scratch-shallow | 1 |"), "{md}");
+    for row in ["random", "random-spatial", "scratch-shallow"] {
+        assert!(md.contains(&format!("| {row} | 1 |")), "row {row} missing: {md}");
+    }
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let cell = &j["cells"][0];

@@ -41,6 +41,9 @@ pub enum EncoderKind {
     },
     /// Random initialisation (seeded), frozen.
     Random,
+    /// The same frozen random network without its global average pool: the last feature map
+    /// flattened (512 × 4 × 4 at 112 px), a diagnostic of what pooling loses.
+    RandomSpatial,
     /// Random initialisation trained end to end on the demos.
     Scratch,
     /// DrQ's shallow ConvNet with random-shift augmentation, trained end to end on the demos.
@@ -96,7 +99,7 @@ fn varying_positions(rows: &[&Vec<f32>]) -> Vec<usize> {
 
 /// The names `--encoders` takes besides checkpoints.
 pub const BUILTIN_ENCODERS: &str =
-    "state, proprio, state-objects[:SIGMA], random, scratch, scratch-shallow, pretrained \
+    "state, proprio, state-objects[:SIGMA], random, random-spatial, scratch, scratch-shallow, pretrained \
      (with --checkpoint), NAME=CHECKPOINT";
 
 impl EncoderKind {
@@ -109,6 +112,7 @@ impl EncoderKind {
                 path: checkpoint.context("--encoders pretrained needs --checkpoint RUN")?.to_path_buf(),
             },
             "random" => EncoderKind::Random,
+            "random-spatial" => EncoderKind::RandomSpatial,
             "scratch" => EncoderKind::Scratch,
             "scratch-shallow" => EncoderKind::ScratchShallow,
             "state" => EncoderKind::State,
@@ -122,18 +126,19 @@ impl EncoderKind {
                     })?;
                 EncoderKind::StateObjects { name: spec.into(), noise }
             }
-            other => {
-                match other.split_once('=') {
-                    Some((name, path)) if !name.is_empty() && !path.is_empty() => {
-                        let builtin = ["random", "scratch", "scratch-shallow", "state", "proprio", "state-objects"];
-                        if builtin.contains(&name) || name.starts_with("state-objects") || name.contains(['/', '\\']) {
-                            bail!("--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)");
-                        }
-                        EncoderKind::Pretrained { name: name.into(), path: path.into() }
+            other => match other.split_once('=') {
+                Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+                    let builtin =
+                        ["random", "random-spatial", "scratch", "scratch-shallow", "state", "proprio", "state-objects"];
+                    if builtin.contains(&name) || name.starts_with("state-objects") || name.contains(['/', '\\']) {
+                        bail!(
+                            "--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)"
+                        );
                     }
-                    _ => bail!("--encoders: unknown encoder '{other}' ({BUILTIN_ENCODERS})"),
+                    EncoderKind::Pretrained { name: name.into(), path: path.into() }
                 }
-            }
+                _ => bail!("--encoders: unknown encoder '{other}' ({BUILTIN_ENCODERS})"),
+            },
         })
     }
 
@@ -142,6 +147,7 @@ impl EncoderKind {
         match self {
             EncoderKind::Pretrained { name, .. } => name,
             EncoderKind::Random => "random",
+            EncoderKind::RandomSpatial => "random-spatial",
             EncoderKind::Scratch => "scratch",
             EncoderKind::ScratchShallow => "scratch-shallow",
             EncoderKind::State => "state",
@@ -319,7 +325,7 @@ pub fn embed_prepared(enc: &Encoder, frames: &[&[u8]], size: u32, device: Device
         .map(|c| tch::no_grad(|| enc.embed(&frames_tensor(c, size, device), false, precision)))
         .collect();
     if out.is_empty() {
-        return Tensor::zeros([0, enc.dim()], (Kind::Float, device));
+        return Tensor::zeros([0, enc.dim_at(i64::from(size))], (Kind::Float, device));
     }
     Tensor::cat(&out, 0)
 }
@@ -398,9 +404,10 @@ enum Visual {
 }
 
 impl Visual {
-    fn dim(&self) -> i64 {
+    /// Feature size for inputs of side `size`.
+    fn dim(&self, size: i64) -> i64 {
         match self {
-            Visual::Frozen(e) | Visual::ResNet(e, _) => e.dim(),
+            Visual::Frozen(e) | Visual::ResNet(e, _) => e.dim_at(size),
             Visual::Shallow(..) => crate::shallow::SHALLOW_DIM,
         }
     }
@@ -533,6 +540,14 @@ pub fn run_cell(
             r3m_model::precision::vars_to_channels_last(&vs);
             Features::Visual(Visual::Frozen(e))
         }
+        EncoderKind::RandomSpatial => {
+            // the same seeded initialisation as `random` (same variables, drawn in the same
+            // order), so the two rows differ only in the pooling
+            let vs = nn::VarStore::new(cfg.device);
+            let e = Encoder::unpooled(&vs.root(), cfg.arch);
+            r3m_model::precision::vars_to_channels_last(&vs);
+            Features::Visual(Visual::Frozen(e))
+        }
         EncoderKind::Scratch => {
             let vs = nn::VarStore::new(cfg.device);
             let e = Encoder::new(&vs.root(), cfg.arch);
@@ -603,7 +618,7 @@ fn run_with_features(
         Features::Visual(_) | Features::Nothing => None,
     };
     let fdim = match features {
-        Features::Visual(v) => v.dim(),
+        Features::Visual(v) => v.dim(i64::from(cfg.size)),
         Features::State(_) => fixed.as_ref().map_or(0, |f| f.size()[1]),
         Features::Nothing => 0,
     };

@@ -45,7 +45,9 @@ pub struct BcArgs {
     #[arg(long, default_value_t = 5)]
     seeds: u64,
     /// Rows, comma-separated: state (full simulator state, no image: the ceiling), proprio (no
-    /// image: the floor), random (frozen random ResNet), scratch (ResNet trained on the demos),
+    /// image: the floor), random (frozen random ResNet), random-spatial (the same network without
+    /// its average pool: the last feature map flattened, a diagnostic), scratch (ResNet trained on
+    /// the demos),
     /// scratch-shallow (DrQ's shallow ConvNet with random shifts), pretrained (--checkpoint), or
     /// NAME=CHECKPOINT for any checkpoint under its own name. Default: pretrained,random with
     /// --checkpoint, else random.

@@ -117,6 +117,8 @@ pub struct Encoder {
     arch: Arch,
     trunk: nn::SequentialT,
     head: Option<nn::Linear>,
+    /// Global average pool at the end of the trunk (false: [`Encoder::unpooled`]).
+    pool: bool,
     mean: Tensor,
     std: Tensor,
 }
@@ -132,6 +134,17 @@ impl Encoder {
     /// Like [`Encoder::new`], with an optional linear projection head (`proj.weight`,
     /// `proj.bias`) from the trunk's features to `proj` dimensions.
     pub fn with_head(p: &nn::Path, arch: Arch, proj: Option<i64>) -> Self {
+        Self::build(p, arch, proj, true)
+    }
+
+    /// The trunk without its global average pool: the last feature map flattened, `[N, C·h·w]`
+    /// (ResNet18 at 112 px: 512 × 4 × 4 = 8192), so where a feature fires stays in the code. A
+    /// diagnostic readout (`r3m eval bc --encoders random-spatial`); no projection head.
+    pub fn unpooled(p: &nn::Path, arch: Arch) -> Self {
+        Self::build(p, arch, None, false)
+    }
+
+    fn build(p: &nn::Path, arch: Arch, proj: Option<i64>, pool: bool) -> Self {
         let (blocks, bottle) = arch.layout();
         let mut trunk = nn::seq_t()
             .add(conv(p / "conv1", 3, 64, 7, 2, 3))
@@ -151,12 +164,16 @@ impl Encoder {
                 }
             }
         }
-        let trunk = trunk.add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1));
+        let trunk = if pool {
+            trunk.add_fn(|xs| xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1))
+        } else {
+            trunk.add_fn(|xs| xs.flatten(1, -1))
+        };
         let dev = p.device();
         let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]).to_device(dev);
         let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]).to_device(dev);
         let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
-        Encoder { arch, trunk, head, mean, std }
+        Encoder { arch, trunk, head, mean, std, pool }
     }
 
     /// The architecture.
@@ -164,9 +181,20 @@ impl Encoder {
         self.arch
     }
 
-    /// Embedding size (the projection head's, when there is one).
+    /// Embedding size (the projection head's, when there is one). For an [`Encoder::unpooled`]
+    /// trunk, the size per position of the last feature map: see [`Encoder::dim_at`].
     pub fn dim(&self) -> i64 {
         self.head.as_ref().map_or(self.arch.dim(), |h| h.ws.size()[0])
+    }
+
+    /// Embedding size for square inputs of side `size`: [`Encoder::dim`], times the last feature
+    /// map's h·w when the trunk is unpooled (each of the five stride-2 stages rounds up).
+    pub fn dim_at(&self, size: i64) -> i64 {
+        if self.pool {
+            return self.dim();
+        }
+        let side = (0..5).fold(size, |s, _| (s + 1) / 2);
+        self.dim() * side * side
     }
 
     /// The projection head's output size, if there is one.
@@ -235,5 +263,26 @@ mod tests {
         // torchvision resnet50 without fc: 25,557,032 - 2,049,000
         let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         assert_eq!(trainable, 23_508_032);
+    }
+
+    #[test]
+    fn unpooled_keeps_the_map_and_averages_to_the_pooled_embedding() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let pooled = Encoder::new(&vs.root(), Arch::Resnet18);
+        let mut vs2 = nn::VarStore::new(Device::Cpu);
+        let unpooled = Encoder::unpooled(&vs2.root(), Arch::Resnet18);
+        vs2.copy(&vs).expect("same variable names");
+        for (size, side) in [(112i64, 4i64), (64, 2), (97, 4), (33, 2)] {
+            assert_eq!(unpooled.dim_at(size), 512 * side * side, "{size} px");
+            assert_eq!(pooled.dim_at(size), 512);
+            let x = Tensor::rand([2, 3, size, size], (Kind::Float, Device::Cpu)) * 255.0;
+            let map = tch::no_grad(|| unpooled.forward_u8(&x, false));
+            assert_eq!(map.size(), vec![2, unpooled.dim_at(size)], "{size} px");
+            let avg = map.view([2, 512, side * side]).mean_dim(-1, false, Kind::Float);
+            let emb = tch::no_grad(|| pooled.forward_u8(&x, false));
+            let diff = (avg - emb).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "{size} px: spatial mean differs from the pooled embedding by {diff}");
+        }
     }
 }
