@@ -128,9 +128,9 @@ impl EncoderKind {
             }
             other => match other.split_once('=') {
                 Some((name, path)) if !name.is_empty() && !path.is_empty() => {
-                    let builtin =
-                        ["random", "random-spatial", "scratch", "scratch-shallow", "state", "proprio", "state-objects"];
-                    if builtin.contains(&name) || name.starts_with("state-objects") || name.contains(['/', '\\']) {
+                    // a row name that parses as a built-in row is reserved (`name` holds no '=')
+                    let builtin = Self::parse(name, None).is_ok();
+                    if builtin || name.starts_with("state-objects") || name.contains(['/', '\\']) {
                         bail!(
                             "--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)"
                         );
@@ -534,17 +534,15 @@ pub fn run_cell(
             r3m_model::precision::vars_to_channels_last(&f.vs);
             Features::Visual(Visual::Frozen(f.encoder))
         }
-        EncoderKind::Random => {
+        EncoderKind::Random | EncoderKind::RandomSpatial => {
+            // the same seeded initialisation for both (same variables, drawn in the same order),
+            // so the two rows differ only in the pooling
             let vs = nn::VarStore::new(cfg.device);
-            let e = Encoder::new(&vs.root(), cfg.arch);
-            r3m_model::precision::vars_to_channels_last(&vs);
-            Features::Visual(Visual::Frozen(e))
-        }
-        EncoderKind::RandomSpatial => {
-            // the same seeded initialisation as `random` (same variables, drawn in the same
-            // order), so the two rows differ only in the pooling
-            let vs = nn::VarStore::new(cfg.device);
-            let e = Encoder::unpooled(&vs.root(), cfg.arch);
+            let e = if *kind == EncoderKind::RandomSpatial {
+                Encoder::unpooled(&vs.root(), cfg.arch)
+            } else {
+                Encoder::new(&vs.root(), cfg.arch)
+            };
             r3m_model::precision::vars_to_channels_last(&vs);
             Features::Visual(Visual::Frozen(e))
         }
@@ -837,6 +835,8 @@ mod tests {
             assert!(e.contains(bad) && e.contains("metres"), "{e}");
         }
         assert!(EncoderKind::parse("state-objects=run", None).is_err(), "reserved as a checkpoint name");
+        assert!(EncoderKind::parse("random-spatial=run", None).is_err(), "built-in names are reserved");
+        assert!(EncoderKind::parse("tcn=run", None).is_ok());
 
         let full: Vec<f32> = (0..39).map(|i| i as f32).collect();
         let exact = StateView { cols: Some(&OBJECT_STATE), noise: 0.0, noisy: OBJECT_POSITIONS.to_vec() };

@@ -47,8 +47,8 @@ pub struct BcArgs {
     /// Rows, comma-separated: state (full simulator state, no image: the ceiling), proprio (no
     /// image: the floor), random (frozen random ResNet), random-spatial (the same network without
     /// its average pool: the last feature map flattened, a diagnostic), scratch (ResNet trained on
-    /// the demos),
-    /// scratch-shallow (DrQ's shallow ConvNet with random shifts), pretrained (--checkpoint), or
+    /// the demos), scratch-shallow (DrQ's shallow ConvNet with random shifts), pretrained
+    /// (--checkpoint), or
     /// NAME=CHECKPOINT for any checkpoint under its own name. Default: pretrained,random with
     /// --checkpoint, else random.
     #[arg(long, value_delimiter = ',')]
