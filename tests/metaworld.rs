@@ -138,7 +138,7 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
             "--task",
             TASK,
             "--encoders",
-            "random,random-spatial,scratch-shallow",
+            "random,random-spatial,random-shallow,scratch-shallow,scratch-shallow-noshift",
             "--demos",
             "1",
             "--seeds",
@@ -180,7 +180,7 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
             .unwrap();
     assert_eq!(carried, source, "the carried bridge is this tree's");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    for row in ["random", "random-spatial", "scratch-shallow"] {
+    for row in ["random", "random-spatial", "random-shallow", "scratch-shallow", "scratch-shallow-noshift"] {
         assert!(md.contains(&format!("| {row} | 1 |")), "row {row} missing: {md}");
     }
     let j: serde_json::Value =

@@ -10,7 +10,10 @@
 //!
 //! Rows that test the evaluation itself: `state` (the full simulator observation instead of an
 //! image: the ceiling), `proprio` (no image features at all: the floor), `scratch` (ResNet trained
-//! end to end on the demos) and `scratch-shallow` (DrQ's shallow ConvNet with random shifts).
+//! end to end on the demos), `scratch-shallow` (DrQ's shallow ConvNet with random shifts),
+//! `scratch-shallow-noshift` (the same without the shifts) and `random-shallow` (that ConvNet
+//! frozen at its random initialisation), which separate the architecture, the augmentation and
+//! the training on the demos.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +30,7 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 use crate::bridge::Env;
 use crate::demos::Demo;
 use crate::policy::Policy;
-use crate::shallow::{random_shift, ShallowEncoder};
+use crate::shallow::random_shift;
 
 /// Which features a cell's policy sees.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,8 +49,16 @@ pub enum EncoderKind {
     RandomSpatial,
     /// Random initialisation trained end to end on the demos.
     Scratch,
-    /// DrQ's shallow ConvNet with random-shift augmentation, trained end to end on the demos.
-    ScratchShallow,
+    /// DrQ's shallow ConvNet ([`Arch::Shallow`]) trained end to end on the demos, with DrQ's
+    /// random shifts (±4 px) on every training frame unless `shift` is false
+    /// (`scratch-shallow-noshift`).
+    ScratchShallow {
+        /// Random-shift augmentation on the demo frames.
+        shift: bool,
+    },
+    /// DrQ's shallow ConvNet at its seeded random initialisation, frozen: the architecture
+    /// without any training.
+    RandomShallow,
     /// No image: the simulator's full observation vector (the protocol's ceiling).
     State,
     /// No image features at all, proprioception only (the protocol's floor).
@@ -99,8 +110,8 @@ fn varying_positions(rows: &[&Vec<f32>]) -> Vec<usize> {
 
 /// The names `--encoders` takes besides checkpoints.
 pub const BUILTIN_ENCODERS: &str =
-    "state, proprio, state-objects[:SIGMA], random, random-spatial, scratch, scratch-shallow, pretrained \
-     (with --checkpoint), NAME=CHECKPOINT";
+    "state, proprio, state-objects[:SIGMA], random, random-spatial, random-shallow, scratch, \
+     scratch-shallow, scratch-shallow-noshift, pretrained (with --checkpoint), NAME=CHECKPOINT";
 
 impl EncoderKind {
     /// Parses one `--encoders` entry: a built-in name, `pretrained` (the `checkpoint`), or
@@ -114,7 +125,9 @@ impl EncoderKind {
             "random" => EncoderKind::Random,
             "random-spatial" => EncoderKind::RandomSpatial,
             "scratch" => EncoderKind::Scratch,
-            "scratch-shallow" => EncoderKind::ScratchShallow,
+            "scratch-shallow" => EncoderKind::ScratchShallow { shift: true },
+            "scratch-shallow-noshift" => EncoderKind::ScratchShallow { shift: false },
+            "random-shallow" => EncoderKind::RandomShallow,
             "state" => EncoderKind::State,
             "proprio" => EncoderKind::Proprio,
             "state-objects" => EncoderKind::StateObjects { name: spec.into(), noise: 0.0 },
@@ -149,7 +162,9 @@ impl EncoderKind {
             EncoderKind::Random => "random",
             EncoderKind::RandomSpatial => "random-spatial",
             EncoderKind::Scratch => "scratch",
-            EncoderKind::ScratchShallow => "scratch-shallow",
+            EncoderKind::ScratchShallow { shift: true } => "scratch-shallow",
+            EncoderKind::ScratchShallow { shift: false } => "scratch-shallow-noshift",
+            EncoderKind::RandomShallow => "random-shallow",
             EncoderKind::State => "state",
             EncoderKind::Proprio => "proprio",
             EncoderKind::StateObjects { name, .. } => name,
@@ -400,22 +415,22 @@ pub fn rollouts(
 enum Visual {
     Frozen(Encoder),
     ResNet(Encoder, nn::VarStore),
-    Shallow(ShallowEncoder, nn::VarStore),
+    /// DrQ's ConvNet trained on the demos; `shift`: random shifts on the training frames.
+    Shallow(Encoder, nn::VarStore, bool),
 }
 
 impl Visual {
     /// Feature size for inputs of side `size`.
     fn dim(&self, size: i64) -> i64 {
         match self {
-            Visual::Frozen(e) | Visual::ResNet(e, _) => e.dim_at(size),
-            Visual::Shallow(..) => crate::shallow::SHALLOW_DIM,
+            Visual::Frozen(e) | Visual::ResNet(e, _) | Visual::Shallow(e, ..) => e.dim_at(size),
         }
     }
 
     fn trainable(&self) -> Option<&nn::VarStore> {
         match self {
             Visual::Frozen(_) => None,
-            Visual::ResNet(_, vs) | Visual::Shallow(_, vs) => Some(vs),
+            Visual::ResNet(_, vs) | Visual::Shallow(_, vs, _) => Some(vs),
         }
     }
 
@@ -424,7 +439,8 @@ impl Visual {
         match self {
             Visual::Frozen(e) => e.embed(x, false, precision),
             Visual::ResNet(e, _) => e.embed(x, train, precision),
-            Visual::Shallow(e, _) => e.forward(x),
+            // fp32 as DrQ (no BatchNorm: `train` changes nothing)
+            Visual::Shallow(e, ..) => e.forward_u8(x, train),
         }
     }
 }
@@ -551,10 +567,14 @@ pub fn run_cell(
             let e = Encoder::new(&vs.root(), cfg.arch);
             Features::Visual(Visual::ResNet(e, vs))
         }
-        EncoderKind::ScratchShallow => {
+        EncoderKind::ScratchShallow { shift } => {
             let vs = nn::VarStore::new(cfg.device);
-            let e = ShallowEncoder::new(&vs.root(), i64::from(cfg.size));
-            Features::Visual(Visual::Shallow(e, vs))
+            let e = Encoder::new(&vs.root(), Arch::Shallow);
+            Features::Visual(Visual::Shallow(e, vs, *shift))
+        }
+        EncoderKind::RandomShallow => {
+            let vs = nn::VarStore::new(cfg.device);
+            Features::Visual(Visual::Frozen(Encoder::new(&vs.root(), Arch::Shallow)))
         }
         EncoderKind::State => Features::State(StateView { cols: None, noise: 0.0, noisy: Vec::new() }),
         EncoderKind::StateObjects { noise, .. } => {
@@ -688,7 +708,7 @@ fn run_with_features(
             (None, Features::Visual(v)) => {
                 let refs: Vec<&[u8]> = idx.iter().map(|&i| frames[i as usize]).collect();
                 let x = frames_tensor(&refs, cfg.size, dev);
-                let x = if matches!(v, Visual::Shallow(..)) { random_shift(&x, 4, &mut shift_rng) } else { x };
+                let x = if matches!(v, Visual::Shallow(_, _, true)) { random_shift(&x, 4, &mut shift_rng) } else { x };
                 Some(v.embed(&x, true, cfg.precision))
             }
             (None, _) => None,

@@ -2,52 +2,12 @@
 //! augmentation, as in DrQ (Kostrikov et al. 2020) and "On Pre-Training for Visuo-Motor Control:
 //! Revisiting a Learning-from-Scratch Baseline" (Hansen et al. 2022).
 //!
-//! Architecture (DrQ's encoder): conv 3→32 3×3 stride 2, three conv 32→32 3×3 stride 1, ReLU after
-//! each, flatten, Linear → 50, LayerNorm, tanh. Input: RGB in 0..255, scaled to [-0.5, 0.5].
+//! The encoder itself is `r3m-model`'s [`r3m_model::Arch::Shallow`] (so `r3m train --arch shallow`
+//! pretrains the same network and its checkpoints load as rows); this module holds DrQ's
+//! augmentation.
 
 use r3m_data::Rng;
-use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
-
-/// Output size of the shallow encoder.
-pub const SHALLOW_DIM: i64 = 50;
-
-/// DrQ's shallow convolutional encoder.
-#[derive(Debug)]
-pub struct ShallowEncoder {
-    convs: Vec<nn::Conv2D>,
-    fc: nn::Linear,
-    ln: nn::LayerNorm,
-}
-
-/// Spatial side after the four convolutions for a square input of `size`.
-fn out_side(size: i64) -> i64 {
-    (size - 3) / 2 + 1 - 6
-}
-
-impl ShallowEncoder {
-    /// Builds the encoder for square inputs of `size` (≥ 16) under `p`.
-    pub fn new(p: &nn::Path, size: i64) -> Self {
-        let mut convs = Vec::new();
-        for i in 0..4 {
-            let cfg = nn::ConvConfig { stride: if i == 0 { 2 } else { 1 }, ..Default::default() };
-            convs.push(nn::conv2d(p / format!("conv{i}"), if i == 0 { 3 } else { 32 }, 32, 3, cfg));
-        }
-        let side = out_side(size).max(1);
-        let fc = nn::linear(p / "fc", 32 * side * side, SHALLOW_DIM, Default::default());
-        let ln = nn::layer_norm(p / "ln", vec![SHALLOW_DIM], Default::default());
-        ShallowEncoder { convs, fc, ln }
-    }
-
-    /// Images `[N, 3, H, W]` in 0..255 → `[N, 50]`.
-    pub fn forward(&self, images: &Tensor) -> Tensor {
-        let mut h = images.to_kind(Kind::Float) / 255.0 - 0.5;
-        for c in &self.convs {
-            h = c.forward(&h).relu();
-        }
-        self.ln.forward(&self.fc.forward(&h.flatten(1, -1))).tanh()
-    }
-}
 
 /// DrQ's random shift: pad each image by `pad` pixels (replicating the border) and crop back at a
 /// random offset per image, drawn from `rng`. `[N, C, H, W]` → same shape.
@@ -71,11 +31,8 @@ mod tests {
     use tch::Device;
 
     #[test]
-    fn shapes_and_shift() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let e = ShallowEncoder::new(&vs.root(), 64);
+    fn shift_moves_content_by_at_most_pad() {
         let x = Tensor::rand([3, 3, 64, 64], (Kind::Float, Device::Cpu)) * 255.0;
-        assert_eq!(e.forward(&x).size(), vec![3, SHALLOW_DIM]);
         let mut rng = Rng::new(1);
         let s = random_shift(&x, 4, &mut rng);
         assert_eq!(s.size(), x.size());

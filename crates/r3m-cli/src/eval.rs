@@ -47,10 +47,11 @@ pub struct BcArgs {
     /// Rows, comma-separated: state (full simulator state, no image: the ceiling), proprio (no
     /// image: the floor), random (frozen random ResNet), random-spatial (the same network without
     /// its average pool: the last feature map flattened, a diagnostic), scratch (ResNet trained on
-    /// the demos), scratch-shallow (DrQ's shallow ConvNet with random shifts), pretrained
-    /// (--checkpoint), or
-    /// NAME=CHECKPOINT for any checkpoint under its own name. Default: pretrained,random with
-    /// --checkpoint, else random.
+    /// the demos), scratch-shallow (DrQ's shallow ConvNet trained on the demos with random
+    /// shifts), scratch-shallow-noshift (the same without shifts), random-shallow (that ConvNet
+    /// frozen at random init), pretrained (--checkpoint), or NAME=CHECKPOINT for any checkpoint
+    /// under its own name (`r3m train --arch shallow` checkpoints too). Default:
+    /// pretrained,random with --checkpoint, else random.
     #[arg(long, value_delimiter = ',')]
     encoders: Vec<String>,
     /// Policy training steps (R3M: 20000).

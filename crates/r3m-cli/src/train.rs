@@ -36,7 +36,8 @@ pub struct Args {
     /// Side of the square training crops (R3M: 224).
     #[arg(long, default_value_t = 224)]
     size: u32,
-    /// Encoder: resnet18, resnet34, resnet50.
+    /// Encoder: resnet18, resnet34, resnet50, or shallow (DrQ's 4-layer ConvNet, 50-d: the architecture
+    /// of `eval bc`'s `scratch-shallow` row, cheap to pretrain on a CPU).
     #[arg(long, default_value = "resnet18")]
     arch: Arch,
     /// Adam learning rate.

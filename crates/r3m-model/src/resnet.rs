@@ -1,4 +1,5 @@
-//! torchvision ResNets without the classifier, with torchvision's parameter names.
+//! torchvision ResNets without the classifier, with torchvision's parameter names, and DrQ's
+//! shallow ConvNet (the learning-from-scratch baseline's encoder) behind the same interface.
 
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -12,7 +13,16 @@ pub enum Arch {
     Resnet34,
     /// ResNet-50 (Bottleneck ×[3,4,6,3]), 2048-d output.
     Resnet50,
+    /// DrQ's shallow ConvNet (Kostrikov et al. 2020; the encoder of Hansen et al. 2022's
+    /// learning-from-scratch baseline): conv 3→32 3×3 stride 2, three conv 32→32 3×3, ReLU after
+    /// each, the map average-pooled to 49×49 (the identity at 112-px input, where DrQ's map is
+    /// 49×49; other sizes are resampled to it, so the weights do not depend on the input size),
+    /// Linear → 50, LayerNorm, tanh. Input scaled to [-0.5, 0.5] as in DrQ. 50-d output.
+    Shallow,
 }
+
+/// Side of [`Arch::Shallow`]'s feature map before its linear layer (its map at 112 px).
+pub const SHALLOW_SIDE: i64 = 49;
 
 impl Arch {
     /// Embedding size (the width of the removed `fc` layer's input).
@@ -20,6 +30,7 @@ impl Arch {
         match self {
             Arch::Resnet18 | Arch::Resnet34 => 512,
             Arch::Resnet50 => 2048,
+            Arch::Shallow => 50,
         }
     }
 
@@ -29,6 +40,7 @@ impl Arch {
             Arch::Resnet18 => "resnet18",
             Arch::Resnet34 => "resnet34",
             Arch::Resnet50 => "resnet50",
+            Arch::Shallow => "shallow",
         }
     }
 
@@ -37,6 +49,7 @@ impl Arch {
             Arch::Resnet18 => ([2, 2, 2, 2], false),
             Arch::Resnet34 => ([3, 4, 6, 3], false),
             Arch::Resnet50 => ([3, 4, 6, 3], true),
+            Arch::Shallow => ([0; 4], false),
         }
     }
 }
@@ -48,7 +61,8 @@ impl std::str::FromStr for Arch {
             "resnet18" => Ok(Arch::Resnet18),
             "resnet34" => Ok(Arch::Resnet34),
             "resnet50" => Ok(Arch::Resnet50),
-            _ => Err(format!("unknown architecture '{s}' (resnet18, resnet34, resnet50)")),
+            "shallow" => Ok(Arch::Shallow),
+            _ => Err(format!("unknown architecture '{s}' (resnet18, resnet34, resnet50, shallow)")),
         }
     }
 }
@@ -140,11 +154,44 @@ impl Encoder {
     /// The trunk without its global average pool: the last feature map flattened, `[N, C·h·w]`
     /// (ResNet18 at 112 px: 512 × 4 × 4 = 8192), so where a feature fires stays in the code. A
     /// diagnostic readout (`r3m eval bc --encoders random-spatial`); no projection head.
+    /// [`Arch::Shallow`] has no global pool to remove: the same as [`Encoder::new`].
     pub fn unpooled(p: &nn::Path, arch: Arch) -> Self {
         Self::build(p, arch, None, false)
     }
 
     fn build(p: &nn::Path, arch: Arch, proj: Option<i64>, pool: bool) -> Self {
+        let dev = p.device();
+        if arch == Arch::Shallow {
+            // DrQ's ConvNet, variables named as in `r3m-bc`'s first version (conv0..3, fc, ln) and
+            // drawn in the same order, so a seed gives the same network (checked bit-exact against it
+            // before it was removed: the scratch-shallow rows measured with it stand)
+            let mut trunk = nn::seq_t();
+            for i in 0..4 {
+                let cfg = nn::ConvConfig { stride: if i == 0 { 2 } else { 1 }, ..Default::default() };
+                let c = nn::conv2d(p / format!("conv{i}"), if i == 0 { 3 } else { 32 }, 32, 3, cfg);
+                trunk = trunk.add(c).add_fn(|xs| xs.relu());
+            }
+            let fc = nn::linear(p / "fc", 32 * SHALLOW_SIDE * SHALLOW_SIDE, 50, Default::default());
+            let ln = nn::layer_norm(p / "ln", vec![50], Default::default());
+            let trunk = trunk
+                .add_fn(|xs| {
+                    let s = xs.size();
+                    let xs = if s[2] == SHALLOW_SIDE && s[3] == SHALLOW_SIDE {
+                        xs.shallow_clone()
+                    } else {
+                        xs.adaptive_avg_pool2d([SHALLOW_SIDE, SHALLOW_SIDE])
+                    };
+                    xs.flatten(1, -1)
+                })
+                .add(fc)
+                .add(ln)
+                .add_fn(|xs| xs.tanh());
+            // x/255 - 0.5, DrQ's scaling, as (x/255 - mean)/std
+            let mean = Tensor::from_slice(&[0.5f32, 0.5, 0.5]).view([1, 3, 1, 1]).to_device(dev);
+            let std = Tensor::from_slice(&[1.0f32, 1.0, 1.0]).view([1, 3, 1, 1]).to_device(dev);
+            let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
+            return Encoder { arch, trunk, head, mean, std, pool: true };
+        }
         let (blocks, bottle) = arch.layout();
         let mut trunk = nn::seq_t()
             .add(conv(p / "conv1", 3, 64, 7, 2, 3))
@@ -169,7 +216,6 @@ impl Encoder {
         } else {
             trunk.add_fn(|xs| xs.flatten(1, -1))
         };
-        let dev = p.device();
         let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]).to_device(dev);
         let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]).to_device(dev);
         let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
@@ -263,6 +309,28 @@ mod tests {
         // torchvision resnet50 without fc: 25,557,032 - 2,049,000
         let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         assert_eq!(trainable, 23_508_032);
+    }
+
+    #[test]
+    fn shallow_is_drqs_convnet_at_any_size() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let enc = Encoder::new(&vs.root(), Arch::Shallow);
+        // conv 3→32 (896), three conv 32→32 (9,248 each), Linear 32·49·49 → 50, LayerNorm 50
+        let trainable: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(trainable, 896 + 3 * 9_248 + (32 * 49 * 49 * 50 + 50) + 100);
+        assert!(vs.variables().contains_key("conv3.weight") && vs.variables().contains_key("ln.bias"));
+        for size in [112i64, 64, 97] {
+            let x = Tensor::rand([2, 3, size, size], (Kind::Float, Device::Cpu)) * 255.0;
+            let y = tch::no_grad(|| enc.forward_u8(&x, false));
+            assert_eq!(y.size(), vec![2, 50], "{size} px");
+            assert_eq!(enc.dim_at(size), 50);
+            // tanh output
+            assert!(y.abs().max().double_value(&[]) <= 1.0);
+        }
+        // DrQ's input scaling: a mid-grey image is zero after preprocessing
+        let grey = Tensor::full([1, 3, 4, 4], 127.5, (Kind::Float, Device::Cpu));
+        assert_eq!(enc.preprocess(&grey).abs().max().double_value(&[]), 0.0);
+        assert_eq!("shallow".parse::<Arch>(), Ok(Arch::Shallow));
     }
 
     #[test]
