@@ -126,6 +126,43 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     }
 }
 
+/// `--arch shallow` (DrQ's ConvNet, the architecture of `eval bc`'s `scratch-shallow` row)
+/// pretrains like a ResNet: resumes bit-exactly, and its checkpoint loads as a 50-d frozen
+/// encoder whose weights training moved away from their seeded start.
+#[test]
+fn shallow_arch_trains_resumes_and_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let straight = dir.path().join("straight");
+    let log = train_with(&v, &straight, 4, false, &["--arch", "shallow"]);
+    assert!(log.contains("training shallow"), "{log}");
+    let split = dir.path().join("split");
+    train_with(&v, &split, 2, false, &["--arch", "shallow"]);
+    train_with(&v, &split, 4, true, &["--arch", "shallow"]);
+    let (a, b) = (weights(&straight), weights(&split));
+    assert!(a.iter().any(|(n, _)| n == "fc.weight") && a.iter().any(|(n, _)| n == "conv3.weight"));
+    assert_eq!(a.len(), b.len());
+    for ((n, x), (_, y)) in a.iter().zip(&b) {
+        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
+        assert!(d == 0.0, "{n} differs by {d} after resume");
+    }
+    let frozen = r3m_model::checkpoint::load_encoder(&straight, tch::Device::Cpu).unwrap();
+    assert_eq!(frozen.encoder.arch(), r3m_model::Arch::Shallow);
+    assert_eq!((frozen.encoder.dim(), frozen.size), (50, 64));
+    let x = Tensor::rand([2, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu)) * 255.0;
+    let e = tch::no_grad(|| frozen.encoder.forward_u8(&x, false));
+    assert_eq!(e.size(), vec![2, 50]);
+    // steps 3-4 moved the convolutions (the gradient reaches through the readout)
+    let at2 = Tensor::read_safetensors(straight.join("checkpoints/step-00000002/model.safetensors")).unwrap();
+    let moved = at2.iter().filter(|(n, _)| n.starts_with("conv0")).all(|(n, t)| {
+        let t4 = &a.iter().find(|(m, _)| m == n).unwrap().1;
+        (t.to_kind(tch::Kind::Double) - t4.to_kind(tch::Kind::Double)).abs().max().double_value(&[]) > 0.0
+    });
+    assert!(moved, "steps 3-4 left the first convolution unchanged");
+}
+
 #[test]
 fn bad_flags_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();

@@ -84,7 +84,8 @@ pub struct BcArgs {
     /// else 7/8 of the dataset's render size (a pure centre crop: 112 for 128-px renders).
     #[arg(long)]
     size: Option<u32>,
-    /// Architecture of the random and scratch encoders (default: the checkpoint's, else resnet18).
+    /// Architecture of the random and scratch encoders (default: the first ResNet checkpoint's,
+    /// else resnet18; a `shallow` checkpoint's untrained counterpart is the random-shallow row).
     #[arg(long)]
     arch: Option<Arch>,
     /// Camera (default: the one the dataset was rendered with).
@@ -245,10 +246,15 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     }
     let mut checkpoints = std::collections::BTreeMap::new();
     let mut ck_cfg = None;
+    let mut ck_arch = None;
     for k in &kinds {
         if let EncoderKind::Pretrained { name, path } = k {
             let dir = r3m_model::checkpoint::resolve(path)?;
             let cfg = r3m_model::checkpoint::read_config(&dir)?;
+            let arch: Option<Arch> = cfg["arch"].as_str().and_then(|a| a.parse().ok());
+            if ck_arch.is_none() {
+                ck_arch = arch.filter(|a| *a != Arch::Shallow);
+            }
             ck_cfg.get_or_insert(cfg);
             checkpoints.insert(name.clone(), dir);
         }
@@ -261,10 +267,9 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         .size
         .or_else(|| ck_cfg.as_ref().and_then(|c| c["size"].as_u64()).map(|s| s as u32))
         .unwrap_or((render_size * 7 / 8).max(16));
-    let arch = args
-        .arch
-        .or_else(|| ck_cfg.as_ref().and_then(|c| c["arch"].as_str()).and_then(|a| a.parse().ok()))
-        .unwrap_or(Arch::Resnet18);
+    // `random` and `scratch` default to the first ResNet checkpoint's architecture; shallow
+    // checkpoints leave them ResNet18 (their untrained counterpart is the `random-shallow` row)
+    let arch = args.arch.or(ck_arch).unwrap_or(Arch::Resnet18);
     let eval_seed_base = render.as_ref().map_or(1_000_000, |r| r.eval_seed_min);
 
     let max_demos = args.demos.iter().max().copied().unwrap_or(0);
