@@ -35,12 +35,17 @@ use crate::shallow::random_shift;
 /// Which features a cell's policy sees.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EncoderKind {
-    /// A trained checkpoint, frozen, under a row name (`pretrained` for `--checkpoint`).
+    /// A trained checkpoint under a row name (`pretrained` for `--checkpoint`): frozen, or with
+    /// `finetune` (`--encoders finetune:NAME=PATH`) the policy's starting encoder, trained end to
+    /// end on the demos like `scratch` (a ResNet) or `scratch-shallow` (a shallow checkpoint,
+    /// random shifts included): pretraining as initialisation.
     Pretrained {
         /// Row name.
         name: String,
         /// Checkpoint or run directory.
         path: PathBuf,
+        /// Trained on the demos instead of frozen.
+        finetune: bool,
     },
     /// Random initialisation (seeded), frozen.
     Random,
@@ -111,7 +116,8 @@ fn varying_positions(rows: &[&Vec<f32>]) -> Vec<usize> {
 /// The names `--encoders` takes besides checkpoints.
 pub const BUILTIN_ENCODERS: &str =
     "state, proprio, state-objects[:SIGMA], random, random-spatial, random-shallow, scratch, \
-     scratch-shallow, scratch-shallow-noshift, pretrained (with --checkpoint), NAME=CHECKPOINT";
+     scratch-shallow, scratch-shallow-noshift, pretrained (with --checkpoint), NAME=CHECKPOINT, \
+     finetune:NAME=CHECKPOINT";
 
 impl EncoderKind {
     /// Parses one `--encoders` entry: a built-in name, `pretrained` (the `checkpoint`), or
@@ -121,6 +127,7 @@ impl EncoderKind {
             "pretrained" => EncoderKind::Pretrained {
                 name: "pretrained".into(),
                 path: checkpoint.context("--encoders pretrained needs --checkpoint RUN")?.to_path_buf(),
+                finetune: false,
             },
             "random" => EncoderKind::Random,
             "random-spatial" => EncoderKind::RandomSpatial,
@@ -139,6 +146,14 @@ impl EncoderKind {
                     })?;
                 EncoderKind::StateObjects { name: spec.into(), noise }
             }
+            other if other.starts_with("finetune:") => match Self::parse(&other["finetune:".len()..], None) {
+                Ok(EncoderKind::Pretrained { name, path, .. }) => {
+                    EncoderKind::Pretrained { name, path, finetune: true }
+                }
+                _ => bail!(
+                    "--encoders {other}: give finetune:NAME=CHECKPOINT (a row name and a checkpoint to train from)"
+                ),
+            },
             other => match other.split_once('=') {
                 Some((name, path)) if !name.is_empty() && !path.is_empty() => {
                     // a row name that parses as a built-in row is reserved (`name` holds no '=')
@@ -148,7 +163,7 @@ impl EncoderKind {
                             "--encoders {other}: '{name}' cannot name a checkpoint row (reserved or contains a slash)"
                         );
                     }
-                    EncoderKind::Pretrained { name: name.into(), path: path.into() }
+                    EncoderKind::Pretrained { name: name.into(), path: path.into(), finetune: false }
                 }
                 _ => bail!("--encoders: unknown encoder '{other}' ({BUILTIN_ENCODERS})"),
             },
@@ -544,6 +559,16 @@ pub fn run_cell(
     }
     tch::manual_seed(seed as i64);
     let features = match kind {
+        EncoderKind::Pretrained { path, finetune: true, .. } => {
+            let r3m_model::checkpoint::FrozenEncoder { encoder, mut vs, .. } =
+                r3m_model::checkpoint::load_encoder(path, cfg.device)?;
+            vs.unfreeze();
+            Features::Visual(if encoder.arch() == Arch::Shallow {
+                Visual::Shallow(encoder, vs, true)
+            } else {
+                Visual::ResNet(encoder, vs)
+            })
+        }
         EncoderKind::Pretrained { path, .. } => {
             let f = r3m_model::checkpoint::load_encoder(path, cfg.device)?;
             // frozen inference: channels-last (1.36× NCHW in fp32 on CPU, benches/embed.rs)
@@ -857,6 +882,21 @@ mod tests {
         assert!(EncoderKind::parse("state-objects=run", None).is_err(), "reserved as a checkpoint name");
         assert!(EncoderKind::parse("random-spatial=run", None).is_err(), "built-in names are reserved");
         assert!(EncoderKind::parse("tcn=run", None).is_ok());
+        // shallow rows, and checkpoints as initialisation
+        assert_eq!(EncoderKind::parse("random-shallow", None).unwrap(), EncoderKind::RandomShallow);
+        let ns = EncoderKind::parse("scratch-shallow-noshift", None).unwrap();
+        assert_eq!((ns.clone(), ns.name()), (EncoderKind::ScratchShallow { shift: false }, "scratch-shallow-noshift"));
+        assert_eq!(EncoderKind::parse("scratch-shallow", None).unwrap().name(), "scratch-shallow");
+        let ft = EncoderKind::parse("finetune:tcn-ft=runs/x", None).unwrap();
+        assert_eq!(ft, EncoderKind::Pretrained { name: "tcn-ft".into(), path: "runs/x".into(), finetune: true });
+        assert_eq!(ft.name(), "tcn-ft");
+        assert!(!matches!(
+            EncoderKind::parse("tcn=runs/x", None).unwrap(),
+            EncoderKind::Pretrained { finetune: true, .. }
+        ));
+        for bad in ["finetune:random", "finetune:runs/x", "finetune:=runs/x", "finetune:random-shallow=runs/x"] {
+            assert!(EncoderKind::parse(bad, None).is_err(), "{bad}");
+        }
 
         let full: Vec<f32> = (0..39).map(|i| i as f32).collect();
         let exact = StateView { cols: Some(&OBJECT_STATE), noise: 0.0, noisy: OBJECT_POSITIONS.to_vec() };

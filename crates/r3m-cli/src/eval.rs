@@ -50,8 +50,10 @@ pub struct BcArgs {
     /// the demos), scratch-shallow (DrQ's shallow ConvNet trained on the demos with random
     /// shifts), scratch-shallow-noshift (the same without shifts), random-shallow (that ConvNet
     /// frozen at random init), pretrained (--checkpoint), or NAME=CHECKPOINT for any checkpoint
-    /// under its own name (`r3m train --arch shallow` checkpoints too). Default:
-    /// pretrained,random with --checkpoint, else random.
+    /// under its own name (`r3m train --arch shallow` checkpoints too), or finetune:NAME=CHECKPOINT
+    /// (the checkpoint as the starting encoder, trained end to end on the demos like scratch, or
+    /// like scratch-shallow for a shallow checkpoint). Default: pretrained,random with
+    /// --checkpoint, else random.
     #[arg(long, value_delimiter = ',')]
     encoders: Vec<String>,
     /// Policy training steps (R3M: 20000).
@@ -151,6 +153,9 @@ struct CellFile {
     format: String,
     protocol: Protocol,
     checkpoint: Option<PathBuf>,
+    /// The checkpoint was trained on the demos (`finetune:NAME=PATH`), not frozen.
+    #[serde(default)]
+    finetune: bool,
     cell: CellResult,
 }
 
@@ -248,7 +253,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let mut ck_cfg = None;
     let mut ck_arch = None;
     for k in &kinds {
-        if let EncoderKind::Pretrained { name, path } = k {
+        if let EncoderKind::Pretrained { name, path, .. } = k {
             let dir = r3m_model::checkpoint::resolve(path)?;
             let cfg = r3m_model::checkpoint::read_config(&dir)?;
             let arch: Option<Arch> = cfg["arch"].as_str().and_then(|a| a.parse().ok());
@@ -369,6 +374,15 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                         );
                     }
                     let ck = checkpoints.get(kind.name()).cloned();
+                    let finetune = matches!(kind, EncoderKind::Pretrained { finetune: true, .. });
+                    if f.finetune != finetune {
+                        bail!(
+                            "{}: a {} row's cell, now {}; use another row name or --overwrite",
+                            path.display(),
+                            if f.finetune { "finetune:" } else { "frozen" },
+                            if finetune { "finetune:" } else { "frozen" }
+                        );
+                    }
                     if f.checkpoint != ck {
                         bail!(
                             "{}: made with checkpoint {:?}, now {:?}; use --overwrite",
@@ -480,6 +494,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 format: CELL_FORMAT.into(),
                 protocol: protocol.clone(),
                 checkpoint: checkpoints.get(kind.name()).cloned(),
+                finetune: matches!(kind, EncoderKind::Pretrained { finetune: true, .. }),
                 cell: r.clone(),
             };
             write_atomic(&cell_file(&args.out, kind.name(), n, seed), &serde_json::to_string_pretty(&file)?)?;
