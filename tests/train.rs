@@ -60,6 +60,15 @@ fn weights(run: &Path) -> Vec<(String, Tensor)> {
     w
 }
 
+/// Two runs' weights (from [`weights`]) are the same tensors, bit for bit.
+fn assert_same_weights(a: &[(String, Tensor)], b: &[(String, Tensor)]) {
+    assert_eq!(a.len(), b.len());
+    for ((n, x), (_, y)) in a.iter().zip(b) {
+        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
+        assert!(d == 0.0, "{n} differs by {d} after resume");
+    }
+}
+
 #[test]
 fn trains_skips_bad_files_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,11 +128,7 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     }
     assert_eq!((bs["sittings"].as_u64(), br["sittings"].as_u64()), (Some(1), Some(2)));
     let (a, b) = (weights(&straight), weights(&split));
-    assert_eq!(a.len(), b.len());
-    for ((n, x), (_, y)) in a.iter().zip(&b) {
-        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
-        assert!(d == 0.0, "{n} differs by {d} after resume");
-    }
+    assert_same_weights(&a, &b);
 }
 
 /// `--arch shallow` (DrQ's ConvNet, the architecture of `eval bc`'s `scratch-shallow` row)
@@ -143,11 +148,7 @@ fn shallow_arch_trains_resumes_and_loads() {
     train_with(&v, &split, 4, true, &["--arch", "shallow"]);
     let (a, b) = (weights(&straight), weights(&split));
     assert!(a.iter().any(|(n, _)| n == "fc.weight") && a.iter().any(|(n, _)| n == "conv3.weight"));
-    assert_eq!(a.len(), b.len());
-    for ((n, x), (_, y)) in a.iter().zip(&b) {
-        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
-        assert!(d == 0.0, "{n} differs by {d} after resume");
-    }
+    assert_same_weights(&a, &b);
     let frozen = r3m_model::checkpoint::load_encoder(&straight, tch::Device::Cpu).unwrap();
     assert_eq!(frozen.encoder.arch(), r3m_model::Arch::Shallow);
     assert_eq!((frozen.encoder.dim(), frozen.size), (50, 64));
@@ -632,10 +633,7 @@ fn the_reservoir_loader_trains_and_resumes_exactly() {
         m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
     };
     assert_eq!(losses(&straight), losses(&split), "losses differ after resume");
-    for ((n, x), (_, y)) in weights(&straight).iter().zip(&weights(&split)) {
-        let d = (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double)).abs().max().double_value(&[]);
-        assert!(d == 0.0, "{n} differs by {d} after resume");
-    }
+    assert_same_weights(&weights(&straight), &weights(&split));
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(split.join("checkpoints/step-00000004/config.json")).unwrap())
             .unwrap();
