@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """README table from `r3m eval bc` runs: one column per task, one row per encoder.
 
-usage: eval_table.py OUT [--demos N] [--tasks a,b] [--plot FILE.svg]
+usage: eval_table.py OUT [--demos N] [--tasks a,b] [--vs ROW] [--plot FILE.svg]
 
 Reads OUT/TASK/results.json (format r3m-eval-bc-2, as written by `r3m eval bc --out OUT/TASK`) and
 prints a Markdown table. Each cell is the final success with its bootstrap 95% interval (seeds and
 layouts resampled, computed by r3m) and, below it, the paired difference from the frozen random
-encoder on the same seeds and layouts. An incomplete task (cells still to run) is marked with *.
+encoder on the same seeds and layouts (with --vs ROW, also the paired difference from ROW, as
+`r3m eval bc --vs ROW` computed it). An incomplete task (cells still to run) is marked with *.
 With --plot FILE.svg, also draws success with intervals per encoder and task (plain SVG, no dependencies).
 """
 
@@ -46,7 +47,7 @@ def load(out: Path, demos: int | None, only: list[str] | None = None):
     return tasks, rows, meta
 
 
-def table(tasks, rows, meta) -> str:
+def table(tasks, rows, meta, vs: list[str] | None = None) -> str:
     head = "| encoder | " + " | ".join(t + ("*" if not meta[t]["complete"] else "") for t in tasks) + " |"
     lines = [head, "| --- |" + " ---: |" * len(tasks)]
     for enc, by in rows.items():
@@ -61,6 +62,10 @@ def table(tasks, rows, meta) -> str:
             d = r.get("vs_random")
             if d is not None:
                 s += f"<br>Δ {signed(d['mean'])} ({signed(d['lo'])}…{signed(d['hi'])})"
+            for v in vs or []:
+                d = r.get("vs", {}).get(v)
+                if d is not None:
+                    s += f"<br>Δ {v} {signed(d['mean'])} ({signed(d['lo'])}…{signed(d['hi'])})"
             s += f"<br>{len(r['seeds'])}×{meta[t]['protocol']['rollouts']}"
             cells.append(s)
         lines.append(f"| {enc} | " + " | ".join(cells) + " |")
@@ -111,6 +116,7 @@ def main() -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--demos", type=int)
     p.add_argument("--plot", type=Path)
+    p.add_argument("--vs", help="comma-separated rows whose paired differences (eval bc --vs) to show too")
     p.add_argument("--tasks", help="comma-separated tasks to show, in this order (default: all)")
     a = p.parse_args()
     only = a.tasks.split(",") if a.tasks else None
@@ -120,7 +126,7 @@ def main() -> int:
     if not tasks:
         print(f"{a.out}: no results.json under it", file=sys.stderr)
         return 1
-    print(table(tasks, rows, meta))
+    print(table(tasks, rows, meta, a.vs.split(",") if a.vs else None))
     if a.plot:
         plot(tasks, rows, a.plot)
         print(f"plot: {a.plot}", file=sys.stderr)

@@ -107,7 +107,8 @@ fn eval_table_shows_each_task_and_row_with_intervals_and_the_svg_plot() {
             "format": "r3m-eval-bc-2", "complete": complete, "checkpoints": {}, "cells": [],
             "protocol": {"task": task, "rollouts": 50},
             "rows": [
-                {"encoder": "state", "demos": 10, "seeds": [0, 1], "final_success": interval(state, 0.5, 0.9), "vs_random": interval(0.4, 0.2, 0.6)},
+                {"encoder": "state", "demos": 10, "seeds": [0, 1], "final_success": interval(state, 0.5, 0.9), "vs_random": interval(0.4, 0.2, 0.6),
+                 "vs": {"proprio": interval(0.6, 0.45, 0.75)}},
                 {"encoder": "random", "demos": 10, "seeds": [0, 1], "final_success": interval(0.3, 0.2, 0.4), "vs_random": null},
                 {"encoder": "random", "demos": 5, "seeds": [0], "final_success": interval(0.1, 0.0, 0.2), "vs_random": null},
             ]
@@ -122,13 +123,17 @@ fn eval_table_shows_each_task_and_row_with_intervals_and_the_svg_plot() {
         "10",
         "--tasks",
         "push-v3,hammer-v3",
+        "--vs",
+        "proprio",
         "--plot",
         svg.to_str().unwrap(),
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "| encoder | push-v3 | hammer-v3* |", "{out}");
     assert_eq!(
-        lines[2], "| state | 70% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 | 84% (50%–90%)<br>Δ +40 (+20…+60)<br>2×50 |",
+        lines[2],
+        "| state | 70% (50%–90%)<br>Δ +40 (+20…+60)<br>Δ proprio +60 (+45…+75)<br>2×50 \
+         | 84% (50%–90%)<br>Δ +40 (+20…+60)<br>Δ proprio +60 (+45…+75)<br>2×50 |",
         "{out}"
     );
     assert_eq!(lines[3], "| random | 30% (20%–40%)<br>2×50 | 30% (20%–40%)<br>2×50 |", "{out}");

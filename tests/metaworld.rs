@@ -413,6 +413,25 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     jb["protocol"]["data"] = serde_json::Value::Null;
     assert_eq!(ja, jb, "resumed results equal the uninterrupted run's");
 
+    // --vs pairs every row with another one: a resume that runs no cell rewrites the tables
+    let o = eval(&a, &["--resume", "--vs", "nope"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--vs nope: not a row"), "{err}");
+    let o = eval(&a, &["--resume", "--vs", "proprio"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    assert!(md.contains("| Δ vs random (95% CI) | Δ vs proprio (95% CI) |"), "{md}");
+    let jv: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
+    let rows = jv["rows"].as_array().unwrap();
+    let mean = |name: &str| rows.iter().find(|r| r["encoder"] == name).unwrap()["final_success"]["mean"].as_f64().unwrap();
+    let state = rows.iter().find(|r| r["encoder"] == "state").unwrap();
+    let diff = state["vs"]["proprio"]["mean"].as_f64().unwrap();
+    assert!((diff - (mean("state") - mean("proprio"))).abs() < 1e-9, "paired mean = difference of means on shared seeds");
+    let (lo, hi) = (state["vs"]["proprio"]["lo"].as_f64().unwrap(), state["vs"]["proprio"]["hi"].as_f64().unwrap());
+    assert!(lo <= diff && diff <= hi, "{lo} ≤ {diff} ≤ {hi}");
+    let proprio = rows.iter().find(|r| r["encoder"] == "proprio").unwrap();
+    assert!(proprio.get("vs").is_none(), "a row is not paired with itself: {proprio}");
+
     // Ctrl-C: stops, keeps the finished cells, writes an incomplete table and exits 130
     let c = d.path().join("c");
     let child = eval(&c, &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();

@@ -56,6 +56,12 @@ pub struct BcArgs {
     /// --checkpoint, else random.
     #[arg(long, value_delimiter = ',')]
     encoders: Vec<String>,
+    /// Further rows to pair every row with, comma-separated names from --encoders (e.g.
+    /// random-shallow: a pretrained ConvNet against its own architecture untrained). Each adds a
+    /// "Δ vs ROW" column (paired bootstrap on the seeds both rows have); `random` is always paired.
+    /// Only the tables change, so `--resume` with a new --vs rewrites them without running a cell.
+    #[arg(long, value_delimiter = ',', value_name = "ROW")]
+    vs: Vec<String>,
     /// Policy training steps (R3M: 20000).
     #[arg(long, default_value_t = 5000)]
     steps: u64,
@@ -169,6 +175,9 @@ struct Row {
     final_success: Interval,
     /// Paired difference from `random` on the same layouts and the seeds both rows have.
     vs_random: Option<Interval>,
+    /// Paired differences from the `--vs` rows, by name (the same pairing as `vs_random`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    vs: std::collections::BTreeMap<String, Interval>,
     /// Mean over seeds of the best evaluation (R3M's number; optimistic).
     max_over_evals: f64,
     heldout_mse: Option<f64>,
@@ -249,6 +258,18 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         }
         kinds.push(k);
     }
+    for v in &args.vs {
+        if v == "random" {
+            continue; // always paired
+        }
+        if !kinds.iter().any(|k| k.name() == v) {
+            bail!(
+                "--vs {v}: not a row of this run (--encoders: {})",
+                kinds.iter().map(EncoderKind::name).collect::<Vec<_>>().join(",")
+            );
+        }
+    }
+    let vs: Vec<String> = args.vs.iter().filter(|v| *v != "random").cloned().collect();
     let mut checkpoints = std::collections::BTreeMap::new();
     let mut ck_cfg = None;
     let mut ck_arch = None;
@@ -523,9 +544,9 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         (k, d, c.seed)
     };
     done.sort_by_key(order);
-    let rows = summarise(&kinds, &args.demos, &done);
+    let rows = summarise(&kinds, &args.demos, &done, &vs);
     let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.seeds as usize;
-    let md = table(&protocol, &rows, &checkpoints, elapsed, complete);
+    let md = table(&protocol, &rows, &vs, &checkpoints, elapsed, complete);
     let results = Results { format: RESULTS_FORMAT.into(), protocol, checkpoints, rows, cells: done, complete };
     write_atomic(&args.out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
     write_atomic(&args.out.join("results.md"), &md)?;
@@ -554,7 +575,27 @@ fn final_matrix(cells: &[&CellResult]) -> (Vec<u64>, Vec<Vec<bool>>) {
     rows.into_iter().unzip()
 }
 
-fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult]) -> Vec<Row> {
+/// Paired difference of `me` (seeds × layouts) from row `other` at the same demos, on the seeds
+/// both have (rows grow seed by seed over sittings); None when they share no seed.
+fn paired(
+    cells: &[CellResult],
+    other: &str,
+    demos: usize,
+    seeds: &[u64],
+    me: &[Vec<bool>],
+) -> Option<Interval> {
+    let theirs: Vec<&CellResult> =
+        cells.iter().filter(|r| r.encoder == other && r.demos == demos && seeds.contains(&r.seed)).collect();
+    let (oseeds, om) = final_matrix(&theirs);
+    if oseeds.is_empty() {
+        return None;
+    }
+    let mine: Vec<Vec<bool>> =
+        seeds.iter().zip(me).filter(|(s, _)| oseeds.contains(s)).map(|(_, r)| r.clone()).collect();
+    stats::bootstrap_paired_difference(&stats::as_matrix(&mine), &stats::as_matrix(&om), stats::REPLICATES, BOOTSTRAP_SEED)
+}
+
+fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult], vs: &[String]) -> Vec<Row> {
     let mut rows = Vec::new();
     for k in kinds {
         for &n in demos {
@@ -567,22 +608,12 @@ fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult]) -> Ve
             else {
                 continue;
             };
-            // paired with random on the seeds both have (rows grow seed by seed over sittings)
-            let random: Vec<&CellResult> =
-                cells.iter().filter(|r| r.encoder == "random" && r.demos == n && seeds.contains(&r.seed)).collect();
-            let (rseeds, rm) = final_matrix(&random);
-            let mine: Vec<Vec<bool>> =
-                seeds.iter().zip(&m).filter(|(s, _)| rseeds.contains(s)).map(|(_, r)| r.clone()).collect();
-            let vs_random = (k.name() != "random" && !rseeds.is_empty())
-                .then(|| {
-                    stats::bootstrap_paired_difference(
-                        &stats::as_matrix(&mine),
-                        &stats::as_matrix(&rm),
-                        stats::REPLICATES,
-                        BOOTSTRAP_SEED,
-                    )
-                })
-                .flatten();
+            let vs_random = (k.name() != "random").then(|| paired(cells, "random", n, &seeds, &m)).flatten();
+            let vs = vs
+                .iter()
+                .filter(|v| v.as_str() != k.name())
+                .filter_map(|v| paired(cells, v, n, &seeds, &m).map(|d| (v.clone(), d)))
+                .collect();
             let mse: Vec<f64> = cell.iter().filter_map(|r| r.heldout_mse).collect();
             let env_steps: u64 = cell.iter().map(|r| r.timing.env_steps).sum();
             let rollout_s: f64 = cell.iter().map(|r| r.timing.rollout_seconds).sum();
@@ -592,6 +623,7 @@ fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult]) -> Ve
                 seeds,
                 final_success,
                 vs_random,
+                vs,
                 max_over_evals: cell.iter().map(|r| r.max_rate()).sum::<f64>() / cell.len() as f64,
                 heldout_mse: (!mse.is_empty()).then(|| mse.iter().sum::<f64>() / mse.len() as f64),
                 timing: RowTiming {
@@ -621,6 +653,7 @@ fn signed_pct(x: f64) -> String {
 fn table(
     p: &Protocol,
     rows: &[Row],
+    vs: &[String],
     checkpoints: &std::collections::BTreeMap<String, PathBuf>,
     elapsed: f64,
     complete: bool,
@@ -633,13 +666,19 @@ fn table(
     if !complete {
         s.push_str("**Incomplete**: some cells have not run yet (continue with --resume).\n\n");
     }
-    s.push_str("| encoder | demos | seeds | final success (95% CI) | Δ vs random (95% CI) | max over evals (optimistic) | held-out action MSE | env steps/s | time |\n");
-    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    let extra: String = vs.iter().map(|v| format!(" Δ vs {v} (95% CI) |")).collect();
+    s.push_str(&format!("| encoder | demos | seeds | final success (95% CI) | Δ vs random (95% CI) |{extra} max over evals (optimistic) | held-out action MSE | env steps/s | time |\n"));
+    s.push_str(&format!("| --- | ---: | ---: | ---: | ---: |{} ---: | ---: | ---: | ---: |\n", " ---: |".repeat(vs.len())));
+    let diff = |d: Option<&Interval>| {
+        d.map_or("–".into(), |d| format!("{} ({}…{})", signed_pct(d.mean), signed_pct(d.lo), signed_pct(d.hi)))
+    };
     for r in rows {
         let f = r.final_success;
-        let d = r
-            .vs_random
-            .map_or("–".into(), |d| format!("{} ({}…{})", signed_pct(d.mean), signed_pct(d.lo), signed_pct(d.hi)));
+        let mut d = diff(r.vs_random.as_ref());
+        for v in vs {
+            d.push_str(" | ");
+            d.push_str(&diff(r.vs.get(v)));
+        }
         let mse = r.heldout_mse.map_or("–".into(), |m| format!("{m:.4}"));
         s.push_str(&format!(
             "| {} | {} | {} | {} ({}–{}) | {d} | {} | {mse} | {:.0} | {:.0} s |\n",
@@ -659,7 +698,7 @@ fn table(
     }
     s.push_str(&format!(
         "\n\nTotal {elapsed:.0} s this run. Final: success at the last evaluation, mean over seeds × layouts; CI: bootstrap 95% \
-         resampling seeds and layouts ({} replicates). Δ vs random: paired difference in points on the same seeds and layouts. \
+         resampling seeds and layouts ({} replicates). Δ vs random (and vs each --vs row): paired difference in points on the same seeds and layouts. \
          Max over evals: R3M's number (best evaluation per seed, averaged), optimistic.\n",
         stats::REPLICATES
     ));
