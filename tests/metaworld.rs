@@ -421,12 +421,17 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(a.join("results.md")).unwrap();
     assert!(md.contains("| Δ vs random (95% CI) | Δ vs proprio (95% CI) |"), "{md}");
-    let jv: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
+    let jv: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
     let rows = jv["rows"].as_array().unwrap();
-    let mean = |name: &str| rows.iter().find(|r| r["encoder"] == name).unwrap()["final_success"]["mean"].as_f64().unwrap();
+    let mean =
+        |name: &str| rows.iter().find(|r| r["encoder"] == name).unwrap()["final_success"]["mean"].as_f64().unwrap();
     let state = rows.iter().find(|r| r["encoder"] == "state").unwrap();
     let diff = state["vs"]["proprio"]["mean"].as_f64().unwrap();
-    assert!((diff - (mean("state") - mean("proprio"))).abs() < 1e-9, "paired mean = difference of means on shared seeds");
+    assert!(
+        (diff - (mean("state") - mean("proprio"))).abs() < 1e-9,
+        "paired mean = difference of means on shared seeds"
+    );
     let (lo, hi) = (state["vs"]["proprio"]["lo"].as_f64().unwrap(), state["vs"]["proprio"]["hi"].as_f64().unwrap());
     assert!(lo <= diff && diff <= hi, "{lo} ≤ {diff} ≤ {hi}");
     let proprio = rows.iter().find(|r| r["encoder"] == "proprio").unwrap();

@@ -577,13 +577,7 @@ fn final_matrix(cells: &[&CellResult]) -> (Vec<u64>, Vec<Vec<bool>>) {
 
 /// Paired difference of `me` (seeds × layouts) from row `other` at the same demos, on the seeds
 /// both have (rows grow seed by seed over sittings); None when they share no seed.
-fn paired(
-    cells: &[CellResult],
-    other: &str,
-    demos: usize,
-    seeds: &[u64],
-    me: &[Vec<bool>],
-) -> Option<Interval> {
+fn paired(cells: &[CellResult], other: &str, demos: usize, seeds: &[u64], me: &[Vec<bool>]) -> Option<Interval> {
     let theirs: Vec<&CellResult> =
         cells.iter().filter(|r| r.encoder == other && r.demos == demos && seeds.contains(&r.seed)).collect();
     let (oseeds, om) = final_matrix(&theirs);
@@ -592,7 +586,12 @@ fn paired(
     }
     let mine: Vec<Vec<bool>> =
         seeds.iter().zip(me).filter(|(s, _)| oseeds.contains(s)).map(|(_, r)| r.clone()).collect();
-    stats::bootstrap_paired_difference(&stats::as_matrix(&mine), &stats::as_matrix(&om), stats::REPLICATES, BOOTSTRAP_SEED)
+    stats::bootstrap_paired_difference(
+        &stats::as_matrix(&mine),
+        &stats::as_matrix(&om),
+        stats::REPLICATES,
+        BOOTSTRAP_SEED,
+    )
 }
 
 fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult], vs: &[String]) -> Vec<Row> {
@@ -668,7 +667,10 @@ fn table(
     }
     let extra: String = vs.iter().map(|v| format!(" Δ vs {v} (95% CI) |")).collect();
     s.push_str(&format!("| encoder | demos | seeds | final success (95% CI) | Δ vs random (95% CI) |{extra} max over evals (optimistic) | held-out action MSE | env steps/s | time |\n"));
-    s.push_str(&format!("| --- | ---: | ---: | ---: | ---: |{} ---: | ---: | ---: | ---: |\n", " ---: |".repeat(vs.len())));
+    s.push_str(&format!(
+        "| --- | ---: | ---: | ---: | ---: |{} ---: | ---: | ---: | ---: |\n",
+        " ---: |".repeat(vs.len())
+    ));
     let diff = |d: Option<&Interval>| {
         d.map_or("–".into(), |d| format!("{} ({}…{})", signed_pct(d.mean), signed_pct(d.lo), signed_pct(d.hi)))
     };
