@@ -585,3 +585,46 @@ fn edit_list_preroll_frames_are_not_counted() {
         assert_same(&f.data, &cli_frame(&cut, i, ""), &format!("edit-listed frame {i}"));
     }
 }
+
+/// Resident memory of this process, bytes (Linux `/proc/self/statm`).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Decoding releases every demuxed packet. FFmpeg < 7's `av_read_frame` overwrites the packet it
+/// is given without releasing its buffer, and the reader used to read into one packet again and
+/// again: each pass over a clip leaked about the file's size (`r3m train` grew by ~1 MB a step).
+/// Runs in a child process of its own so that no other test's allocations move the measurement.
+#[test]
+fn decoding_a_clip_again_and_again_keeps_memory_flat() {
+    const NAME: &str = "decoding_a_clip_again_and_again_keeps_memory_flat";
+    if std::env::var_os("R3M_RSS_CHILD").is_none() {
+        let o = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+            .env("R3M_RSS_CHILD", "1")
+            .output()
+            .unwrap();
+        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && out.contains("1 passed"), "{out}");
+        return;
+    }
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/synthetic/clip7.mp4");
+    let bytes = std::fs::metadata(&clip).unwrap().len();
+    let mut r = VideoReader::open(&clip, DecodeOptions::default()).unwrap();
+    let frames = r.read_all().unwrap().len();
+    assert!(frames > 10);
+    let passes = 400u64;
+    for _ in 0..20 {
+        r.read_all().unwrap(); // allocator and decoder warm
+    }
+    let before = rss_bytes();
+    for _ in 0..passes {
+        assert_eq!(r.read_all().unwrap().len(), frames);
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    // a leak of every packet would be ~passes × the file's size (here ~40 MB)
+    println!("{passes} passes over {} ({bytes} B, {frames} frames): RSS grew {grown} B", clip.display());
+    assert!(grown < passes * bytes / 8, "RSS grew {grown} B over {passes} passes of a {bytes}-B clip: a packet leak");
+}

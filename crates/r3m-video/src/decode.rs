@@ -219,6 +219,10 @@ impl VideoReader {
             }
             // feed one packet of our stream
             loop {
+                // a fresh packet for each read: FFmpeg < 7's av_read_frame overwrites the packet
+                // it is given without releasing its buffer, so reading into the same one leaked
+                // every packet demuxed (~1 MB per training step; dropping the old one frees it)
+                self.packet = ff::Packet::empty();
                 match self.packet.read(&mut self.ictx) {
                     Ok(()) => {
                         if self.packet.stream() != si {

@@ -214,8 +214,9 @@ pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
     let mut last_duration = 0i64;
     let mut missing_ts = 0usize;
     let mut demux_errors = 0usize;
-    let mut packet = ff::Packet::empty();
     loop {
+        // a fresh packet each time: FFmpeg < 7's av_read_frame does not release the one it is given
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut ictx) {
             Ok(()) => {
                 if packet.stream() != si {
