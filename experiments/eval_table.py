@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """README table from `r3m eval bc` runs: one column per task, one row per encoder.
 
-usage: eval_table.py OUT [--demos N] [--tasks a,b] [--vs ROW] [--plot FILE.svg]
+usage: eval_table.py OUT [--demos N] [--tasks a,b] [--rows a,b] [--vs ROW] [--plot FILE.svg]
 
 Reads OUT/TASK/results.json (format r3m-eval-bc-2, as written by `r3m eval bc --out OUT/TASK`) and
 prints a Markdown table. Each cell is the final success with its bootstrap 95% interval (seeds and
@@ -116,6 +116,7 @@ def main() -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--demos", type=int)
     p.add_argument("--plot", type=Path)
+    p.add_argument("--rows", help="comma-separated rows to show, in this order (default: all, as listed)")
     p.add_argument("--vs", help="comma-separated rows whose paired differences (eval bc --vs) to show too")
     p.add_argument("--tasks", help="comma-separated tasks to show, in this order (default: all)")
     a = p.parse_args()
@@ -123,6 +124,8 @@ def main() -> int:
     tasks, rows, meta = load(a.out, a.demos, only)
     if only:
         tasks = [t for t in only if t in tasks]
+    if a.rows:
+        rows = {e: rows[e] for e in a.rows.split(",") if e in rows}
     if not tasks:
         print(f"{a.out}: no results.json under it", file=sys.stderr)
         return 1

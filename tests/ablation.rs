@@ -125,18 +125,20 @@ fn eval_table_shows_each_task_and_row_with_intervals_and_the_svg_plot() {
         "push-v3,hammer-v3",
         "--vs",
         "proprio",
+        "--rows",
+        "random,state,absent",
         "--plot",
         svg.to_str().unwrap(),
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "| encoder | push-v3 | hammer-v3* |", "{out}");
+    assert_eq!(lines[2], "| random | 30% (20%–40%)<br>2×50 | 30% (20%–40%)<br>2×50 |", "--rows order: {out}");
     assert_eq!(
-        lines[2],
+        lines[3],
         "| state | 70% (50%–90%)<br>Δ +40 (+20…+60)<br>Δ proprio +60 (+45…+75)<br>2×50 \
          | 84% (50%–90%)<br>Δ +40 (+20…+60)<br>Δ proprio +60 (+45…+75)<br>2×50 |",
         "{out}"
     );
-    assert_eq!(lines[3], "| random | 30% (20%–40%)<br>2×50 | 30% (20%–40%)<br>2×50 |", "{out}");
     assert_eq!(lines.len(), 4, "demos 5 rows filtered out: {out}");
     let svg = std::fs::read_to_string(svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<rect x=").count() >= 4 + 2, "{svg}");
