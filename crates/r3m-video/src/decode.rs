@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ffmpeg_next as ff;
 
-use crate::probe::{open_input, VideoInfo};
+use crate::probe::{open_input, read_packet, VideoInfo};
 use crate::scale::{Converter, Resize, Scaler};
 use crate::{probe, Error, Result};
 
@@ -219,11 +219,7 @@ impl VideoReader {
             }
             // feed one packet of our stream
             loop {
-                // a fresh packet for each read: FFmpeg < 7's av_read_frame overwrites the packet
-                // it is given without releasing its buffer, so reading into the same one leaked
-                // every packet demuxed (~1 MB per training step; dropping the old one frees it)
-                self.packet = ff::Packet::empty();
-                match self.packet.read(&mut self.ictx) {
+                match read_packet(&mut self.packet, &mut self.ictx) {
                     Ok(()) => {
                         if self.packet.stream() != si {
                             continue;

@@ -137,6 +137,18 @@ pub(crate) fn check_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads the next packet into `packet`, releasing the one it held first. FFmpeg < 7's
+/// `av_read_frame` (Debian 12 ships 5.1) overwrites the packet it is given without releasing its
+/// buffer, so reading into the same packet again leaked every packet demuxed; every read in this
+/// crate goes through here.
+pub(crate) fn read_packet(
+    packet: &mut ff::Packet,
+    ictx: &mut ff::format::context::Input,
+) -> std::result::Result<(), ff::Error> {
+    *packet = ff::Packet::empty();
+    packet.read(ictx)
+}
+
 pub(crate) fn open_input(path: &Path) -> Result<ff::format::context::Input> {
     crate::init();
     check_file(path)?;
@@ -214,10 +226,9 @@ pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
     let mut last_duration = 0i64;
     let mut missing_ts = 0usize;
     let mut demux_errors = 0usize;
+    let mut packet = ff::Packet::empty();
     loop {
-        // a fresh packet each time: FFmpeg < 7's av_read_frame does not release the one it is given
-        let mut packet = ff::Packet::empty();
-        match packet.read(&mut ictx) {
+        match read_packet(&mut packet, &mut ictx) {
             Ok(()) => {
                 if packet.stream() != si {
                     continue;
