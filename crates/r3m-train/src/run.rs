@@ -263,9 +263,16 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
     // the log of an attempt that stopped before training (bad data, bad flags) does not make a run
     let entries: Vec<std::path::PathBuf> =
         entries.into_iter().filter(|p| p.file_name().is_none_or(|n| n != LOG_FILE)).collect();
+    let no_checkpoint = is_run_dir(out) && crate::trainer::latest_checkpoint(out).is_none();
     if resume {
         if !is_run_dir(out) {
             bail!("--resume: {} is not a run directory (no metrics.csv, latest or checkpoints/)", out.display());
+        }
+        if no_checkpoint {
+            bail!(
+                "--resume: {} holds a run stopped before its first checkpoint, nothing to resume: start it over with --overwrite",
+                out.display()
+            );
         }
         return Ok(0);
     }
@@ -277,7 +284,13 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
             "--out {} is not empty ({} entries){}: continue that run with --resume, start it over with --overwrite, or choose another --out",
             out.display(),
             entries.len(),
-            if is_run_dir(out) { ", it holds a run" } else { "" }
+            if no_checkpoint {
+                ", it holds a run stopped before its first checkpoint (nothing to resume)"
+            } else if is_run_dir(out) {
+                ", it holds a run"
+            } else {
+                ""
+            }
         );
     }
     if !is_run_dir(out) {
@@ -372,11 +385,20 @@ mod tests {
         assert_eq!(prepare_run_dir(&out, false, false).unwrap(), 0, "a missing folder is fine");
         std::fs::create_dir_all(out.join("checkpoints")).unwrap();
         std::fs::write(out.join("metrics.csv"), "step\n").unwrap();
+        // stopped before its first checkpoint: nothing to resume, and both errors say so
         let e = prepare_run_dir(&out, false, false).unwrap_err().to_string();
-        assert!(e.contains("--resume") && e.contains("--overwrite"), "{e}");
+        assert!(e.contains("before its first checkpoint") && e.contains("--overwrite"), "{e}");
+        let e = prepare_run_dir(&out, true, false).unwrap_err().to_string();
+        assert!(e.contains("nothing to resume") && e.contains("--overwrite"), "{e}");
+        // with a checkpoint named by `latest` it is a run to continue
+        std::fs::create_dir_all(out.join("checkpoints/step-00000005")).unwrap();
+        std::fs::write(out.join("checkpoints/step-00000005").join(r3m_model::checkpoint::CONFIG_FILE), "{}").unwrap();
+        std::fs::write(out.join("latest"), "step-00000005\n").unwrap();
+        let e = prepare_run_dir(&out, false, false).unwrap_err().to_string();
+        assert!(e.contains("it holds a run:") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
         prepare_run_dir(&out, true, false).unwrap();
         assert!(prepare_run_dir(&out, true, true).is_err());
-        assert_eq!(prepare_run_dir(&out, false, true).unwrap(), 2);
+        assert_eq!(prepare_run_dir(&out, false, true).unwrap(), 3);
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
         // a folder that is not a run is never deleted
         let other = d.path().join("photos");

@@ -255,7 +255,11 @@ fn text_hash(table: &std::collections::BTreeMap<String, Vec<f32>>) -> String {
 /// `--workers`).
 pub fn check_resume(run: &Path, cfg: &TrainConfig, clips: &[Clip]) -> Result<Vec<String>> {
     let Some(dir) = latest_checkpoint(run) else {
-        bail!("{}: nothing to resume (no complete checkpoint named by {})", run.display(), run.join("latest").display())
+        bail!(
+            "{}: nothing to resume (no complete checkpoint named by {}): start it over with --overwrite",
+            run.display(),
+            run.join("latest").display()
+        )
     };
     let file = dir.join(checkpoint::CONFIG_FILE);
     let stored = checkpoint::read_config(&dir)?;
