@@ -335,7 +335,7 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
     generate_eval(&ds, 3);
-    let eval = |out: &Path, extra: &[&str]| {
+    let eval_rows = |out: &Path, encoders: &str, extra: &[&str]| {
         let mut c = Command::new(r3m_bin());
         c.args([
             "eval",
@@ -343,7 +343,7 @@ fn state_and_proprio_rows_and_cell_level_resume() {
             "--task",
             TASK,
             "--encoders",
-            "state,proprio,state-objects:0.02",
+            encoders,
             "--demos",
             "2",
             "--seeds",
@@ -359,6 +359,7 @@ fn state_and_proprio_rows_and_cell_level_resume() {
         .args(extra);
         c
     };
+    let eval = |out: &Path, extra: &[&str]| eval_rows(out, "state,proprio,state-objects:0.02", extra);
     // uninterrupted
     let a = d.path().join("a");
     let o = eval(&a, &[]).output().unwrap();
@@ -436,6 +437,20 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     assert!(lo <= diff && diff <= hi, "{lo} ≤ {diff} ≤ {hi}");
     let proprio = rows.iter().find(|r| r["encoder"] == "proprio").unwrap();
     assert!(proprio.get("vs").is_none(), "a row is not paired with itself: {proprio}");
+
+    // a resume that lists fewer rows keeps the others (their cells are read back, not re-run),
+    // and --vs may name a kept row: the tables equal the full invocation's
+    let o = eval_rows(&a, "state", &["--resume", "--vs", "proprio"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("keeping 4 finished cell(s)"), "{err}");
+    let jk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
+    let names: Vec<&str> = jk["rows"].as_array().unwrap().iter().map(|r| r["encoder"].as_str().unwrap()).collect();
+    assert_eq!(names, ["state", "proprio", "state-objects:0.02"], "listed row first, kept rows after, by name");
+    assert_eq!(jk["rows"], jv["rows"], "the same rows and statistics as the invocation that listed them all");
+    assert_eq!(jk["cells"].as_array().unwrap().len(), 6);
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    assert!(md.contains("Kept from earlier invocations") && md.contains("| proprio | 2 | 2 |"), "{md}");
 
     // Ctrl-C: stops, keeps the finished cells, writes an incomplete table and exits 130
     let c = d.path().join("c");

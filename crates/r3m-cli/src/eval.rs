@@ -56,7 +56,8 @@ pub struct BcArgs {
     /// --checkpoint, else random.
     #[arg(long, value_delimiter = ',')]
     encoders: Vec<String>,
-    /// Further rows to pair every row with, comma-separated names from --encoders (e.g.
+    /// Further rows to pair every row with, comma-separated names from --encoders or rows kept in
+    /// OUT by --resume (e.g.
     /// random-shallow: a pretrained ConvNet against its own architecture untrained). Each adds a
     /// "Δ vs ROW" column (paired bootstrap on the seeds both rows have); `random` is always paired.
     /// Only the tables change, so `--resume` with a new --vs rewrites them without running a cell.
@@ -102,7 +103,9 @@ pub struct BcArgs {
     /// Output directory: cells/*.json (one per finished cell), results.json and results.md.
     #[arg(long, default_value = "runs/eval-bc")]
     out: PathBuf,
-    /// Continue in OUT: cells already there (made with the same protocol) are not run again.
+    /// Continue in OUT: cells already there (made with the same protocol) are not run again, and
+    /// rows of earlier invocations that --encoders no longer lists stay in the tables (their
+    /// cells are read back, never re-run), so a table can grow a row at a time.
     #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
     /// Delete OUT's earlier cells and results first.
@@ -258,17 +261,6 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         }
         kinds.push(k);
     }
-    for v in &args.vs {
-        if v == "random" {
-            continue; // always paired
-        }
-        if !kinds.iter().any(|k| k.name() == v) {
-            bail!(
-                "--vs {v}: not a row of this run (--encoders: {})",
-                kinds.iter().map(EncoderKind::name).collect::<Vec<_>>().join(",")
-            );
-        }
-    }
     let vs: Vec<String> = args.vs.iter().filter(|v| *v != "random").cloned().collect();
     let mut checkpoints = std::collections::BTreeMap::new();
     let mut ck_cfg = None;
@@ -419,8 +411,34 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             }
         }
     }
-    if !done.is_empty() {
+    // rows of earlier invocations that this one does not list: their cells stay in OUT and their
+    // rows in the tables (a resume that adds or re-runs some rows never drops the others)
+    let kept = if args.resume { kept_cells(&existing, &kinds, &protocol)? } else { Vec::new() };
+    let mut kept_names: Vec<String> = Vec::new();
+    for (c, ck) in &kept {
+        if !kept_names.contains(&c.encoder) {
+            kept_names.push(c.encoder.clone());
+        }
+        if let Some(ck) = ck {
+            checkpoints.insert(c.encoder.clone(), ck.clone());
+        }
+    }
+    kept_names.sort();
+    let names: Vec<String> = kinds.iter().map(|k| k.name().to_string()).chain(kept_names.iter().cloned()).collect();
+    for v in &vs {
+        if !names.contains(v) {
+            bail!("--vs {v}: not a row of this run (rows: {})", names.join(","));
+        }
+    }
+    if !done.is_empty() || !kept.is_empty() {
         tracing::info!("resuming: {} finished cell(s) in {}, {} to run", done.len(), cells_dir.display(), plan.len());
+    }
+    if !kept_names.is_empty() {
+        tracing::info!(
+            "keeping {} finished cell(s) of rows not in --encoders: {}",
+            kept.len(),
+            kept_names.join(", ")
+        );
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -537,16 +555,27 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             .map_err(anyhow::Error::msg)?;
         v.finish().map_err(anyhow::Error::msg)?;
     }
-    // results in plan order (encoder, demos, seed), whatever order cells finished in
+    let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.seeds as usize;
+    done.extend(kept.into_iter().map(|(c, _)| c));
+    // results in plan order (encoder, demos, seed), kept rows after, whatever order cells finished in
     let order = |c: &CellResult| {
-        let k = kinds.iter().position(|k| k.name() == c.encoder).unwrap_or(usize::MAX);
+        let k = names.iter().position(|k| *k == c.encoder).unwrap_or(usize::MAX);
         let d = args.demos.iter().position(|&d| d == c.demos).unwrap_or(usize::MAX);
         (k, d, c.seed)
     };
     done.sort_by_key(order);
-    let rows = summarise(&kinds, &args.demos, &done, &vs);
-    let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.seeds as usize;
-    let md = table(&protocol, &rows, &vs, &checkpoints, elapsed, complete);
+    let mut all_demos = args.demos.clone();
+    all_demos.extend(done.iter().map(|c| c.demos).filter(|d| !args.demos.contains(d)));
+    all_demos[args.demos.len()..].sort_unstable();
+    all_demos.dedup();
+    let rows = summarise(&names, &all_demos, &done, &vs);
+    let mut md = table(&protocol, &rows, &vs, &checkpoints, elapsed, complete);
+    if !kept_names.is_empty() {
+        md.push_str(&format!(
+            "\nKept from earlier invocations in this directory (not in this run's --encoders): {}.\n",
+            kept_names.join(", ")
+        ));
+    }
     let results = Results { format: RESULTS_FORMAT.into(), protocol, checkpoints, rows, cells: done, complete };
     write_atomic(&args.out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
     write_atomic(&args.out.join("results.md"), &md)?;
@@ -561,6 +590,36 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     }
     tracing::info!("results in {}", args.out.display());
     Ok(0)
+}
+
+/// The finished cells in OUT (`existing`) of rows that `kinds` does not list, with their
+/// checkpoints: those made with `protocol` are kept, others are left out with a message (they
+/// belong to another evaluation); a file that is not a cell is an error naming it.
+fn kept_cells(existing: &[PathBuf], kinds: &[EncoderKind], protocol: &Protocol) -> Result<Vec<(CellResult, Option<PathBuf>)>> {
+    let mut kept = Vec::new();
+    let mut other = std::collections::BTreeSet::new();
+    let mut paths: Vec<&PathBuf> = existing.iter().collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let f: CellFile =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))?;
+        if kinds.iter().any(|k| k.name() == f.cell.encoder) {
+            continue;
+        }
+        if f.format != CELL_FORMAT || f.protocol != *protocol {
+            other.insert(f.cell.encoder);
+            continue;
+        }
+        kept.push((f.cell, f.checkpoint));
+    }
+    if !other.is_empty() {
+        tracing::info!(
+            "leaving out of the tables the cells of {} (another protocol or cell format)",
+            other.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(kept)
 }
 
 /// Bootstrap seed: fixed, so results.json depends only on the cells.
@@ -594,11 +653,11 @@ fn paired(cells: &[CellResult], other: &str, demos: usize, seeds: &[u64], me: &[
     )
 }
 
-fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult], vs: &[String]) -> Vec<Row> {
+fn summarise(names: &[String], demos: &[usize], cells: &[CellResult], vs: &[String]) -> Vec<Row> {
     let mut rows = Vec::new();
-    for k in kinds {
+    for name in names {
         for &n in demos {
-            let cell: Vec<&CellResult> = cells.iter().filter(|r| r.encoder == k.name() && r.demos == n).collect();
+            let cell: Vec<&CellResult> = cells.iter().filter(|r| r.encoder == *name && r.demos == n).collect();
             if cell.is_empty() {
                 continue;
             }
@@ -607,17 +666,17 @@ fn summarise(kinds: &[EncoderKind], demos: &[usize], cells: &[CellResult], vs: &
             else {
                 continue;
             };
-            let vs_random = (k.name() != "random").then(|| paired(cells, "random", n, &seeds, &m)).flatten();
+            let vs_random = (name != "random").then(|| paired(cells, "random", n, &seeds, &m)).flatten();
             let vs = vs
                 .iter()
-                .filter(|v| v.as_str() != k.name())
+                .filter(|v| *v != name)
                 .filter_map(|v| paired(cells, v, n, &seeds, &m).map(|d| (v.clone(), d)))
                 .collect();
             let mse: Vec<f64> = cell.iter().filter_map(|r| r.heldout_mse).collect();
             let env_steps: u64 = cell.iter().map(|r| r.timing.env_steps).sum();
             let rollout_s: f64 = cell.iter().map(|r| r.timing.rollout_seconds).sum();
             rows.push(Row {
-                encoder: k.name().to_string(),
+                encoder: name.clone(),
                 demos: n,
                 seeds,
                 final_success,
