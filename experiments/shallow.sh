@@ -12,7 +12,7 @@
 #   PRETRAIN  where the pretraining runs and their video folders live [runs/pretrain]
 #             (vid-indomain, vid-heldout: README, "Pretraining on this evaluation")
 #   RUNS      pretrained rows, space-separated ROW=RUN:VIDEOS:SEED[:OBJECTIVE] (RUN and VIDEOS
-#             under PRETRAIN; OBJECTIVE [r3m-tcn]) [the README's rows]
+#             under PRETRAIN; OBJECTIVE [r3m-tcn]) [the README's rows]; empty: none
 #   BASE      reference rows [state,random,random-shallow]
 #   VS        rows every row is paired with besides random [random-shallow,tcn-shallow]
 #   TASKS     [push-v3,sweep-v3,hammer-v3,lever-pull-v3]; sweep-v3 runs 330-step episodes, others 300
@@ -27,7 +27,7 @@ cd "$ROOT"
 OUT="${1:-runs/eval/shallow}"
 DATA="${DATA:-runs/eval/data4}"
 PRETRAIN="${PRETRAIN:-runs/pretrain}"
-RUNS="${RUNS:-tcn-shallow=tcn-shallow-indomain:vid-indomain:0 tcn-shallow-ho=tcn-shallow-heldout:vid-heldout:0 tcn-shallow-ho-s1=tcn-shallow-heldout-s1:vid-heldout:1 simclr-shallow=simclr-shallow-indomain:vid-indomain:0:simclr}"
+RUNS="${RUNS-tcn-shallow=tcn-shallow-indomain:vid-indomain:0 tcn-shallow-ho=tcn-shallow-heldout:vid-heldout:0 tcn-shallow-ho-s1=tcn-shallow-heldout-s1:vid-heldout:1 simclr-shallow=simclr-shallow-indomain:vid-indomain:0:simclr}"
 BASE="${BASE:-state,random,random-shallow}"
 VS="${VS:-random-shallow,tcn-shallow}"
 TASKS="${TASKS:-push-v3,sweep-v3,hammer-v3,lever-pull-v3}"
@@ -57,11 +57,15 @@ pretrain() {
   echo "$ck"
 }
 
-# ENCODERS ROWS_SO_FAR -> every task, resumable; paired with the VS rows evaluated so far
+# ENCODERS ROWS_SO_FAR -> every task, resumable; paired with the VS rows listed or already in OUT
 evaluate() {
-  local t ms v vs="random"
-  for v in ${VS//,/ }; do case ",$2,${1%%=*}," in *",$v,"*) vs="$vs,$v" ;; esac; done
+  local t ms v vs
   for t in ${TASKS//,/ }; do
+    vs=random
+    for v in ${VS//,/ }; do
+      case ",$2,${1%%=*}," in *",$v,"*) vs="$vs,$v"; continue ;; esac
+      compgen -G "$OUT/$t/cells/$v.demos-*.json" >/dev/null && vs="$vs,$v"
+    done
     ms=300; [ "$t" = sweep-v3 ] && ms=330
     echo "[shallow] $(date -u +%T) eval bc $t: $1" >&2
     "$R3M" eval bc --data "$DATA" --task "$t" --encoders "$1" --vs "$vs" --demos 10 --seeds "$SEEDS" \
