@@ -369,9 +369,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             for seed in 0..args.seeds {
                 let path = cell_file(&args.out, kind.name(), n, seed);
                 if args.resume && path.exists() {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    let f: CellFile = serde_json::from_str(&text)
-                        .with_context(|| format!("{}: not a finished cell", path.display()))?;
+                    let f = read_cell(&path)?;
                     if f.format != CELL_FORMAT {
                         bail!(
                             "{}: cell format {} (this r3m writes {CELL_FORMAT}); use --overwrite",
@@ -434,11 +432,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         tracing::info!("resuming: {} finished cell(s) in {}, {} to run", done.len(), cells_dir.display(), plan.len());
     }
     if !kept_names.is_empty() {
-        tracing::info!(
-            "keeping {} finished cell(s) of rows not in --encoders: {}",
-            kept.len(),
-            kept_names.join(", ")
-        );
+        tracing::info!("keeping {} finished cell(s) of rows not in --encoders: {}", kept.len(), kept_names.join(", "));
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -592,18 +586,25 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     Ok(0)
 }
 
+fn read_cell(path: &Path) -> Result<CellFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))
+}
+
 /// The finished cells in OUT (`existing`) of rows that `kinds` does not list, with their
 /// checkpoints: those made with `protocol` are kept, others are left out with a message (they
 /// belong to another evaluation); a file that is not a cell is an error naming it.
-fn kept_cells(existing: &[PathBuf], kinds: &[EncoderKind], protocol: &Protocol) -> Result<Vec<(CellResult, Option<PathBuf>)>> {
+fn kept_cells(
+    existing: &[PathBuf],
+    kinds: &[EncoderKind],
+    protocol: &Protocol,
+) -> Result<Vec<(CellResult, Option<PathBuf>)>> {
     let mut kept = Vec::new();
     let mut other = std::collections::BTreeSet::new();
     let mut paths: Vec<&PathBuf> = existing.iter().collect();
     paths.sort();
     for path in paths {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let f: CellFile =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))?;
+        let f = read_cell(path)?;
         if kinds.iter().any(|k| k.name() == f.cell.encoder) {
             continue;
         }
