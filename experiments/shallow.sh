@@ -18,7 +18,7 @@
 #   TASKS     [push-v3,sweep-v3,hammer-v3,lever-pull-v3]; sweep-v3 runs 330-step episodes, others 300
 #   SEEDS     policy seeds per cell [5]
 #   STEPS     pretraining steps [4000] (batch 16, 112 px, fp32, a checkpoint every 500)
-#   R3M       the binary [$CARGO_TARGET_DIR/release/r3m, built if missing]
+#   R3M       the binary [$CARGO_TARGET_DIR/release/r3m, built first]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -35,7 +35,7 @@ SEEDS="${SEEDS:-5}"; STEPS="${STEPS:-4000}"
 [ -f "$DATA/meta/info.json" ] || { echo "shallow: $DATA is not a LeRobot dataset (README: python/r3m_tools/metaworld_demos.py ... --out $DATA)" >&2; exit 2; }
 if [ -z "${R3M:-}" ]; then
   R3M="$CARGO_TARGET_DIR/release/r3m"
-  [ -x "$R3M" ] || cargo build --release --locked -p r3m-cli >&2
+  cargo build --release --locked -p r3m-cli >&2
 fi
 pad() { printf '%08d' "$1"; }
 
@@ -47,13 +47,17 @@ pretrain() {
   local ck="$run/checkpoints/step-$(pad "$STEPS")"
   if [ ! -f "$ck/config.json" ]; then
     [ -d "$vid" ] || { echo "shallow: $row: no video folder $vid (README, \"Pretraining on this evaluation\")" >&2; exit 2; }
-    local again=()
-    if [ -f "$run/latest" ]; then again=(--resume)
-    elif [ -f "$run/metrics.csv" ]; then again=(--overwrite); fi
+    # --resume from a complete checkpoint named by latest; a run without one has nothing to lose
+    local again=() last=""
+    [ -f "$run/latest" ] && last="$(cat "$run/latest")"
+    if [ -n "$last" ] && [ -f "$run/checkpoints/$last/config.json" ]; then again=(--resume)
+    elif [ -e "$run/metrics.csv" ] || [ -e "$run/latest" ] || [ -d "$run/checkpoints" ]; then again=(--overwrite); fi
     echo "[shallow] $(date -u +%T) pretrain $row ($obj, seed $seed) on $vid -> $run ${again[*]}" >&2
     "$R3M" train --videos "$vid" --out "$run" --arch shallow --objective "$obj" --steps "$STEPS" --batch 16 \
-      --size 112 --device cpu --precision fp32 --checkpoint-every 500 --keep 20 --seed "$seed" -q "${again[@]}" >&2
+      --size 112 --device cpu --precision fp32 --checkpoint-every 500 --keep 20 --seed "$seed" -q "${again[@]}" >&2 \
+      || { echo "shallow: $row: r3m train failed (log: $run/train.log)" >&2; exit 1; }
   fi
+  [ -f "$ck/config.json" ] || { echo "shallow: $row: no checkpoint $ck after training" >&2; exit 1; }
   echo "$ck"
 }
 

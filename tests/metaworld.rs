@@ -440,15 +440,25 @@ fn state_and_proprio_rows_and_cell_level_resume() {
 
     // a resume that lists fewer rows keeps the others (their cells are read back, not re-run),
     // and --vs may name a kept row: the tables equal the full invocation's
+    // (a file that only looks like a cell is left out with a warning, not an error)
+    std::fs::write(a.join("cells").join("junk.demos-2.seed-9.json"), "{").unwrap();
     let o = eval_rows(&a, "state", &["--resume", "--vs", "proprio"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success() && err.contains("keeping 4 finished cell(s)"), "{err}");
+    assert!(
+        o.status.success() && err.contains("keeping 4 other finished cell(s)") && err.contains("0 to run"),
+        "{err}"
+    );
+    assert!(err.contains("left out of the tables") && err.contains("junk.demos-2.seed-9.json"), "{err}");
     let jk: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
     let names: Vec<&str> = jk["rows"].as_array().unwrap().iter().map(|r| r["encoder"].as_str().unwrap()).collect();
     assert_eq!(names, ["state", "proprio", "state-objects:0.02"], "listed row first, kept rows after, by name");
     assert_eq!(jk["rows"], jv["rows"], "the same rows and statistics as the invocation that listed them all");
-    assert_eq!(jk["cells"].as_array().unwrap().len(), 6);
+    assert_eq!(jk["cells"], jv["cells"], "the same cells, none re-run");
+    // --overwrite with a --vs that names no row is refused before anything is deleted
+    let o = eval(&a, &["--overwrite", "--vs", "nope"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--vs nope"));
+    assert_eq!(std::fs::read_dir(a.join("cells")).unwrap().count(), 7, "6 cells and the junk file, untouched");
     let md = std::fs::read_to_string(a.join("results.md")).unwrap();
     assert!(md.contains("Kept from earlier invocations") && md.contains("| proprio | 2 | 2 |"), "{md}");
 

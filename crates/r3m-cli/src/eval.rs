@@ -334,6 +334,14 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         );
     }
 
+    if !args.resume {
+        if let Some(v) = vs.iter().find(|v| !kinds.iter().any(|k| k.name() == v.as_str())) {
+            bail!(
+                "--vs {v}: not a row of this run (--encoders: {})",
+                kinds.iter().map(EncoderKind::name).collect::<Vec<_>>().join(",")
+            );
+        }
+    }
     // the output directory and finished cells
     let cells_dir = args.out.join("cells");
     if args.overwrite {
@@ -409,11 +417,31 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             }
         }
     }
-    // rows of earlier invocations that this one does not list: their cells stay in OUT and their
-    // rows in the tables (a resume that adds or re-runs some rows never drops the others)
-    let kept = if args.resume { kept_cells(&existing, &kinds, &protocol)? } else { Vec::new() };
+    // the other finished cells in OUT (rows this invocation does not list, seeds or demos it
+    // does not ask for) stay in the tables: a resume that adds or re-runs some rows never drops
+    // what is done
+    let (kept, left_out) = if args.resume {
+        let have: Vec<(&str, usize, u64)> = done
+            .iter()
+            .map(|c| (c.encoder.as_str(), c.demos, c.seed))
+            .chain(plan.iter().map(|(k, n, s)| (k.name(), *n, *s)))
+            .collect();
+        let listed: std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)> = kinds
+            .iter()
+            .map(|k| {
+                let finetune = matches!(k, EncoderKind::Pretrained { finetune: true, .. });
+                (k.name(), (checkpoints.get(k.name()), finetune))
+            })
+            .collect();
+        kept_cells(&existing, &have, &listed, &protocol)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut kept_names: Vec<String> = Vec::new();
     for (c, ck) in &kept {
+        if kinds.iter().any(|k| k.name() == c.encoder) {
+            continue;
+        }
         if !kept_names.contains(&c.encoder) {
             kept_names.push(c.encoder.clone());
         }
@@ -425,14 +453,30 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let names: Vec<String> = kinds.iter().map(|k| k.name().to_string()).chain(kept_names.iter().cloned()).collect();
     for v in &vs {
         if !names.contains(v) {
-            bail!("--vs {v}: not a row of this run (rows: {})", names.join(","));
+            bail!(
+                "--vs {v}: not a row of this run (rows: {}{})",
+                names.join(","),
+                if left_out.is_empty() { String::new() } else { format!("; left out: {}", left_out.join("; ")) }
+            );
         }
     }
     if !done.is_empty() || !kept.is_empty() {
         tracing::info!("resuming: {} finished cell(s) in {}, {} to run", done.len(), cells_dir.display(), plan.len());
     }
-    if !kept_names.is_empty() {
-        tracing::info!("keeping {} finished cell(s) of rows not in --encoders: {}", kept.len(), kept_names.join(", "));
+    if !kept.is_empty() {
+        tracing::info!(
+            "keeping {} other finished cell(s) in {}{}",
+            kept.len(),
+            cells_dir.display(),
+            if kept_names.is_empty() {
+                String::new()
+            } else {
+                format!(", rows not in --encoders: {}", kept_names.join(", "))
+            }
+        );
+    }
+    for l in &left_out {
+        tracing::warn!("left out of the tables: {l}");
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -550,18 +594,21 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         v.finish().map_err(anyhow::Error::msg)?;
     }
     let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.seeds as usize;
+    let finished = done.len();
     done.extend(kept.into_iter().map(|(c, _)| c));
+    // --demos in order, then other demos of kept cells, ascending
+    let mut all_demos = args.demos.clone();
+    let mut more: Vec<usize> = done.iter().map(|c| c.demos).filter(|d| !args.demos.contains(d)).collect();
+    more.sort_unstable();
+    more.dedup();
+    all_demos.extend(more);
     // results in plan order (encoder, demos, seed), kept rows after, whatever order cells finished in
     let order = |c: &CellResult| {
         let k = names.iter().position(|k| *k == c.encoder).unwrap_or(usize::MAX);
-        let d = args.demos.iter().position(|&d| d == c.demos).unwrap_or(usize::MAX);
+        let d = all_demos.iter().position(|&d| d == c.demos).unwrap_or(usize::MAX);
         (k, d, c.seed)
     };
     done.sort_by_key(order);
-    let mut all_demos = args.demos.clone();
-    all_demos.extend(done.iter().map(|c| c.demos).filter(|d| !args.demos.contains(d)));
-    all_demos[args.demos.len()..].sort_unstable();
-    all_demos.dedup();
     let rows = summarise(&names, &all_demos, &done, &vs);
     let mut md = table(&protocol, &rows, &vs, &checkpoints, elapsed, complete);
     if !kept_names.is_empty() {
@@ -576,8 +623,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     println!("{md}");
     if interrupted {
         tracing::info!(
-            "interrupted: {} finished cell(s) kept in {}; continue with the same command and --resume",
-            results.cells.len(),
+            "interrupted: {finished} finished cell(s) of this run kept in {}; continue with the same command and --resume",
             cells_dir.display()
         );
         return Ok(130);
@@ -591,36 +637,59 @@ fn read_cell(path: &Path) -> Result<CellFile> {
     serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))
 }
 
-/// The finished cells in OUT (`existing`) of rows that `kinds` does not list, with their
-/// checkpoints: those made with `protocol` are kept, others are left out with a message (they
-/// belong to another evaluation); a file that is not a cell is an error naming it.
+/// The finished cells in OUT (`existing`) that this invocation neither ran nor read (`have`:
+/// encoder, demos, seed), with their checkpoints, and a line for each row left out. A cell is
+/// kept when it was made with `protocol` and, for a row of `listed` (name → checkpoint,
+/// finetune), with that row's checkpoint; others belong to another evaluation and are left out,
+/// as are files that are not cells (named `ENCODER.demos-N.seed-S.json`, or unreadable).
+#[allow(clippy::type_complexity)]
 fn kept_cells(
     existing: &[PathBuf],
-    kinds: &[EncoderKind],
+    have: &[(&str, usize, u64)],
+    listed: &std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)>,
     protocol: &Protocol,
-) -> Result<Vec<(CellResult, Option<PathBuf>)>> {
+) -> (Vec<(CellResult, Option<PathBuf>)>, Vec<String>) {
     let mut kept = Vec::new();
-    let mut other = std::collections::BTreeSet::new();
-    let mut paths: Vec<&PathBuf> = existing.iter().collect();
+    let mut left_out: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    let mut paths: Vec<&PathBuf> = existing
+        .iter()
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                !n.starts_with('.') && n.contains(".demos-") && n.contains(".seed-") && n.ends_with(".json")
+            })
+        })
+        .collect();
     paths.sort();
     for path in paths {
-        let f = read_cell(path)?;
-        if kinds.iter().any(|k| k.name() == f.cell.encoder) {
+        let f = match read_cell(path) {
+            Ok(f) => f,
+            Err(e) => {
+                left_out.insert(path.display().to_string(), format!("{e:#}"));
+                continue;
+            }
+        };
+        let c = &f.cell;
+        if have.iter().any(|&(e, n, s)| e == c.encoder && n == c.demos && s == c.seed) {
             continue;
         }
-        if f.format != CELL_FORMAT || f.protocol != *protocol {
-            other.insert(f.cell.encoder);
-            continue;
+        let why = if f.format != CELL_FORMAT {
+            Some(format!("cell format {}", f.format))
+        } else if f.protocol != *protocol {
+            Some(format!("another protocol ({})", protocol_diff(&f.protocol, protocol).join(", ")))
+        } else if let Some((ck, finetune)) = listed.get(c.encoder.as_str()) {
+            (f.checkpoint.as_ref() != *ck || f.finetune != *finetune)
+                .then(|| format!("made with checkpoint {:?}, the row now {:?}", f.checkpoint, ck))
+        } else {
+            None
+        };
+        match why {
+            Some(w) => {
+                left_out.entry(c.encoder.clone()).or_insert(w);
+            }
+            None => kept.push((f.cell, f.checkpoint)),
         }
-        kept.push((f.cell, f.checkpoint));
     }
-    if !other.is_empty() {
-        tracing::info!(
-            "leaving out of the tables the cells of {} (another protocol or cell format)",
-            other.into_iter().collect::<Vec<_>>().join(", ")
-        );
-    }
-    Ok(kept)
+    (kept, left_out.into_iter().map(|(row, why)| format!("{row}: {why}")).collect())
 }
 
 /// Bootstrap seed: fixed, so results.json depends only on the cells.

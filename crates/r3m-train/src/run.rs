@@ -270,7 +270,7 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
         }
         if no_checkpoint {
             bail!(
-                "--resume: {} holds a run stopped before its first checkpoint, nothing to resume: start it over with --overwrite",
+                "--resume: {} holds a run with no complete checkpoint named by latest (stopped before its first?), nothing to resume: start it over with --overwrite",
                 out.display()
             );
         }
@@ -280,17 +280,20 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
         return Ok(0);
     }
     if !overwrite {
+        let (what, hint) = if no_checkpoint {
+            (
+                ", it holds a run with no complete checkpoint named by latest (stopped before its first?), nothing to resume",
+                "start it over with --overwrite",
+            )
+        } else if is_run_dir(out) {
+            (", it holds a run", "continue that run with --resume, start it over with --overwrite")
+        } else {
+            (", not an r3m run (no metrics.csv, latest or checkpoints/)", "empty it")
+        };
         bail!(
-            "--out {} is not empty ({} entries){}: continue that run with --resume, start it over with --overwrite, or choose another --out",
+            "--out {} is not empty ({} entries){what}: {hint}, or choose another --out",
             out.display(),
-            entries.len(),
-            if no_checkpoint {
-                ", it holds a run stopped before its first checkpoint (nothing to resume)"
-            } else if is_run_dir(out) {
-                ", it holds a run"
-            } else {
-                ""
-            }
+            entries.len()
         );
     }
     if !is_run_dir(out) {
@@ -387,7 +390,7 @@ mod tests {
         std::fs::write(out.join("metrics.csv"), "step\n").unwrap();
         // stopped before its first checkpoint: nothing to resume, and both errors say so
         let e = prepare_run_dir(&out, false, false).unwrap_err().to_string();
-        assert!(e.contains("before its first checkpoint") && e.contains("--overwrite"), "{e}");
+        assert!(e.contains("no complete checkpoint") && e.contains("--overwrite") && !e.contains("--resume"), "{e}");
         let e = prepare_run_dir(&out, true, false).unwrap_err().to_string();
         assert!(e.contains("nothing to resume") && e.contains("--overwrite"), "{e}");
         // with a checkpoint named by `latest` it is a run to continue
