@@ -378,37 +378,8 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 let path = cell_file(&args.out, kind.name(), n, seed);
                 if args.resume && path.exists() {
                     let f = read_cell(&path)?;
-                    if f.format != CELL_FORMAT {
-                        bail!(
-                            "{}: cell format {} (this r3m writes {CELL_FORMAT}); use --overwrite",
-                            path.display(),
-                            f.format
-                        );
-                    }
-                    if f.protocol != protocol {
-                        bail!(
-                            "{}: made with another protocol ({}); use the same flags, another --out, or --overwrite",
-                            path.display(),
-                            protocol_diff(&f.protocol, &protocol).join(", ")
-                        );
-                    }
-                    let ck = checkpoints.get(kind.name()).cloned();
-                    let finetune = matches!(kind, EncoderKind::Pretrained { finetune: true, .. });
-                    if f.finetune != finetune {
-                        bail!(
-                            "{}: a {} row's cell, now {}; use another row name or --overwrite",
-                            path.display(),
-                            if f.finetune { "finetune:" } else { "frozen" },
-                            if finetune { "finetune:" } else { "frozen" }
-                        );
-                    }
-                    if f.checkpoint != ck {
-                        bail!(
-                            "{}: made with checkpoint {:?}, now {:?}; use --overwrite",
-                            path.display(),
-                            f.checkpoint,
-                            ck
-                        );
+                    if let Some(why) = mismatch(&f, &protocol, Some(row_of(kind, &checkpoints))) {
+                        bail!("{}: {why}; use the same flags and rows, another --out, or --overwrite", path.display());
                     }
                     done.push(f.cell);
                 } else {
@@ -421,18 +392,14 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     // does not ask for) stay in the tables: a resume that adds or re-runs some rows never drops
     // what is done
     let (kept, left_out) = if args.resume {
-        let have: Vec<(&str, usize, u64)> = done
+        // the cells of this invocation's plan (read above, or to run) by their file names
+        let have: Vec<PathBuf> = kinds
             .iter()
-            .map(|c| (c.encoder.as_str(), c.demos, c.seed))
-            .chain(plan.iter().map(|(k, n, s)| (k.name(), *n, *s)))
+            .flat_map(|k| args.demos.iter().flat_map(move |&n| (0..args.seeds).map(move |s| (k, n, s))))
+            .map(|(k, n, s)| cell_file(&args.out, k.name(), n, s))
             .collect();
-        let listed: std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)> = kinds
-            .iter()
-            .map(|k| {
-                let finetune = matches!(k, EncoderKind::Pretrained { finetune: true, .. });
-                (k.name(), (checkpoints.get(k.name()), finetune))
-            })
-            .collect();
+        let listed: std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)> =
+            kinds.iter().map(|k| (k.name(), row_of(k, &checkpoints))).collect();
         kept_cells(&existing, &have, &listed, &protocol)
     } else {
         (Vec::new(), Vec::new())
@@ -637,15 +604,38 @@ fn read_cell(path: &Path) -> Result<CellFile> {
     serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))
 }
 
-/// The finished cells in OUT (`existing`) that this invocation neither ran nor read (`have`:
-/// encoder, demos, seed), with their checkpoints, and a line for each row left out. A cell is
-/// kept when it was made with `protocol` and, for a row of `listed` (name → checkpoint,
-/// finetune), with that row's checkpoint; others belong to another evaluation and are left out,
-/// as are files that are not cells (named `ENCODER.demos-N.seed-S.json`, or unreadable).
-#[allow(clippy::type_complexity)]
+/// A listed row's checkpoint and whether it is fine-tuned (`finetune:`), as its cells record them.
+fn row_of<'a>(
+    kind: &EncoderKind,
+    checkpoints: &'a std::collections::BTreeMap<String, PathBuf>,
+) -> (Option<&'a PathBuf>, bool) {
+    (checkpoints.get(kind.name()), matches!(kind, EncoderKind::Pretrained { finetune: true, .. }))
+}
+
+/// Why cell `f` does not belong to this evaluation (`protocol`, and for a listed row its
+/// checkpoint and finetune mode), or None.
+fn mismatch(f: &CellFile, protocol: &Protocol, row: Option<(Option<&PathBuf>, bool)>) -> Option<String> {
+    if f.format != CELL_FORMAT {
+        return Some(format!("cell format {} (this r3m writes {CELL_FORMAT})", f.format));
+    }
+    if f.protocol != *protocol {
+        return Some(format!("made with another protocol ({})", protocol_diff(&f.protocol, protocol).join(", ")));
+    }
+    let (ck, finetune) = row?;
+    let mode = |ft: bool| if ft { "finetune:" } else { "frozen" };
+    if f.finetune != finetune {
+        return Some(format!("a {} row's cell, now {}", mode(f.finetune), mode(finetune)));
+    }
+    (f.checkpoint.as_ref() != ck).then(|| format!("made with checkpoint {:?}, now {:?}", f.checkpoint, ck))
+}
+
+/// The finished cells in OUT (`existing`) outside this invocation's plan (`have`: their paths),
+/// with their checkpoints, and a line for each row left out: a cell is kept unless [`mismatch`]
+/// says it belongs to another evaluation (`listed`: the listed rows' checkpoint and finetune
+/// mode); files that are not cells (named `ENCODER.demos-N.seed-S.json`, readable) are left out.
 fn kept_cells(
     existing: &[PathBuf],
-    have: &[(&str, usize, u64)],
+    have: &[PathBuf],
     listed: &std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)>,
     protocol: &Protocol,
 ) -> (Vec<(CellResult, Option<PathBuf>)>, Vec<String>) {
@@ -653,6 +643,7 @@ fn kept_cells(
     let mut left_out: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
     let mut paths: Vec<&PathBuf> = existing
         .iter()
+        .filter(|p| !have.contains(p))
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
                 !n.starts_with('.') && n.contains(".demos-") && n.contains(".seed-") && n.ends_with(".json")
@@ -661,32 +652,16 @@ fn kept_cells(
         .collect();
     paths.sort();
     for path in paths {
-        let f = match read_cell(path) {
-            Ok(f) => f,
+        match read_cell(path) {
             Err(e) => {
                 left_out.insert(path.display().to_string(), format!("{e:#}"));
-                continue;
             }
-        };
-        let c = &f.cell;
-        if have.iter().any(|&(e, n, s)| e == c.encoder && n == c.demos && s == c.seed) {
-            continue;
-        }
-        let why = if f.format != CELL_FORMAT {
-            Some(format!("cell format {}", f.format))
-        } else if f.protocol != *protocol {
-            Some(format!("another protocol ({})", protocol_diff(&f.protocol, protocol).join(", ")))
-        } else if let Some((ck, finetune)) = listed.get(c.encoder.as_str()) {
-            (f.checkpoint.as_ref() != *ck || f.finetune != *finetune)
-                .then(|| format!("made with checkpoint {:?}, the row now {:?}", f.checkpoint, ck))
-        } else {
-            None
-        };
-        match why {
-            Some(w) => {
-                left_out.entry(c.encoder.clone()).or_insert(w);
-            }
-            None => kept.push((f.cell, f.checkpoint)),
+            Ok(f) => match mismatch(&f, protocol, listed.get(f.cell.encoder.as_str()).copied()) {
+                Some(why) => {
+                    left_out.entry(f.cell.encoder.clone()).or_insert(why);
+                }
+                None => kept.push((f.cell, f.checkpoint)),
+            },
         }
     }
     (kept, left_out.into_iter().map(|(row, why)| format!("{row}: {why}")).collect())
