@@ -45,6 +45,41 @@ fn alignment_scores_monotone_and_flat_trajectories() {
 }
 
 #[test]
+fn embed_rank_tells_a_collapsed_embedding_from_a_spread_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (line, spread) = (dir.path().join("line.parquet"), dir.path().join("spread.parquet"));
+    // two clips of 40 frames in 8 dimensions: all on one line through the origin, or i.i.d. normal
+    let make = format!(
+        "import numpy as np, pyarrow as pa, pyarrow.parquet as pq\n\
+         rng = np.random.default_rng(0)\n\
+         rows = [(v, f) for v in ('a.mp4', 'b.mp4') for f in range(40)]\n\
+         d = rng.normal(size=8)\n\
+         for path, emb in (('{}', lambda i: list(d * i * 0.1)), ('{}', lambda i: list(rng.normal(size=8)))):\n\
+         \x20   pq.write_table(pa.table({{'video': [v for v, _ in rows], 'frame_index': [f for _, f in rows],\n\
+         \x20       'embedding': pa.array([emb(i) for i in range(len(rows))], pa.list_(pa.float32(), 8))}}), path)",
+        line.display(),
+        spread.display()
+    );
+    run(&["-c", &make]);
+    // "...; all frames: rank R, top PC P; within a clip: rank R, top PC P" -> [R, P, R, P]
+    let figures = |p: &Path| -> Vec<f64> {
+        let out = run(&[script("embed_rank.py").to_str().unwrap(), p.to_str().unwrap()]);
+        assert!(out.contains("80 frames, 8 dims, 2 clips"), "{out}");
+        let figures = out.split("all frames:").nth(1).unwrap_or_default();
+        figures.split([',', ';']).map(|w| w.split_whitespace().next_back().unwrap().parse().unwrap()).collect()
+    };
+    let (l, s) = (figures(&line), figures(&spread));
+    assert_eq!(l.len(), 4, "{l:?}");
+    assert!((l[0] - 1.0).abs() < 0.05 && l[1] > 0.99 && (l[2] - 1.0).abs() < 0.05 && l[3] > 0.99, "{l:?}");
+    assert!(s[0] > 6.0 && s[1] < 0.35 && s[2] > 5.0 && s[3] < 0.45, "{s:?}");
+    // not a Parquet file: an error that names it, not a traceback
+    let out =
+        Command::new("python3").args([script("embed_rank.py"), dir.path().join("nope.parquet")]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.parquet: not an r3m embed table"));
+}
+
+#[test]
 fn ablation_table_reports_means_and_intervals() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
