@@ -9,12 +9,32 @@ distance from each clip's first frame (how monotone the embedding trajectory is)
 
 usage: alignment.py EMBEDDINGS.parquet [--tuples 4000] [--seed 0] [--json OUT.json]
 """
+
 import argparse
 import json
 import sys
 
 import numpy as np
 import pyarrow.parquet as pq
+
+
+def load_clips(path, min_frames=3):
+    """`r3m embed` Parquet -> (embeddings [N, D] float64, one row-index array per clip in frame
+    order). A clip is a video, or a (video, episode_index) pair where the table has episodes
+    (LeRobot v3.0 keeps several episodes in one file); clips with fewer than `min_frames` frames
+    are left out. Raises OSError/ArrowInvalid for a file that is not such a table."""
+    names = pq.read_schema(path).names
+    cols = ["video", "frame_index", "embedding"] + (["episode_index"] if "episode_index" in names else [])
+    t = pq.read_table(path, columns=cols)
+    emb = t.column("embedding").combine_chunks().flatten().to_numpy().astype(np.float64).reshape(t.num_rows, -1)
+    frames = t.column("frame_index").to_numpy()
+    _, clip = np.unique(np.asarray(t.column("video").to_pylist()), return_inverse=True)
+    if "episode_index" in names:
+        _, clip = np.unique(np.stack([clip, t.column("episode_index").to_numpy()], 1), axis=0, return_inverse=True)
+    order = np.lexsort((frames, clip.ravel()))
+    starts = np.flatnonzero(np.r_[True, np.diff(clip.ravel()[order]) != 0, True])
+    clips = [order[a:b] for a, b in zip(starts[:-1], starts[1:]) if b - a >= min_frames]
+    return emb, clips
 
 
 def main():
@@ -24,16 +44,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     a = ap.parse_args()
-    t = pq.read_table(a.parquet, columns=["video", "episode_index", "frame_index", "embedding"]) \
-        if "episode_index" in pq.read_schema(a.parquet).names else pq.read_table(a.parquet, columns=["video", "frame_index", "embedding"])
-    videos = t.column("video").to_pylist()
-    eps = t.column("episode_index").to_pylist() if "episode_index" in t.column_names else [None] * len(videos)
-    frames = np.asarray(t.column("frame_index").to_pylist())
-    emb = np.stack(t.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float64)
-    clips = {}
-    for i, key in enumerate(zip(videos, eps)):
-        clips.setdefault(key, []).append(i)
-    clips = [sorted(rows, key=lambda r: frames[r]) for rows in clips.values() if len(rows) >= 3]
+    emb, clips = load_clips(a.parquet)
     if not clips:
         sys.exit(f"{a.parquet}: no clip with 3 or more frames")
     rng = np.random.default_rng(a.seed)
@@ -54,8 +65,14 @@ def main():
         r_d = np.argsort(np.argsort(d))
         if np.std(r_d) > 0:
             rhos.append(float(np.corrcoef(r_idx, r_d)[0, 1]))
-    out = {"file": a.parquet, "clips": len(clips), "tuples": a.tuples, "seed": a.seed,
-           "aligned": hits / a.tuples, "spearman_progress": float(np.mean(rhos)) if rhos else None}
+    out = {
+        "file": a.parquet,
+        "clips": len(clips),
+        "tuples": a.tuples,
+        "seed": a.seed,
+        "aligned": hits / a.tuples,
+        "spearman_progress": float(np.mean(rhos)) if rhos else None,
+    }
     print(json.dumps(out))
     if a.json:
         with open(a.json, "w") as f:

@@ -12,7 +12,7 @@ usage: python experiments/embed_rank.py EMBEDDINGS.parquet [...]
 import sys
 
 import numpy as np
-import pyarrow.parquet as pq
+from alignment import load_clips  # the same clips (video, or video × episode) as the alignment score
 
 
 def erank(x: np.ndarray) -> tuple[float, float]:
@@ -30,13 +30,11 @@ def main(paths: list[str]) -> int:
         return 2
     for path in paths:
         try:
-            t = pq.read_table(path, columns=["video", "embedding"])
+            emb, clips = load_clips(path)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported by name
             print(f"{path}: not an r3m embed table ({e})", file=sys.stderr)
             return 1
-        emb = np.asarray(t.column("embedding").to_pylist(), dtype=np.float64)
-        video = np.asarray(t.column("video").to_pylist())
-        per_clip = [erank(emb[video == v]) for v in np.unique(video) if (video == v).sum() > 2]
+        per_clip = [erank(emb[rows]) for rows in clips]
         r, p1 = erank(emb)
         cr = np.mean([c[0] for c in per_clip]) if per_clip else float("nan")
         cp = np.mean([c[1] for c in per_clip]) if per_clip else float("nan")
