@@ -72,6 +72,23 @@ fn embed_rank_tells_a_collapsed_embedding_from_a_spread_one() {
     assert_eq!(l.len(), 4, "{l:?}");
     assert!((l[0] - 1.0).abs() < 0.05 && l[1] > 0.99 && (l[2] - 1.0).abs() < 0.05 && l[3] > 0.99, "{l:?}");
     assert!(s[0] > 6.0 && s[1] < 0.35 && s[2] > 5.0 && s[3] < 0.45, "{s:?}");
+    // LeRobot v3.0: one video file holds several episodes; each (video, episode) is a clip
+    let eps = dir.path().join("episodes.parquet");
+    run(&[
+        "-c",
+        &format!(
+            "import pyarrow as pa, pyarrow.parquet as pq\n\
+             emb = [[0.1 * f, 0.0] if e == 0 else [0.0, 0.1 * f] for e in (0, 1) for f in range(40)]\n\
+             pq.write_table(pa.table({{'video': ['a.mp4'] * 80, 'episode_index': [e for e in (0, 1) for _ in range(40)],\n\
+             \x20   'frame_index': [f for _ in (0, 1) for f in range(40)], 'embedding': pa.array(emb, pa.list_(pa.float32(), 2))}}), '{}')",
+            eps.display()
+        ),
+    ]);
+    let out = run(&[script("embed_rank.py").to_str().unwrap(), eps.to_str().unwrap()]);
+    assert!(
+        out.contains("80 frames, 2 dims, 2 clips") && out.contains("within a clip: rank 1.0, top PC 1.00"),
+        "{out}"
+    );
     // not a Parquet file: an error that names it, not a traceback
     let out =
         Command::new("python3").args([script("embed_rank.py"), dir.path().join("nope.parquet")]).output().unwrap();
