@@ -14,7 +14,8 @@
 #   RUNS      pretrained rows, space-separated ROW=RUN:VIDEOS:SEED[:OBJECTIVE] (RUN and VIDEOS
 #             under PRETRAIN; OBJECTIVE [r3m-tcn]) [the README's rows]; empty: none
 #   BASE      reference rows [state,random,random-shallow]
-#   VS        rows every row is paired with besides random [random-shallow,tcn-shallow]
+#   VS        rows every row is paired with besides random, where they exist
+#             [random-shallow,tcn-shallow,tcn-shallow-ho]
 #   TASKS     [push-v3,sweep-v3,hammer-v3,lever-pull-v3]; sweep-v3 runs 330-step episodes, others 300
 #   SEEDS     policy seeds per cell [5]
 #   STEPS     pretraining steps [4000] (batch 16, 112 px, fp32, a checkpoint every 500)
@@ -29,7 +30,7 @@ DATA="${DATA:-runs/eval/data4}"
 PRETRAIN="${PRETRAIN:-runs/pretrain}"
 RUNS="${RUNS-tcn-shallow=tcn-shallow-indomain:vid-indomain:0 tcn-shallow-ho=tcn-shallow-heldout:vid-heldout:0 tcn-shallow-ho-s1=tcn-shallow-heldout-s1:vid-heldout:1 simclr-shallow=simclr-shallow-indomain:vid-indomain:0:simclr triplet-shallow=triplet-shallow-indomain:vid-indomain:0:triplet byol-shallow=byol-shallow-indomain:vid-indomain:0:byol}"
 BASE="${BASE:-state,random,random-shallow}"
-VS="${VS:-random-shallow,tcn-shallow}"
+VS="${VS:-random-shallow,tcn-shallow,tcn-shallow-ho}"
 TASKS="${TASKS:-push-v3,sweep-v3,hammer-v3,lever-pull-v3}"
 SEEDS="${SEEDS:-5}"; STEPS="${STEPS:-4000}"
 [ -f "$DATA/meta/info.json" ] || { echo "shallow: $DATA is not a LeRobot dataset (README: python/r3m_tools/metaworld_demos.py ... --out $DATA)" >&2; exit 2; }
