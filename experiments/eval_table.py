@@ -72,7 +72,7 @@ def table(tasks, rows, meta, vs: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd"]
 
 
 def plot(tasks, rows, path: Path) -> None:

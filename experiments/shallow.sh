@@ -13,7 +13,8 @@
 #             (vid-indomain, vid-heldout: README, "Pretraining on this evaluation")
 #   RUNS      pretrained rows, space-separated ROW=RUN:VIDEOS:SEED[:OBJECTIVE] (RUN and VIDEOS
 #             under PRETRAIN; OBJECTIVE [r3m-tcn]) [the README's rows]; empty: none
-#   BASE      reference rows [state,random,random-shallow]
+#   BASE      reference rows [state,random,random-shallow,scratch-shallow] (scratch-shallow: ~13 min a
+#             cell on a 2-vCPU AMD EPYC, the 20 cells ~4.5 h; the frozen rows take 1-2 min a cell)
 #   VS        rows every row is paired with besides random, where they exist
 #             [random-shallow,tcn-shallow,tcn-shallow-ho]
 #   TASKS     [push-v3,sweep-v3,hammer-v3,lever-pull-v3]; sweep-v3 runs 330-step episodes, others 300
@@ -29,7 +30,7 @@ OUT="${1:-runs/eval/shallow}"
 DATA="${DATA:-runs/eval/data4}"
 PRETRAIN="${PRETRAIN:-runs/pretrain}"
 RUNS="${RUNS-tcn-shallow=tcn-shallow-indomain:vid-indomain:0 tcn-shallow-ho=tcn-shallow-heldout:vid-heldout:0 tcn-shallow-ho-s1=tcn-shallow-heldout-s1:vid-heldout:1 simclr-shallow=simclr-shallow-indomain:vid-indomain:0:simclr triplet-shallow=triplet-shallow-indomain:vid-indomain:0:triplet byol-shallow=byol-shallow-indomain:vid-indomain:0:byol}"
-BASE="${BASE:-state,random,random-shallow}"
+BASE="${BASE:-state,random,random-shallow,scratch-shallow}"
 VS="${VS:-random-shallow,tcn-shallow,tcn-shallow-ho}"
 TASKS="${TASKS:-push-v3,sweep-v3,hammer-v3,lever-pull-v3}"
 SEEDS="${SEEDS:-5}"; STEPS="${STEPS:-4000}"
