@@ -36,8 +36,7 @@ def main(paths: list[str]) -> int:
             return 1
         per_clip = [erank(emb[rows]) for rows in clips]
         r, p1 = erank(emb)
-        cr = np.mean([c[0] for c in per_clip]) if per_clip else float("nan")
-        cp = np.mean([c[1] for c in per_clip]) if per_clip else float("nan")
+        cr, cp = np.mean(per_clip, axis=0) if per_clip else (float("nan"), float("nan"))
         print(
             f"{path}: {len(emb)} frames, {emb.shape[1]} dims, {len(per_clip)} clips; "
             f"all frames: rank {r:.1f}, top PC {p1:.2f}; within a clip: rank {cr:.1f}, top PC {cp:.2f}"
