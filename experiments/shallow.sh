@@ -14,7 +14,8 @@
 #   RUNS      pretrained rows, space-separated ROW=RUN:VIDEOS:SEED[:OBJECTIVE] (RUN and VIDEOS
 #             under PRETRAIN; OBJECTIVE [r3m-tcn]) [the README's rows]; empty: none
 #   BASE      reference rows [state,random,random-shallow,scratch-shallow] (scratch-shallow: ~13 min a
-#             cell on a 2-vCPU AMD EPYC, the 20 cells ~4.5 h; the frozen rows take 1-2 min a cell)
+#             cell on a 2-vCPU AMD EPYC, the 20 cells ~4.5 h; the frozen rows take 1-2 min a cell);
+#             any `eval bc --encoders` row, NAME=CHECKPOINT included
 #   VS        rows every row is paired with besides random, where they exist
 #             [random-shallow,tcn-shallow,tcn-shallow-ho]
 #   TASKS     [push-v3,sweep-v3,hammer-v3,lever-pull-v3]; sweep-v3 runs 330-step episodes, others 300
@@ -81,7 +82,7 @@ evaluate() {
 }
 
 evaluate "$BASE" "$BASE"
-rows="$BASE"
+rows="$(sed 's/=[^,]*//g' <<<"$BASE")"   # NAME=CHECKPOINT rows are called NAME in the tables
 for spec in $RUNS; do
   ck="$(pretrain "$spec")"
   evaluate "${spec%%=*}=$ck" "$rows"
