@@ -14,7 +14,7 @@
 #   RUNS      pretrained rows, space-separated ROW=RUN:VIDEOS:SEED[:OBJECTIVE] (RUN and VIDEOS
 #             under PRETRAIN; OBJECTIVE [r3m-tcn]) [the README's rows]; empty: none
 #   BASE      reference rows [state,random,random-shallow,scratch-shallow] (scratch-shallow: ~13 min a
-#             cell on a 2-vCPU AMD EPYC, the 20 cells ~4.5 h; the frozen rows take 1-2 min a cell);
+#             cell on a 2-vCPU AMD EPYC, the 20 cells took 4.3 h; the frozen rows take 1-2 min a cell);
 #             any `eval bc --encoders` row, NAME=CHECKPOINT included
 #   VS        rows every row is paired with besides random, where they exist
 #             [random-shallow,tcn-shallow,tcn-shallow-ho]
