@@ -81,8 +81,8 @@ evaluate() {
   done
 }
 
-evaluate "$BASE" "$BASE"
 rows="$(sed 's/=[^,]*//g' <<<"$BASE")"   # NAME=CHECKPOINT rows are called NAME in the tables
+evaluate "$BASE" "$rows"
 for spec in $RUNS; do
   ck="$(pretrain "$spec")"
   evaluate "${spec%%=*}=$ck" "$rows"
