@@ -47,8 +47,8 @@ bc() { # NAME ENCODERS [--checkpoint RUN] -> $OUT/bc/NAME/TASK
     local dir="$OUT/bc/$name/$t"
     [ -f "$dir/results.json" ] && continue
     echo "[ablation] eval bc $name on $t" >&2
-    "$R3M" eval bc "$@" --data "$EVAL_DATA" --task "$t" --encoders "$encoders" --demos "$DEMOS" --seeds "$SEEDS" \
-      --steps "$BC_STEPS" --eval-every "$EVAL_EVERY" --rollouts "$ROLLOUTS" --max-episode-steps "$MAX_STEPS" \
+    "$R3M" eval bc "$@" --data "$EVAL_DATA" --task "$t" --encoders "$encoders" --demos "$DEMOS" --num-seeds "$SEEDS" \
+      --policy-steps "$BC_STEPS" --eval-every "$EVAL_EVERY" --rollouts "$ROLLOUTS" --max-episode-steps "$MAX_STEPS" \
       --envs "$ENVS" --size "$SIZE" --arch resnet18 --device cpu --precision "$PRECISION" --out "$dir" --resume >/dev/null
   done
 }

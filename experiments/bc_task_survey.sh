@@ -19,7 +19,7 @@ if [ ! -f "$OUT/data/meta/info.json" ]; then
     --out "$OUT/data" --overwrite
 fi
 for t in ${TASKS//,/ }; do
-  "$R3M" eval bc --data "$OUT/data" --task "$t" --encoders random --demos "$DEMOS" --seeds 1 --steps "$STEPS" \
+  "$R3M" eval bc --data "$OUT/data" --task "$t" --encoders random --demos "$DEMOS" --num-seeds 1 --policy-steps "$STEPS" \
     --eval-every "$STEPS" --rollouts "$ROLLOUTS" --max-episode-steps 500 --envs 2 --size "$SIZE" --out "$OUT/$t" >/dev/null
   tail -n +5 "$OUT/$t/results.md" | head -1 | sed "s/^| random/| $t/"
 done | tee "$OUT/summary.md"

@@ -2,7 +2,7 @@
 # The evaluation protocol's table (README, "Evaluation"): demonstration data, the supervised
 # positive control, and `r3m eval bc` per task with every row on the same seeds and layouts.
 # Resumable at every level: finished datasets, the positive control and finished eval cells are
-# kept, so the table grows over several sittings (rerun the same command).
+# kept, so the table can grow over several invocations (rerun the same command).
 #
 #   bash experiments/eval_protocol.sh [OUT]          (default OUT: runs/eval)
 #
@@ -57,8 +57,8 @@ encoders="$(IFS=,; echo "${rows[*]}")"
 for t in ${TASKS//,/ }; do
   log "eval bc $t: $encoders"
   t0=$SECONDS
-  nice "$R3M" eval bc --data "$OUT/data" --task "$t" --encoders "$encoders" --demos "$DEMOS" --seeds "$SEEDS" \
-    --steps "$BC_STEPS" --eval-every "$EVAL_EVERY" --rollouts "$ROLLOUTS" --max-episode-steps "$MAX_STEPS" \
+  nice "$R3M" eval bc --data "$OUT/data" --task "$t" --encoders "$encoders" --demos "$DEMOS" --num-seeds "$SEEDS" \
+    --policy-steps "$BC_STEPS" --eval-every "$EVAL_EVERY" --rollouts "$ROLLOUTS" --max-episode-steps "$MAX_STEPS" \
     --envs "$ENVS" --size "$SIZE" --device cpu --precision fp32 --out "$OUT/bc/$t" --resume >/dev/null
   log "$t: $((SECONDS - t0)) s"
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README's shallow-ConvNet table (#15), one command: pretrain each encoder of RUNS with
+# The shallow-ConvNet pretraining table (docs/results/pretraining.md), one command: pretrain each encoder of RUNS with
 # `r3m train --arch shallow`, evaluate the reference rows and each pretrained encoder's final
 # checkpoint frozen with `r3m eval bc` on every task of TASKS, and write the table and its plot.
 # Resumable at every level: a pretraining continues from its latest checkpoint (one stopped before
@@ -75,8 +75,8 @@ evaluate() {
     done
     ms=300; [ "$t" = sweep-v3 ] && ms=330
     echo "[shallow] $(date -u +%T) eval bc $t: $1" >&2
-    "$R3M" eval bc --data "$DATA" --task "$t" --encoders "$1" --vs "$vs" --demos 10 --seeds "$SEEDS" \
-      --steps 5000 --eval-every 5000 --rollouts 50 --max-episode-steps "$ms" --envs 4 --size 112 \
+    "$R3M" eval bc --data "$DATA" --task "$t" --encoders "$1" --vs "$vs" --demos 10 --num-seeds "$SEEDS" \
+      --policy-steps 5000 --eval-every 5000 --rollouts 50 --max-episode-steps "$ms" --envs 4 --size 112 \
       --arch resnet18 --device cpu --precision fp32 --out "$OUT/$t" --resume -q >/dev/null
   done
 }

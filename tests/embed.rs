@@ -74,7 +74,7 @@ fn embeddings_match_the_encoder_and_read_back_everywhere() {
         "cpu",
         "--precision",
         "fp32",
-        "--batch",
+        "--batch-frames",
         "7",
     ]);
     assert!(ok, "{log}");
@@ -190,7 +190,8 @@ fn shards_cover_every_frame_once_and_resume_after_a_kill() {
     // kill a job with small pieces once a piece is done, then resume: same rows as uninterrupted
     let out = d.path().join("resumed.parquet");
     let pieces = d.path().join("resumed.parquet.pieces");
-    let args = [&base[..], &["--out", s(&out), "--piece-frames", "5", "--workers", "1", "--batch", "2"]].concat();
+    let args =
+        [&base[..], &["--out", s(&out), "--piece-frames", "5", "--workers", "1", "--batch-frames", "2"]].concat();
     let mut child = Command::new(r3m_bin()).arg("embed").args(&args).stderr(Stdio::null()).spawn().unwrap();
     let t0 = std::time::Instant::now();
     loop {
@@ -210,8 +211,9 @@ fn shards_cover_every_frame_once_and_resume_after_a_kill() {
     assert!(log.contains("reused"), "{log}");
     assert!(!pieces.exists(), "pieces are removed once the part is assembled");
     let straight = d.path().join("straight.parquet");
-    let (ok, log) =
-        embed(&[&base[..], &["--out", s(&straight), "--piece-frames", "5", "--workers", "1", "--batch", "2"]].concat());
+    let (ok, log) = embed(
+        &[&base[..], &["--out", s(&straight), "--piece-frames", "5", "--workers", "1", "--batch-frames", "2"]].concat(),
+    );
     assert!(ok, "{log}");
     let (a, b) = (r3m_export::read_embeddings(&out).unwrap(), r3m_export::read_embeddings(&straight).unwrap());
     assert_eq!((a.len(), &a.video, &a.frame_index, &a.index), (b.len(), &b.video, &b.frame_index, &b.index));

@@ -90,3 +90,25 @@ fn r3m_probe_reports_good_files_and_names_bad_ones() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.mkv") && stderr.contains("1 of 2"), "{stderr}");
 }
+
+/// `scripts/gpu_check.sh`, the check to run on a GPU machine, works on the shipped data on any
+/// device: here as `DEVICE=cpu STEPS=4 bash scripts/gpu_check.sh`, with its defaults otherwise
+/// (ResNet18, batch 16 at 224 px; the first quarter of the steps is warm-up, the rest is timed).
+#[test]
+fn gpu_check_script_runs_on_the_cpu() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("scripts/gpu_check.sh"))
+        .env("R3M", r3m_bin())
+        .env("DEVICE", "cpu")
+        .env("STEPS", "4")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "gpu_check.sh failed:\n{stdout}\n{stderr}");
+    let line = stdout.lines().last().unwrap_or_default();
+    assert!(line.starts_with("resnet18 on cpu, batch 16 x 5 frames at 224px:"), "{stdout}");
+    let ips: f64 = line.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).unwrap();
+    assert!(ips > 0.0 && line.contains("over 3 steps"), "{line}");
+}

@@ -141,9 +141,9 @@ fn generated_datasets_read_back_and_the_bridge_reproduces_the_expert() {
             "random,random-spatial,random-shallow,scratch-shallow,scratch-shallow-noshift",
             "--demos",
             "1",
-            "--seeds",
+            "--num-seeds",
             "1",
-            "--steps",
+            "--policy-steps",
             "20",
         ])
         .args([
@@ -346,9 +346,9 @@ fn state_and_proprio_rows_and_cell_level_resume() {
             encoders,
             "--demos",
             "2",
-            "--seeds",
+            "--num-seeds",
             "2",
-            "--steps",
+            "--policy-steps",
             "200",
         ])
         .args(["--eval-every", "200", "--rollouts", "3", "--max-episode-steps", "60", "--envs", "2", "--heldout", "1"])
@@ -400,7 +400,7 @@ fn state_and_proprio_rows_and_cell_level_resume() {
             || !std::fs::read_to_string(b.join("results.json")).unwrap().contains("\"complete\": true")
     );
     // a resume with another protocol is refused, naming the field
-    let o = eval(&b, &["--resume", "--lr", "0.002"]).output().unwrap();
+    let o = eval(&b, &["--resume", "--policy-lr", "0.002"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("lr: 0.001 → 0.002"), "{err}");
     let o = eval(&b, &["--resume"]).output().unwrap();
@@ -495,9 +495,9 @@ fn a_paused_eval_bc_carries_on() {
     generate_eval(&ds, 3);
     let out = d.path().join("out");
     let mut c = Command::new(r3m_bin());
-    c.args(["eval", "bc", "--task", TASK, "--encoders", "state", "--demos", "2", "--seeds", "1"])
-        .args(["--steps", "50", "--eval-every", "50", "--rollouts", "30", "--max-episode-steps", "60"])
-        .args(["--envs", "2", "--heldout", "1", "--timeout", "1", "--device", "cpu", "--data"])
+    c.args(["eval", "bc", "--task", TASK, "--encoders", "state", "--demos", "2", "--num-seeds", "1"])
+        .args(["--policy-steps", "50", "--eval-every", "50", "--rollouts", "30", "--max-episode-steps", "60"])
+        .args(["--envs", "2", "--heldout", "1", "--env-timeout", "1", "--device", "cpu", "--data"])
         .arg(&ds)
         .arg("--out")
         .arg(&out)

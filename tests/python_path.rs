@@ -1,4 +1,4 @@
-//! The Python user's path (README, "From Python"): an r3m checkpoint loaded into torchvision's
+//! The Python user's path (docs/guide/python.md): an r3m checkpoint loaded into torchvision's
 //! ResNet gives the same embeddings as `r3m embed` for the same frames (with and without a
 //! projection head), and `r3m embed`'s output read with pyarrow and DuckDB joins a LeRobot
 //! dataset's frame table. The examples run as they are in `examples/python/`.
@@ -68,11 +68,14 @@ assert worst < 1e-4, worst
         let text = python(&script, d.path());
         assert!(text.contains(&format!("dim {}", proj.unwrap_or(512))), "{text}");
     }
-    // README shows the loader as it is in the file
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    // the Python guide shows the loader as it is in the file
+    let readme = std::fs::read_to_string(root().join("docs/guide/python.md")).unwrap();
     let file = std::fs::read_to_string(root().join("examples/python/load_checkpoint.py")).unwrap();
     let f = &file[file.find("def load_r3m").unwrap()..file.find("def eval_frames").unwrap()];
-    assert!(readme.contains(f.trim()), "README's load_r3m differs from examples/python/load_checkpoint.py");
+    assert!(
+        readme.contains(f.trim()),
+        "docs/guide/python.md's load_r3m differs from examples/python/load_checkpoint.py"
+    );
 }
 
 #[test]
@@ -120,6 +123,6 @@ fn embeddings_read_with_pyarrow_and_duckdb_join_the_lerobot_frames() {
         text.lines().filter_map(|l| l.split(" embedded").next()?.rsplit(' ').next()?.parse().ok()).collect();
     assert_eq!(embedded.len(), 3, "{text}");
     assert!(embedded.iter().all(|&k| (2..=4).contains(&k)), "{text}");
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    assert!(readme.contains("examples/python/read_embeddings.py"), "README points to the example");
+    let guide = std::fs::read_to_string(root().join("docs/guide/python.md")).unwrap();
+    assert!(guide.contains("examples/python/read_embeddings.py"), "the Python guide points to the example");
 }

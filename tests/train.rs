@@ -12,7 +12,7 @@ use tch::Tensor;
 /// The tests that train inside this process take turns. Two trainings running at the same time in
 /// one process were seen to give a different channels-last fp32 loss at step 1 (4.245 → 4.086 or
 /// 4.301; 3 of ~6 full runs), though the initialisation is seeded under one lock and no training op
-/// draws random numbers; the cause is not found yet (see README, "Known issues"). The `r3m`
+/// draws random numbers; the cause is not found yet (CONTRIBUTING.md, "Known issues"). The `r3m`
 /// binary runs one training per process, so it is not affected.
 static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -112,13 +112,13 @@ fn trains_skips_bad_files_and_resumes_exactly() {
     let losses =
         |m: &str| m.lines().skip(1).map(|l| l.split(',').take(6).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
     assert_eq!(losses(&metrics), losses(&resumed_metrics), "losses differ after resume");
-    // the budget counts the same steps either way, and the sittings that trained them
+    // the budget counts the same steps either way, and the invocations that trained them
     let budget = |run: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(run.join("budget.json")).unwrap()).unwrap()
     };
     let (bs, br) = (budget(&straight), budget(&split));
     for b in [&bs, &br] {
-        assert_eq!(b["format"], "r3m-budget-1", "{b}");
+        assert_eq!(b["format"], "r3m-budget-2", "{b}");
         assert_eq!(
             (b["steps"].as_u64(), b["tuples"].as_u64(), b["images"].as_u64()),
             (Some(4), Some(4 * 3), Some(4 * 3 * 5)),
@@ -126,7 +126,7 @@ fn trains_skips_bad_files_and_resumes_exactly() {
         );
         assert!(b["train_s"].as_f64().unwrap() > 0.0 && b["s_per_step"].as_f64().unwrap() > 0.0, "{b}");
     }
-    assert_eq!((bs["sittings"].as_u64(), br["sittings"].as_u64()), (Some(1), Some(2)));
+    assert_eq!((bs["invocations"].as_u64(), br["invocations"].as_u64()), (Some(1), Some(2)));
     let (a, b) = (weights(&straight), weights(&split));
     assert_same_weights(&a, &b);
 }

@@ -1,8 +1,7 @@
 //! `r3m embed`: a frozen encoder's per-frame embeddings to Parquet.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,44 +10,44 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Checkpoint directory, or a run directory (its latest checkpoint).
-    #[arg(long, value_name = "RUN|DIR")]
+    #[arg(help_heading = "Essentials", long, value_name = "RUN|DIR")]
     checkpoint: PathBuf,
-    #[command(flatten)]
-    source: crate::source::SourceArgs,
     /// Output: a .parquet file, or a directory that receives part-I-of-N.parquet (always a
     /// directory with --shard).
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Essentials", long, value_name = "PATH")]
     out: PathBuf,
-    /// Embed only slice I of N of the inputs (every N-th clip from the I-th; 0-based) into
-    /// OUT/part-I-of-N.parquet, so a cluster scheduler can fan the work out.
-    #[arg(long, value_name = "I/N")]
-    shard: Option<String>,
-    /// Keep every Nth frame of each clip.
-    #[arg(long, default_value_t = 1, conflicts_with = "fps")]
-    every: usize,
-    /// Keep frames on a grid of F per second instead (the nearest frame at or after each tick).
-    #[arg(long)]
-    fps: Option<f64>,
-    /// Frames per encoder call.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Decode threads.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    #[command(flatten)]
-    compute: crate::device::Compute,
-    /// Memory layout: channels-last, nchw, or auto (channels-last: faster for inference in fp32 and bf16).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
-    memory_format: String,
-    /// Frames per resumable piece: an interruption loses at most this much work.
-    #[arg(long, default_value_t = r3m_export::embed::PIECE_FRAMES)]
-    piece_frames: usize,
     /// Continue an interrupted job: finished pieces of the part are kept.
-    #[arg(long)]
+    #[arg(help_heading = "Essentials", long)]
     resume: bool,
     /// Replace an output that already exists (by default a finished part is skipped).
-    #[arg(long)]
+    #[arg(help_heading = "Essentials", long, conflicts_with = "resume")]
     overwrite: bool,
+    #[command(flatten, next_help_heading = "Input")]
+    source: crate::source::SourceArgs,
+    /// Keep every Nth frame of each clip.
+    #[arg(help_heading = "Frames", long, default_value_t = 1, conflicts_with = "fps")]
+    every: usize,
+    /// Keep frames on a grid of F per second instead (the nearest frame at or after each tick).
+    #[arg(help_heading = "Frames", long)]
+    fps: Option<f64>,
+    /// Frames per encoder call (the encoder's batch; `r3m train --batch` counts clips instead).
+    #[arg(help_heading = "Performance", long, default_value_t = 64)]
+    batch_frames: usize,
+    /// Decode threads.
+    #[arg(help_heading = "Performance", long, default_value_t = 2)]
+    workers: usize,
+    #[command(flatten, next_help_heading = "Performance")]
+    compute: crate::device::Compute,
+    /// Memory layout: channels-last, nchw, or auto (channels-last: faster for inference in fp32 and bf16).
+    #[arg(help_heading = "Performance", long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
+    memory_format: String,
+    /// Frames per resumable piece: an interruption loses at most this much work.
+    #[arg(help_heading = "Performance", long, default_value_t = r3m_export::embed::PIECE_FRAMES)]
+    piece_frames: usize,
+    /// Embed only slice I of N of the inputs (every N-th clip from the I-th; 0-based) into
+    /// OUT/part-I-of-N.parquet, so a cluster scheduler can fan the work out.
+    #[arg(help_heading = "Distributed", long, value_name = "I/N")]
+    shard: Option<String>,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
@@ -71,8 +70,8 @@ pub fn run(args: Args) -> Result<i32> {
     if matches!(args.fps, Some(f) if !(f > 0.0 && f.is_finite())) {
         bail!("--fps must be a positive number");
     }
-    if args.batch == 0 {
-        bail!("--batch must be ≥ 1");
+    if args.batch_frames == 0 {
+        bail!("--batch-frames must be ≥ 1");
     }
     let out = match shard {
         Some((i, n)) => args.out.join(format!("part-{i}-of-{n}.parquet")),
@@ -96,7 +95,7 @@ pub fn run(args: Args) -> Result<i32> {
     let cfg = r3m_export::EmbedConfig {
         every: args.every,
         fps: args.fps,
-        batch: args.batch,
+        batch: args.batch_frames,
         workers: args.workers.max(1),
         device: dev,
         precision,
@@ -138,11 +137,7 @@ pub fn run(args: Args) -> Result<i32> {
         frozen.encoder.dim(),
         crate::device::name(dev)
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
+    let stop = crate::interrupt::stop_flag()?;
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} frames [{elapsed_precise}<{eta_precise}] {per_sec}")

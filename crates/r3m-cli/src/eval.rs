@@ -1,8 +1,6 @@
 //! `r3m eval bc`: few-demo behaviour cloning on Meta-World, closed loop, with baselines.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -30,20 +28,15 @@ pub enum EvalCommand {
 #[derive(Debug, clap::Args)]
 pub struct BcArgs {
     /// Trained encoder (checkpoint or run directory) for the `pretrained` row.
-    #[arg(long, value_name = "RUN|DIR")]
+    #[arg(help_heading = "Essentials", long, value_name = "RUN|DIR")]
     checkpoint: Option<PathBuf>,
-    /// LeRobot dataset with the task's demonstrations (made by python/r3m_tools/metaworld_demos.py).
-    #[arg(long, value_name = "ROOT", default_value = "datasets/metaworld")]
+    /// LeRobot dataset with the task's demonstrations (made by python/r3m_tools/metaworld_demos.py;
+    /// the repository ships one in datasets/metaworld).
+    #[arg(help_heading = "Essentials", long, value_name = "ROOT")]
     data: PathBuf,
     /// Meta-World task, e.g. drawer-open-v3.
-    #[arg(long)]
+    #[arg(help_heading = "Essentials", long)]
     task: String,
-    /// Numbers of demonstrations, comma-separated (5, 10 and 25 are the protocol's).
-    #[arg(long, default_value = "10", value_delimiter = ',')]
-    demos: Vec<usize>,
-    /// Policy seeds per cell (0..N; the same for every encoder).
-    #[arg(long, default_value_t = 5)]
-    seeds: u64,
     /// Rows, comma-separated: state (full simulator state, no image: the ceiling), proprio (no
     /// image: the floor), random (frozen random ResNet), random-spatial (the same network without
     /// its average pool: the last feature map flattened, a diagnostic), scratch (ResNet trained on
@@ -54,81 +47,88 @@ pub struct BcArgs {
     /// (the checkpoint as the starting encoder, trained end to end on the demos like scratch, or
     /// like scratch-shallow for a shallow checkpoint). Default: pretrained,random with
     /// --checkpoint, else random.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(help_heading = "Essentials", long, value_delimiter = ',')]
     encoders: Vec<String>,
     /// Further rows to pair every row with, comma-separated names from --encoders or rows kept in
     /// OUT by --resume (e.g.
     /// random-shallow: a pretrained ConvNet against its own architecture untrained). Each adds a
     /// "Δ vs ROW" column (paired bootstrap on the seeds both rows have); `random` is always paired.
     /// Only the tables change, so `--resume` with a new --vs rewrites them without running a cell.
-    #[arg(long, value_delimiter = ',', value_name = "ROW")]
+    #[arg(help_heading = "Essentials", long, value_delimiter = ',', value_name = "ROW")]
     vs: Vec<String>,
-    /// Policy training steps (R3M: 20000).
-    #[arg(long, default_value_t = 5000)]
-    steps: u64,
-    /// Evaluate every N steps and at the end (R3M: 1000; each evaluation costs --rollouts episodes).
-    #[arg(long, default_value_t = 5000)]
-    eval_every: u64,
-    /// Rollouts per evaluation, each on a fresh layout (evaluation seeds from 1,000,000; the same
-    /// layouts for every encoder and seed).
-    #[arg(long, default_value_t = 50)]
-    rollouts: usize,
-    /// Step limit per rollout (Meta-World and R3M: 500).
-    #[arg(long, default_value_t = 500)]
-    max_episode_steps: u64,
-    /// Environments stepping in parallel (one Python process each).
-    #[arg(long, default_value_t = 4)]
-    envs: usize,
-    /// Policy batch size.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Policy learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Demos after the training ones kept aside to measure held-out action MSE.
-    #[arg(long, default_value_t = 2)]
-    heldout: usize,
-    /// Encoder input side: frames (demos and rollouts alike) go through the encoder's evaluation
-    /// transform, shorter side → 8/7·size, centre crop. Default: the checkpoint's training size,
-    /// else 7/8 of the dataset's render size (a pure centre crop: 112 for 128-px renders).
-    #[arg(long)]
-    size: Option<u32>,
-    /// Architecture of the random and scratch encoders (default: the first ResNet checkpoint's,
-    /// else resnet18; a `shallow` checkpoint's untrained counterpart is the random-shallow row).
-    #[arg(long)]
-    arch: Option<Arch>,
-    /// Camera (default: the one the dataset was rendered with).
-    #[arg(long)]
-    camera: Option<String>,
     /// Output directory: cells/*.json (one per finished cell), results.json and results.md.
-    #[arg(long, default_value = "runs/eval-bc")]
+    #[arg(help_heading = "Essentials", long, value_name = "DIR")]
     out: PathBuf,
     /// Continue in OUT: cells already there (made with the same protocol) are not run again, and
     /// rows of earlier invocations that --encoders no longer lists stay in the tables (their
     /// cells are read back, never re-run), so a table can grow a row at a time.
-    #[arg(long, conflicts_with = "overwrite")]
+    #[arg(help_heading = "Essentials", long, conflicts_with = "overwrite")]
     resume: bool,
     /// Delete OUT's earlier cells and results first.
-    #[arg(long)]
+    #[arg(help_heading = "Essentials", long)]
     overwrite: bool,
-    #[command(flatten)]
-    compute: crate::device::Compute,
+    /// Numbers of demonstrations, comma-separated (5, 10 and 25 are the protocol's).
+    #[arg(help_heading = "Protocol", long, default_value = "10", value_delimiter = ',')]
+    demos: Vec<usize>,
+    /// How many policy seeds per cell: seeds 0..N-1, the same for every encoder.
+    #[arg(help_heading = "Protocol", long, value_name = "N", default_value_t = 5)]
+    num_seeds: u64,
+    /// Evaluate every N steps and at the end (R3M: 1000; each evaluation costs --rollouts episodes).
+    #[arg(help_heading = "Protocol", long, default_value_t = 5000)]
+    eval_every: u64,
+    /// Rollouts per evaluation, each on a fresh layout (evaluation seeds from 1,000,000; the same
+    /// layouts for every encoder and seed).
+    #[arg(help_heading = "Protocol", long, default_value_t = 50)]
+    rollouts: usize,
+    /// Step limit per rollout (Meta-World and R3M: 500).
+    #[arg(help_heading = "Protocol", long, default_value_t = 500)]
+    max_episode_steps: u64,
+    /// Demos after the training ones kept aside to measure held-out action MSE.
+    #[arg(help_heading = "Protocol", long, default_value_t = 2)]
+    heldout: usize,
+    /// Encoder input side: frames (demos and rollouts alike) go through the encoder's evaluation
+    /// transform, shorter side → 8/7·size, centre crop. Default: the checkpoint's training size,
+    /// else 7/8 of the dataset's render size (a pure centre crop: 112 for 128-px renders).
+    #[arg(help_heading = "Protocol", long)]
+    size: Option<u32>,
+    /// Architecture of the random and scratch encoders (default: the first ResNet checkpoint's,
+    /// else resnet18; a `shallow` checkpoint's untrained counterpart is the random-shallow row).
+    #[arg(help_heading = "Protocol", long)]
+    arch: Option<Arch>,
+    /// Camera (default: the one the dataset was rendered with).
+    #[arg(help_heading = "Protocol", long)]
+    camera: Option<String>,
+    /// Policy training steps (R3M: 20000). The encoder is trained by `r3m train`, not here.
+    #[arg(help_heading = "Policy", long, default_value_t = 5000)]
+    policy_steps: u64,
+    /// Policy batch size (demo frames per step).
+    #[arg(help_heading = "Policy", long, default_value_t = 32)]
+    policy_batch: usize,
+    /// Policy learning rate (Adam).
+    #[arg(help_heading = "Policy", long, default_value_t = 1e-3)]
+    policy_lr: f64,
+    /// Environments stepping in parallel (one Python process each).
+    #[arg(help_heading = "Environments", long, default_value_t = 4)]
+    envs: usize,
     /// Python with metaworld (default: python3 on PATH, the project venv after env.sh).
-    #[arg(long, default_value = "python3")]
+    #[arg(help_heading = "Environments", long, default_value = "python3")]
     python: PathBuf,
-    /// The bridge script (default: $R3M_BRIDGE or python/r3m_tools/metaworld_bridge.py).
-    #[arg(long)]
+    /// The bridge script (default: $R3M_BRIDGE, else the copy carried in this binary, written to
+    /// $R3M_CACHE/bridge-HASH/ on first use).
+    #[arg(help_heading = "Environments", long)]
     bridge: Option<PathBuf>,
-    /// Log rollouts to rerun: save:PATH.rrd, spawn, or connect[:URL] (frames, actions, success).
-    #[arg(long)]
-    rerun: Option<r3m_viz::Sink>,
-    /// Rollouts per evaluation logged to rerun (the first ones).
-    #[arg(long, default_value_t = 2)]
-    rerun_rollouts: usize,
     /// Seconds an environment may take to answer before it counts as hung (time this process
     /// ran: a pause with SIGSTOP, `kill -STOP`, does not count, so a paused evaluation continues).
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
+    #[arg(help_heading = "Environments", long, default_value_t = 60)]
+    env_timeout: u64,
+    #[command(flatten, next_help_heading = "Performance")]
+    compute: crate::device::Compute,
+    /// Log rollouts to rerun: save:PATH.rrd, spawn, or connect[:URL] (frames, actions, success).
+    #[arg(help_heading = "Output", long)]
+    rerun: Option<r3m_viz::Sink>,
+    /// Rollouts per evaluation logged to rerun (the first ones).
+    #[arg(help_heading = "Output", long, default_value_t = 2)]
+    rerun_rollouts: usize,
 }
 
 /// Everything that decides a cell's outcome besides its encoder, demos and seed. Cells resume
@@ -232,12 +232,12 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     }
     if args.rollouts == 0
         || args.envs == 0
-        || args.steps == 0
-        || args.seeds == 0
-        || args.batch == 0
+        || args.policy_steps == 0
+        || args.num_seeds == 0
+        || args.policy_batch == 0
         || args.max_episode_steps == 0
     {
-        bail!("--rollouts, --envs, --steps, --seeds, --batch and --max-episode-steps must be ≥ 1");
+        bail!("--rollouts, --envs, --policy-steps, --num-seeds, --policy-batch and --max-episode-steps must be ≥ 1");
     }
     if let Some(s) = args.size {
         if !(16..=1024).contains(&s) {
@@ -317,12 +317,12 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         arch: arch.name().to_string(),
         max_episode_steps: args.max_episode_steps,
         longest_demo,
-        steps: args.steps,
-        eval_every: args.eval_every.min(args.steps),
+        steps: args.policy_steps,
+        eval_every: args.eval_every.min(args.policy_steps),
         rollouts: args.rollouts,
         eval_seed_base,
-        batch: args.batch,
-        lr: args.lr,
+        batch: args.policy_batch,
+        lr: args.policy_lr,
         heldout: args.heldout,
         precision: precision.name().to_string(),
     };
@@ -374,7 +374,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let mut plan = Vec::new();
     for kind in &kinds {
         for &n in &args.demos {
-            for seed in 0..args.seeds {
+            for seed in 0..args.num_seeds {
                 let path = cell_file(&args.out, kind.name(), n, seed);
                 if args.resume && path.exists() {
                     let f = read_cell(&path)?;
@@ -395,7 +395,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         // the cells of this invocation's plan (read above, or to run) by their file names
         let have: Vec<PathBuf> = kinds
             .iter()
-            .flat_map(|k| args.demos.iter().flat_map(move |&n| (0..args.seeds).map(move |s| (k, n, s))))
+            .flat_map(|k| args.demos.iter().flat_map(move |&n| (0..args.num_seeds).map(move |s| (k, n, s))))
             .map(|(k, n, s)| cell_file(&args.out, k.name(), n, s))
             .collect();
         let listed: std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)> =
@@ -446,11 +446,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         tracing::warn!("left out of the tables: {l}");
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
+    let stop = crate::interrupt::stop_flag()?;
     let mut interrupted = false;
     let t0 = std::time::Instant::now();
     let viz =
@@ -463,7 +459,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             camera: camera.clone(),
             size: render_size,
             max_episode_steps: args.max_episode_steps,
-            timeout: Duration::from_secs(args.timeout),
+            timeout: Duration::from_secs(args.env_timeout),
         };
         tracing::info!(
             "starting {} Meta-World environment(s) ({}, {camera}, {render_size} px, encoder input {size} px) ...",
@@ -475,11 +471,11 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             envs.push(Box::new(MetaWorldBridge::start(&bridge)?));
         }
         let cfg = BcConfig {
-            steps: args.steps,
+            steps: args.policy_steps,
             eval_every: args.eval_every,
             rollouts: args.rollouts,
-            batch: args.batch,
-            lr: args.lr,
+            batch: args.policy_batch,
+            lr: args.policy_lr,
             encoder_lr: 1e-4,
             device: dev,
             precision,
@@ -560,7 +556,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             .map_err(anyhow::Error::msg)?;
         v.finish().map_err(anyhow::Error::msg)?;
     }
-    let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.seeds as usize;
+    let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.num_seeds as usize;
     let finished = done.len();
     done.extend(kept.into_iter().map(|(c, _)| c));
     // --demos in order, then other demos of kept cells, ascending
@@ -680,7 +676,7 @@ fn final_matrix(cells: &[&CellResult]) -> (Vec<u64>, Vec<Vec<bool>>) {
 }
 
 /// Paired difference of `me` (seeds × layouts) from row `other` at the same demos, on the seeds
-/// both have (rows grow seed by seed over sittings); None when they share no seed.
+/// both have (a row may grow seed by seed over several invocations); None when they share no seed.
 fn paired(cells: &[CellResult], other: &str, demos: usize, seeds: &[u64], me: &[Vec<bool>]) -> Option<Interval> {
     let theirs: Vec<&CellResult> =
         cells.iter().filter(|r| r.encoder == other && r.demos == demos && seeds.contains(&r.seed)).collect();

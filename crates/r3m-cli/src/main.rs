@@ -3,10 +3,13 @@
 //! Parses the command line and wires the library crates together; owns no logic of its own.
 //! Each subcommand lives in its own module.
 
+#[cfg(test)]
+mod cli_docs;
 mod device;
 mod doctor;
 mod embed;
 mod eval;
+mod interrupt;
 mod log;
 mod probe;
 mod source;

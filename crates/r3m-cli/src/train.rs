@@ -1,8 +1,7 @@
 //! `r3m train`: R3M time-contrastive training straight from a folder of videos.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,118 +12,114 @@ use r3m_model::{Arch, ObjectiveConfig, ObjectiveKind, Precision, R3mObjective, S
 /// Options for `r3m train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    source: crate::source::SourceArgs,
     /// Run directory: metrics.csv, checkpoints/, latest.
-    #[arg(long)]
+    #[arg(help_heading = "Essentials", long)]
     out: PathBuf,
     /// Continue the run in --out from its latest checkpoint (same batches and optimiser state as
     /// an uninterrupted run). Settings that would change the batches or the model must match the
     /// run's (each difference is named); --steps, --checkpoint-every, --keep and --workers may change.
-    #[arg(long)]
+    #[arg(help_heading = "Essentials", long)]
     resume: bool,
     /// Clear --out first when it holds a run (without --resume or --overwrite a non-empty --out
     /// is refused; a folder that is not an r3m run is never deleted).
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(help_heading = "Essentials", long, conflicts_with = "resume")]
     overwrite: bool,
     /// Total optimisation steps.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(help_heading = "Essentials", long, default_value_t = 1000)]
     steps: u64,
     /// Clips per batch (R3M: 16).
-    #[arg(long, default_value_t = 16)]
+    #[arg(help_heading = "Essentials", long, default_value_t = 16)]
     batch: usize,
     /// Side of the square training crops (R3M: 224).
-    #[arg(long, default_value_t = 224)]
+    #[arg(help_heading = "Essentials", long, default_value_t = 224)]
     size: u32,
     /// Encoder: resnet18, resnet34, resnet50, or shallow (DrQ's 4-layer ConvNet, 50-d: the architecture
     /// of `eval bc`'s `scratch-shallow` row, cheap to pretrain on a CPU).
-    #[arg(long, default_value = "resnet18")]
+    #[arg(help_heading = "Essentials", long, default_value = "resnet18")]
     arch: Arch,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(help_heading = "Essentials", long, default_value_t = 1e-4)]
     lr: f64,
     /// Seed of everything random.
-    #[arg(long, default_value_t = 0)]
+    #[arg(help_heading = "Essentials", long, default_value_t = 0)]
     seed: u64,
-    /// Decode workers.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
+    #[command(flatten, next_help_heading = "Data")]
+    source: crate::source::SourceArgs,
     /// Tuples drawn per decoded clip, K (fewer decodes per tuple). Default 4 with
     /// `--loader grouped` (1 = R3M's sampling exactly), 16 with `--loader reservoir`.
-    #[arg(long)]
+    #[arg(help_heading = "Data", long)]
     tuples_per_clip: Option<usize>,
     /// How batches come from decoded clips. `grouped`: `batch` clips decoded together serve K
     /// consecutive batches (negatives repeat for K steps). `reservoir`: a pool of decoded clips
     /// (`--reservoir-mb`); every batch draws `batch` clips from it at random, one tuple each, and
     /// a clip leaves after K tuples: R3M's fresh draw per batch at the decode cost of K tuples per
-    /// clip (see README, data loader).
-    #[arg(long, default_value = "grouped", value_parser = ["grouped", "reservoir"])]
+    /// clip (docs/guide/train.md, "Data loaders").
+    #[arg(help_heading = "Data", long, default_value = "grouped", value_parser = ["grouped", "reservoir"])]
     loader: String,
     /// Memory for the reservoir's decoded clips, in MB (each holds the union of its K tuples'
     /// frames at the decode size, ≈ 8/7·size squared × 3 bytes a frame: ~1.3 MB a clip at 64 px,
     /// ~16 MB at 224 px with K = 16; default 2048). The slots it buys are printed and kept in the
     /// run config.
-    #[arg(long)]
+    #[arg(help_heading = "Data", long)]
     reservoir_mb: Option<usize>,
-    /// Write a checkpoint every N steps (and at the end, and on Ctrl-C).
-    #[arg(long, default_value_t = 100)]
-    checkpoint_every: u64,
-    /// Checkpoints to keep.
-    #[arg(long, default_value_t = 3)]
-    keep: usize,
+    /// How clips are drawn: length (proportional to frames) or uniform.
+    #[arg(help_heading = "Data", long, default_value = "length", value_parser = ["length", "uniform"])]
+    clip_weighting: String,
     /// Weight of the L1 penalty.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(help_heading = "Objective", long, default_value_t = 1e-5)]
     l1_weight: f64,
     /// Weight of the L2 penalty.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(help_heading = "Objective", long, default_value_t = 1e-5)]
     l2_weight: f64,
     /// Frame similarity of r3m-tcn: l2 (R3M) or cosine.
-    #[arg(long, default_value = "l2")]
+    #[arg(help_heading = "Objective", long, default_value = "l2")]
     similarity: Similarity,
     /// The objective, over the same tuples (anchor s2, positive s1, in-clip negative s0):
     /// r3m-tcn (R3M's time-contrastive InfoNCE), triplet, npair, simclr, moco, byol, proto.
-    #[arg(long, default_value = "r3m-tcn")]
+    #[arg(help_heading = "Objective", long, default_value = "r3m-tcn")]
     objective: ObjectiveKind,
     /// triplet: the margin [default: 1.0].
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     margin: Option<f64>,
     /// triplet: use the nearest negative in the batch (own far frame or any frame of another
     /// clip) instead of the clip's own far frame.
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     hard_negatives: bool,
     /// simclr / moco: softmax temperature (default: simclr 0.1, moco 0.2).
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     temperature: Option<f64>,
-    /// simclr / npair, data-parallel (WORLD_SIZE > 1): negatives from every rank's batch (all-gathered,
-    /// gradient through this rank's part), as SimCLR's large-batch recipe does.
-    #[arg(long)]
-    global_negatives: bool,
     /// moco: length of the queue of past keys [default: 4096].
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     queue: Option<usize>,
     /// moco / byol: target momentum m in θ' ← m·θ' + (1−m)·θ [default: 0.99].
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     momentum: Option<f64>,
     /// Positives within this distance of the anchor: frames (8, 8f) or seconds (0.25s). Default:
     /// R3M's ordering rule (any frame between the anchor and the negative).
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     positive_window: Option<Span>,
     /// In-clip negatives at least this far from the anchor: frames or seconds. Default: just
     /// beyond the positive.
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     negative_gap: Option<Span>,
     /// Weight of R3M's language term G(e_start, e_t, text) (0: off). Needs --text-embeddings;
     /// clips without a text are masked out.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(help_heading = "Objective", long, default_value_t = 0.0)]
     lang_weight: f64,
     /// Parquet of text embeddings (columns `text`, `embedding` list<float>), as written by
     /// `python/r3m_tools/embed_texts.py` (all-MiniLM-L6-v2, offline).
-    #[arg(long)]
+    #[arg(help_heading = "Objective", long)]
     text_embeddings: Option<PathBuf>,
     /// Hidden width of the language head (R3M: 1024).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(help_heading = "Objective", long, default_value_t = 1024)]
     lang_hidden: i64,
-    #[command(flatten)]
+    /// Add a linear projection head to this many dimensions after the trunk.
+    #[arg(help_heading = "Objective", long)]
+    proj_dim: Option<i64>,
+    /// Decode workers.
+    #[arg(help_heading = "Performance", long, default_value_t = 2)]
+    workers: usize,
+    #[command(flatten, next_help_heading = "Performance")]
     compute: crate::device::Compute,
     /// Memory layout of images and conv weights: channels-last, nchw (as the reference recipe
     /// trains) or auto. With `auto` (here or in --precision) a run of ≥ 120 steps times the
@@ -133,25 +128,30 @@ pub struct Args {
     /// printed, kept in the run config and cached per machine and shape ($R3M_CACHE/autotune.json).
     /// Shorter runs: channels-last with bf16, nchw with fp32. R3M_AUTOTUNE=always|never overrides
     /// when to time.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
+    #[arg(help_heading = "Performance", long, default_value = "auto", value_parser = ["auto", "channels-last", "nchw"])]
     memory_format: String,
-    /// Add a linear projection head to this many dimensions after the trunk.
-    #[arg(long)]
-    proj_dim: Option<i64>,
-    /// Log to rerun: save:PATH.rrd, spawn, or connect[:URL] (loss terms, alignment, images/s and
-    /// data wait per step; sampled tuples with their distances every --rerun-every steps).
-    #[arg(long)]
-    rerun: Option<r3m_viz::Sink>,
-    /// Steps between sampled tuples in the rerun recording.
-    #[arg(long, default_value_t = 20)]
-    rerun_every: u64,
+    /// simclr / npair, data-parallel (WORLD_SIZE > 1): negatives from every rank's batch, with the
+    /// large-batch gradient (the all-gather's backward sums every rank's gradient for each rank's
+    /// rows), as SimCLR's large-batch recipe does.
+    #[arg(help_heading = "Distributed", long)]
+    global_negatives: bool,
     /// Data-parallel (launched by torchrun, WORLD_SIZE > 1): seconds a rendezvous or a collective
     /// may wait for the other ranks before this rank gives up with an error.
-    #[arg(long, default_value_t = 300)]
+    #[arg(help_heading = "Distributed", long, default_value_t = 300)]
     dist_timeout: u64,
-    /// How clips are drawn: length (proportional to frames) or uniform.
-    #[arg(long, default_value = "length", value_parser = ["length", "uniform"])]
-    clip_weighting: String,
+    /// Write a checkpoint every N steps (and at the end, and on Ctrl-C).
+    #[arg(help_heading = "Output", long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// Checkpoints to keep.
+    #[arg(help_heading = "Output", long, default_value_t = 3)]
+    keep: usize,
+    /// Log to rerun: save:PATH.rrd, spawn, or connect[:URL] (loss terms, alignment, images/s and
+    /// data wait per step; sampled tuples with their distances every --rerun-every steps).
+    #[arg(help_heading = "Output", long)]
+    rerun: Option<r3m_viz::Sink>,
+    /// Steps between sampled tuples in the rerun recording.
+    #[arg(help_heading = "Output", long, default_value_t = 20)]
+    rerun_every: u64,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -180,7 +180,7 @@ pub fn run(args: Args) -> Result<i32> {
                 env.addr,
                 env.port
             );
-            Some(std::sync::Arc::new(d))
+            Some(std::rc::Rc::new(d))
         }
         None => None,
     };
@@ -334,11 +334,7 @@ pub fn run(args: Args) -> Result<i32> {
             tracing::info!("resume: {change} (allowed: it does not change the batches or the model)");
         }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
+    let stop = crate::interrupt::stop_flag()?;
     tracing::info!(
         "training {} with {}{} on {} ({}, {}), batch {} x 5 frames at {} px",
         cfg.arch,

@@ -11,27 +11,27 @@ use tch::Tensor;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Encoder (checkpoint or run directory) to embed the frames with.
-    #[arg(long, value_name = "RUN|DIR", required_unless_present = "embeddings")]
+    #[arg(help_heading = "Essentials", long, value_name = "RUN|DIR", required_unless_present = "embeddings")]
     checkpoint: Option<PathBuf>,
     /// Or: embeddings written by `r3m embed` for the same input (rows matched by video and frame).
-    #[arg(long, value_name = "PARQUET")]
+    #[arg(help_heading = "Essentials", long, value_name = "PARQUET")]
     embeddings: Option<PathBuf>,
-    #[command(flatten)]
-    source: crate::source::SourceArgs,
     /// Where the recording goes: save:PATH.rrd, spawn, or connect[:URL].
-    #[arg(long, default_value = "save:view.rrd")]
+    #[arg(help_heading = "Essentials", long, default_value = "save:view.rrd")]
     rerun: r3m_viz::Sink,
+    #[command(flatten, next_help_heading = "Input")]
+    source: crate::source::SourceArgs,
     /// Videos (clips/episodes) to show.
-    #[arg(long, default_value_t = 8)]
+    #[arg(help_heading = "Frames", long, default_value_t = 8)]
     max_videos: usize,
     /// Frames per video at most (evenly spaced).
-    #[arg(long, default_value_t = 300)]
+    #[arg(help_heading = "Frames", long, default_value_t = 300)]
     max_frames: usize,
     /// Decode size (default: the checkpoint's training size, else 128).
-    #[arg(long)]
+    #[arg(help_heading = "Frames", long)]
     size: Option<u32>,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
+    #[arg(help_heading = "Performance", long, default_value = "auto")]
     device: String,
 }
 

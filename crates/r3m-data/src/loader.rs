@@ -127,6 +127,8 @@ pub struct LoaderStats {
     pub failed: Vec<(usize, String)>,
     /// Tuples that needed a frame that could not be decoded, and were drawn again around it.
     pub redrawn: u64,
+    /// The producer thread's panic message, when it panicked (the loader then ends).
+    pub panic: Option<String>,
 }
 
 /// The sequential part that decides what comes next: runs on the producer thread.
@@ -326,12 +328,26 @@ impl Loader {
     }
 }
 
+impl Loader {
+    /// Waits for the producer thread; a panic's message goes to [`LoaderStats::panic`].
+    fn join_producer(&mut self) {
+        if let Some(t) = self.thread.take() {
+            if let Err(p) = t.join() {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(a panic without a message)".into());
+                self.stats.panic = Some(msg);
+            }
+        }
+    }
+}
+
 impl Drop for Loader {
     fn drop(&mut self) {
         self.rx = None; // the producer's next send fails and it exits
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.join_producer();
     }
 }
 
@@ -478,7 +494,11 @@ impl Iterator for Loader {
 
     fn next(&mut self) -> Option<Batch> {
         while self.pending.is_empty() {
-            let (st, batches, failures, redrawn) = self.rx.as_ref()?.recv().ok()?;
+            let Ok((st, batches, failures, redrawn)) = self.rx.as_ref()?.recv() else {
+                // the producer ended: out of usable clips, or it panicked (say which)
+                self.join_producer();
+                return None;
+            };
             self.stats.failed.extend(failures);
             self.stats.redrawn += redrawn;
             self.pending = batches.into();
@@ -491,5 +511,35 @@ impl Iterator for Loader {
         self.state.within += 1;
         self.stats.batches += 1;
         Some(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A producer thread that panics ends the loader, and the panic's message is kept for the
+    /// error the trainer reports (not taken for a loader that ran out of clips).
+    #[test]
+    fn a_producer_panic_is_reported_not_lost() {
+        let (tx, rx) = crossbeam_channel::bounded::<GroupMsg>(1);
+        let thread = std::thread::Builder::new()
+            .name("r3m-loader-test".into())
+            .spawn(move || {
+                let _keep = tx;
+                panic!("clip 7 has no frames");
+            })
+            .unwrap();
+        let mut loader = Loader {
+            clips: Arc::new(Vec::new()),
+            rx: Some(rx),
+            thread: Some(thread),
+            pending: Default::default(),
+            state: LoaderState { rng: 0, group: 0, within: 0 },
+            skip_first: 0,
+            stats: LoaderStats::default(),
+        };
+        assert!(loader.next().is_none());
+        assert_eq!(loader.stats().panic.as_deref(), Some("clip 7 has no frames"));
     }
 }

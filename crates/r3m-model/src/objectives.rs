@@ -291,9 +291,10 @@ pub struct ObjectiveInput<'a> {
     pub lang: Option<(&'a Tensor, &'a Tensor, &'a [Tensor], &'a Tensor)>,
     /// Arithmetic of the momentum encoder's forward pass.
     pub precision: Precision,
-    /// Data-parallel with global negatives: the global batch's embeddings `[W·B, 5, D]` (this
-    /// rank's rows carry the graph, the others are constants), their clip ids `[W·B]`, and this
-    /// rank's first row in them.
+    /// Data-parallel with global negatives: the global batch's embeddings `[W·B, 5, D]` (a leaf
+    /// whose gradient the trainer sums over ranks and sends back through each rank's own rows),
+    /// their clip ids `[W·B]`, and this rank's first row in them. The anchors are always this
+    /// rank's own rows of `emb`.
     pub global: Option<(&'a Tensor, &'a Tensor, i64)>,
 }
 

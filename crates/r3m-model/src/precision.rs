@@ -5,7 +5,7 @@
 //!   switches CUDA autocast, so the CPU switch comes from a small C++ shim (`src/shim.cpp`) compiled
 //!   against the same libtorch. Embeddings always come back as fp32 and the loss is computed in fp32.
 //! * Channels-last (NHWC strides) for images and convolution weights lets oneDNN skip its layout
-//!   reorders; on CPU it is the larger win of the two (see README, "Precision").
+//!   reorders; on CPU it is the larger win of the two (docs/guide/train.md, "Precision").
 //!
 //! bf16 pays only on hardware with bf16 units (CUDA; Xeons with AMX or AVX512-BF16). On a CPU
 //! without them PyTorch emulates bf16 and it is several times *slower* than fp32, so

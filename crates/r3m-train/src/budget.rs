@@ -1,7 +1,10 @@
 //! What a run has spent, in `RUN/budget.json`: steps, tuples, images, training time and seconds
 //! per step, rewritten at every checkpoint. It is computed from `metrics.csv` (which `--resume`
 //! trims to the checkpoint's step), so it counts every step the checkpoint holds across all the
-//! sittings that trained the run, and nothing a crash lost.
+//! invocations (processes) that trained the run, and nothing a crash lost.
+//!
+//! Format `r3m-budget-2`; files of `r3m-budget-1` (the same fields, `invocations` under an older
+//! name) still read.
 
 use std::path::Path;
 
@@ -9,7 +12,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// `budget.json`'s `format`.
-pub const FORMAT: &str = "r3m-budget-1";
+pub const FORMAT: &str = "r3m-budget-2";
+/// The earlier format, still read: the same fields, `invocations` under its older name.
+pub const FORMAT_V1: &str = "r3m-budget-1";
 /// The file in the run directory.
 pub const FILE: &str = "budget.json";
 /// Frames per R3M tuple (s0, s1, s2 and the clip's first and last frame for the language term).
@@ -42,8 +47,10 @@ pub struct Budget {
     pub s_per_step: f64,
     /// Median seconds per step.
     pub median_s_per_step: f64,
-    /// Processes that trained this run and wrote a checkpoint (1 for an uninterrupted run).
-    pub sittings: u32,
+    /// Invocations of `r3m train` (processes) that trained this run and wrote a checkpoint: 1 for an
+    /// uninterrupted run, one more for each `--resume`.
+    #[serde(alias = "sittings")] // process-word-ok: the key of r3m-budget-1 files, read for compatibility
+    pub invocations: u32,
     /// Where it trained: cpu, cuda:N.
     pub device: String,
     /// Encoder arithmetic: fp32, bf16.
@@ -106,7 +113,7 @@ impl Budget {
         world: usize,
         size: u32,
         clips: usize,
-        sittings: u32,
+        invocations: u32,
         device: &str,
         precision: &str,
     ) -> Self {
@@ -126,7 +133,7 @@ impl Budget {
             data_wait_s: tally.wait_s,
             s_per_step: if steps > 0 { train_s / steps as f64 } else { 0.0 },
             median_s_per_step: median,
-            sittings,
+            invocations,
             device: device.into(),
             precision: precision.into(),
         }
@@ -135,7 +142,7 @@ impl Budget {
     /// `run`'s `budget.json`, or `None` when there is none or it does not parse.
     pub fn read(run: &Path) -> Option<Self> {
         let text = std::fs::read_to_string(run.join(FILE)).ok()?;
-        serde_json::from_str::<Budget>(&text).ok().filter(|b| b.format == FORMAT)
+        serde_json::from_str::<Budget>(&text).ok().filter(|b| b.format == FORMAT || b.format == FORMAT_V1)
     }
 
     /// Writes `run/budget.json` atomically.
@@ -147,14 +154,14 @@ impl Budget {
     /// One line for a log: "1200 steps, 19200 tuples (96000 images) at 112 px, 3.41 s/step, 68.2 min".
     pub fn summary(&self) -> String {
         format!(
-            "{} steps, {} tuples ({} images) at {} px, {:.2} s/step, {:.1} min training over {} sitting(s)",
+            "{} steps, {} tuples ({} images) at {} px, {:.2} s/step, {:.1} min training over {} invocation(s)",
             self.steps,
             self.tuples,
             self.images,
             self.size,
             self.s_per_step,
             self.train_s / 60.0,
-            self.sittings
+            self.invocations
         )
     }
 }
@@ -190,5 +197,22 @@ mod tests {
         let e = Tally::from_csv("step,loss\n1,2\n").unwrap_err().to_string();
         assert!(e.contains("wait_s"), "{e}");
         assert!(Tally::from_csv("").is_err());
+    }
+
+    #[test]
+    fn reads_the_earlier_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Budget::from_tally(&Tally::from_csv(CSV).unwrap(), 4, 1, 64, 5, 3, "cpu", "fp32");
+        let mut v = serde_json::to_value(&b).unwrap();
+        let m = v.as_object_mut().unwrap();
+        let n = m.remove("invocations").unwrap();
+        m.insert("sittings".into(), n); // process-word-ok: the key of r3m-budget-1 files
+        m.insert("format".into(), FORMAT_V1.into());
+        std::fs::write(dir.path().join(FILE), v.to_string()).unwrap();
+        let old = Budget::read(dir.path()).expect("an r3m-budget-1 file reads");
+        assert_eq!((old.invocations, old.steps), (3, b.steps));
+        // written back, it is the current format
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(text.contains("\"invocations\":3"), "{text}");
     }
 }

@@ -9,7 +9,7 @@
 //! writes the run directory. The global batch is `--batch` × world size.
 //!
 //! The collectives run on CPU tensors (Gloo); CUDA tensors are staged through host memory. NCCL
-//! is not built in yet (see README).
+//! is not built in yet (ARCHITECTURE.md, "Scale").
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::time::Duration;
@@ -81,6 +81,17 @@ impl DistEnv {
     }
 }
 
+/// The global batch of a data-parallel loss ([`Dist::gather_global`]).
+#[derive(Debug)]
+pub struct GlobalBatch {
+    /// Every rank's rows in rank order: a leaf without history that the loss reads.
+    pub all: Tensor,
+    /// This rank's first row in `all`.
+    pub offset: i64,
+    /// Rows per rank.
+    pub rows: i64,
+}
+
 /// A joined process group.
 pub struct Dist {
     group: *mut c_void,
@@ -92,10 +103,11 @@ pub struct Dist {
     pub local_rank: usize,
 }
 
-// SAFETY: the group is only used through &self methods that call c10d, whose Gloo process group
-// is safe to call from any thread; it is freed once, in Drop.
+// SAFETY: the group may move to another thread with its owner: c10d's Gloo process group is not
+// tied to the thread that made it, and it is freed once, in Drop. `Dist` is deliberately not
+// `Sync`: collectives must be issued in the same order on every rank, so only the one thread that
+// holds the group may issue them (two threads sharing it could interleave their collectives).
 unsafe impl Send for Dist {}
-unsafe impl Sync for Dist {}
 
 impl std::fmt::Debug for Dist {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,6 +202,33 @@ impl Dist {
         tch::no_grad(|| buf.narrow(0, self.rank as i64 * n, n).copy_(&t.to_device(Device::Cpu)));
         self.allreduce_sum(&mut buf)?;
         Ok(buf.to_device(t.device()))
+    }
+
+    /// Every rank's `local` rows (same shape on every rank) in rank order, for a loss over the
+    /// global batch: a leaf tensor that collects the loss's gradient for every rank's rows, so that
+    /// [`Dist::backward_global`] can hand each rank the gradient of its own rows.
+    pub fn gather_global(&self, local: &Tensor) -> Result<GlobalBatch> {
+        let rows = local.size()[0];
+        let all = self.all_gather(local)?.set_requires_grad(true);
+        Ok(GlobalBatch { all, offset: self.rank as i64 * rows, rows })
+    }
+
+    /// The backward pass of a loss that used [`GlobalBatch::all`]: this rank's `loss` is
+    /// differentiated to the global rows, those gradients are summed over ranks (every rank's
+    /// loss depends on every rank's rows), and this rank's slice of the sum goes back through
+    /// `local`, the tensor the rows were gathered from, together with the loss's own graph. After
+    /// [`Dist::average_grads`] the parameters' gradients equal those of one process that computed
+    /// the mean loss over the whole concatenated batch: the all-gather's backward is a
+    /// reduce-scatter, as in `torch.distributed.nn.functional.all_gather`.
+    pub fn backward_global(&self, loss: &Tensor, local: &Tensor, global: &GlobalBatch) -> Result<()> {
+        let grads = Tensor::f_run_backward(&[loss], &[&global.all], true, false)
+            .context("the gradient of the global batch (a loss that does not read it has none)")?;
+        let grad = grads.into_iter().next().context("the gradient of the global batch")?;
+        let mut sum = if grad.defined() { grad.detach().contiguous() } else { global.all.zeros_like() };
+        self.allreduce_sum(&mut sum)?;
+        let mine = sum.narrow(0, global.offset, global.rows).to_kind(local.kind());
+        (loss + (local * mine).sum(Kind::Float)).backward();
+        Ok(())
     }
 
     /// Whether `flag` is set on any rank (one small all-reduce).

@@ -19,6 +19,6 @@ pub mod trainer;
 
 pub use adam::Adam;
 pub use budget::Budget;
-pub use dist::{Dist, DistEnv};
+pub use dist::{Dist, DistEnv, GlobalBatch};
 pub use run::{prepare_run_dir, RunConfig};
 pub use trainer::{check_resume, latest_checkpoint, train, StepMetrics, TrainConfig, TupleSample};

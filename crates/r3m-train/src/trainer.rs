@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderState, Rng, TupleSampler};
 use r3m_model::objectives::LANG_DIM;
 use r3m_model::precision::{channels_last, vars_to_channels_last};
-use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, Precision};
+use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, ObjectiveKind, Precision};
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -72,7 +72,7 @@ pub struct TrainConfig {
     /// Hand a sampled tuple to the step callback every this many steps (0: never).
     pub sample_every: u64,
     /// Data-parallel: the process group this rank joined (see [`crate::dist`]); `None`: one process.
-    pub dist: Option<std::sync::Arc<crate::dist::Dist>>,
+    pub dist: Option<std::rc::Rc<crate::dist::Dist>>,
     /// How `precision` and `channels_last` were chosen when `auto` measured them (kept in the
     /// run config); `None`: given, or the static rule.
     pub autotune: Option<crate::autotune::Choice>,
@@ -330,7 +330,7 @@ pub fn train(
     let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
     // libtorch's generator is process-wide: seeding and initialising under one lock keeps the
     // initial weights a function of the seed when several trainings share a process (tests run
-    // in threads). Concurrent trainings in one process still differ in another way: README,
+    // in threads). Concurrent trainings in one process still differ in another way: CONTRIBUTING.md,
     // "Known issues".
     let (encoder, mut objective, params) = {
         let _guard = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -425,8 +425,8 @@ pub fn train(
         checkpoint::read_config(&best_dir).ok().and_then(|v| v["interval_mean_loss"].as_f64()).unwrap_or(f64::INFINITY);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
     let policy = CheckpointPolicy { every: cfg.checkpoint_every, steps: cfg.steps, keep_last: cfg.keep_last };
-    // this process is one more sitting of the run
-    let sittings = if resume { Budget::read(run).map_or(1, |b| b.sittings + 1) } else { 1 };
+    // this process is one more invocation of the run
+    let invocations = if resume { Budget::read(run).map_or(1, |b| b.invocations + 1) } else { 1 };
     let device_name = match cfg.device {
         Device::Cpu => "cpu".to_string(),
         Device::Cuda(i) => format!("cuda:{i}"),
@@ -478,7 +478,7 @@ pub fn train(
             world,
             cfg.size,
             clips.len(),
-            sittings,
+            invocations,
             &device_name,
             cfg.precision.name(),
         )
@@ -502,6 +502,9 @@ pub fn train(
     while step < cfg.steps {
         let t0 = Instant::now();
         let Some(batch) = loader.next() else {
+            if let Some(msg) = &loader.stats().panic {
+                bail!("the data loader failed: its thread panicked: {msg}");
+            }
             let failed = &loader.stats().failed;
             let reasons: Vec<String> =
                 failed.iter().take(10).map(|(c, why)| format!("\n  {}: {why}", clip_name(&clips, *c))).collect();
@@ -555,15 +558,14 @@ pub fn train(
                 Tensor::from_slice(&backward).to_device(cfg.device),
             )
         });
-        // data-parallel global negatives: every rank's embeddings, this rank's rows with the graph
-        let global = match (&dist, cfg.objective.global_negatives) {
+        // data-parallel global negatives: every rank's embeddings, as a leaf whose gradient
+        // `backward_global` sums over ranks and sends back through this rank's rows
+        let reads_global = matches!(cfg.objective.kind, ObjectiveKind::SimClr | ObjectiveKind::NPair);
+        let global = match (&dist, cfg.objective.global_negatives && reads_global) {
             (Some(d), true) => {
                 let e = emb.to_kind(Kind::Float);
-                let all = d.all_gather(&e)?;
-                let off = d.rank as i64 * b;
-                let rest = (d.world as i64 - d.rank as i64 - 1) * b;
-                let all = Tensor::cat(&[all.narrow(0, 0, off), e, all.narrow(0, off + b, rest)], 0);
-                Some((all, d.all_gather(&clip_ids)?, off))
+                let g = d.gather_global(&e)?;
+                Some((e, g, d.all_gather(&clip_ids)?))
             }
             _ => None,
         };
@@ -575,7 +577,7 @@ pub fn train(
             perms2: &p2,
             lang: lang.as_ref().map(|(t, m, p, b)| (t, m, p.as_slice(), b)),
             precision: cfg.precision,
-            global: global.as_ref().map(|(e, c, o)| (e, c, *o)),
+            global: global.as_ref().map(|(_, g, c)| (&g.all, c, g.offset)),
         });
         if let Some(d) = &dist {
             // MoCo: every rank enqueues the global batch's keys (identical queues on all ranks)
@@ -601,7 +603,11 @@ pub fn train(
             let zero = grad_params
                 .iter()
                 .fold(Tensor::zeros([], (Kind::Float, cfg.device)), |acc, p| acc + p.sum(Kind::Float) * 0.0);
-            (&loss.total + zero).backward();
+            let total = &loss.total + zero;
+            match &global {
+                Some((e, g, _)) => d.backward_global(&total, e, g)?,
+                None => total.backward(),
+            }
             d.average_grads(&grad_params)?;
         } else {
             loss.total.backward();

@@ -26,7 +26,7 @@ pub struct DecodeOptions {
     /// Decode the frames random access passes through on the way to a requested frame without
     /// the in-loop deblocking filter (`skip_loop_filter = ALL` on their packets; H.264, HEVC,
     /// VP9). Faster, but the requested frame is predicted from unfiltered references, so its
-    /// pixels differ from FFmpeg's; off by default (README, "Decode benchmark", has the cost).
+    /// pixels differ from FFmpeg's; off by default (docs/benchmarks.md, "Decode benchmark", has the cost).
     pub skip_ref_loop_filter: bool,
 }
 
