@@ -75,7 +75,8 @@ pub fn npair_global(a: &Tensor, p: &Tensor, clips: &Tensor, emb_all: &Tensor, cl
 
 /// [`nt_xent`] for this rank's 2B views against the 2N views of the global batch (data-parallel
 /// SimCLR): `a_all`/`p_all` `[N, D]` hold every rank's views, this rank's at rows
-/// `offset..offset+B` (they carry the graph there). Equals [`nt_xent`] when N = B.
+/// `offset..offset+B` (a leaf whose gradient the trainer sums over ranks, `Dist::backward_global`).
+/// Equals [`nt_xent`] when N = B.
 #[allow(clippy::too_many_arguments)]
 pub fn nt_xent_global(
     a: &Tensor,

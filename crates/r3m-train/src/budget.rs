@@ -70,21 +70,9 @@ impl Tally {
     /// The steps in a `metrics.csv` text. Rows that do not parse are skipped; the step count is the
     /// last row's step.
     pub fn from_csv(csv: &str) -> Result<Self> {
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().context("metrics.csv is empty")?.split(',').collect();
-        let col = |name: &str| {
-            header.iter().position(|c| *c == name).with_context(|| format!("metrics.csv has no {name} column"))
-        };
-        let (c_step, c_wait, c_time) = (col("step")?, col("wait_s")?, col("step_s")?);
         let mut tally = Tally::default();
-        for line in lines {
-            let f: Vec<&str> = line.split(',').collect();
-            let get = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
-            if let (Some(step), Some(w), Some(t)) =
-                (f.get(c_step).and_then(|s| s.parse::<u64>().ok()), get(c_wait), get(c_time))
-            {
-                tally.push(step, w, t);
-            }
+        for r in crate::metrics::parse(csv)? {
+            tally.push(r.step, r.wait_s, r.step_s);
         }
         Ok(tally)
     }

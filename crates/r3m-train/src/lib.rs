@@ -13,6 +13,7 @@ pub mod adam;
 pub mod autotune;
 pub mod budget;
 pub mod dist;
+pub mod metrics;
 pub mod policy;
 pub mod run;
 pub mod trainer;

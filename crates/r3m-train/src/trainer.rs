@@ -9,7 +9,6 @@
 //! resumed run continues with the same batches, the same negatives and the same Adam state as an
 //! uninterrupted one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -22,6 +21,7 @@ use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::budget::{Budget, Tally};
+use crate::metrics::{MetricsRow, MetricsWriter};
 use crate::policy::CheckpointPolicy;
 use crate::run::{DataFingerprint, RunConfig, SamplerConfig};
 use crate::Adam;
@@ -374,30 +374,10 @@ pub fn train(
         all.extend(objective.momentum.variables().into_iter().map(|(n, t)| (format!("momentum.{n}"), t)));
         d.broadcast_all(&mut all)?;
     }
-    let metrics_path = run.join("metrics.csv");
-    if resume && lead {
-        // drop rows past the checkpoint (steps a crash lost), so the file has each step once
-        if let Ok(text) = std::fs::read_to_string(&metrics_path) {
-            let kept: Vec<&str> = text
-                .lines()
-                .filter(|l| l.split(',').next().and_then(|s| s.parse::<u64>().ok()).is_none_or(|s| s <= step))
-                .collect();
-            r3m_fs::write(&metrics_path, (kept.join("\n") + "\n").as_bytes())?;
-        }
-    }
-    // only rank 0 writes metrics
-    let mut metrics = if lead {
-        let mut m = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
-        if m.metadata()?.len() == 0 {
-            writeln!(
-                m,
-                "step,loss,tcn,l1,l2,aligned,wait_s,step_s,objective,objective_acc,lang,lang_acc,dropped_clips"
-            )?;
-        }
-        Some(m)
-    } else {
-        None
-    };
+    let metrics_path = run.join(crate::metrics::FILE);
+    // only rank 0 writes metrics; a resume first drops rows past the checkpoint (steps a crash
+    // lost), so the file has each step once
+    let mut metrics = if lead { Some(MetricsWriter::open(run, resume.then_some(step))?) } else { None };
     // what the run has spent so far (budget.json), read once; each step adds to it
     let mut tally = if lead {
         let text =
@@ -632,24 +612,22 @@ pub fn train(
             dropped_total: reported,
             redrawn_total: loader.stats().redrawn,
         };
-        let (lang_loss, lang_acc) =
-            m.lang.map_or((String::new(), String::new()), |(l, a)| (format!("{l:.6}"), format!("{a:.4}")));
         if let Some(metrics) = metrics.as_mut() {
-            writeln!(
-                metrics,
-                "{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{:.4},{lang_loss},{lang_acc},{}",
-                m.step,
-                m.loss,
-                m.tcn,
-                m.l1,
-                m.l2,
-                m.aligned,
-                m.wait_s,
-                m.step_s,
-                m.objective,
-                m.objective_acc,
-                m.dropped_total
-            )?;
+            metrics.write(&MetricsRow {
+                step: m.step,
+                loss: m.loss,
+                tcn: m.tcn,
+                l1: m.l1,
+                l2: m.l2,
+                aligned: m.aligned,
+                wait_s: m.wait_s,
+                step_s: m.step_s,
+                objective: m.objective,
+                objective_acc: m.objective_acc,
+                lang: m.lang.map(|(l, _)| l),
+                lang_acc: m.lang.map(|(_, a)| a),
+                dropped_clips: m.dropped_total as u64,
+            })?;
             tally.push(m.step, m.wait_s, m.step_s);
         }
         interval_sum += total;
