@@ -208,3 +208,44 @@ fn the_reservoir_replaces_a_clip_that_fails() {
     let mut l = Loader::new(cl.clone(), reservoir(2, 2, 3, 4));
     assert!(l.next().is_none());
 }
+
+/// R3M's own sampler (`tests/refs/ref_r3m_sampler.py`, written from the reference loader, which
+/// numbers frames from 1) and r3m's draw every slot from the same range, as 0-based indices: the
+/// first and last frames of the language term (`start`, `end`), `s0` and `s1`. `s2` is the one
+/// documented difference: R3M allows `s2 = s1` (the anchor equal to its positive), r3m keeps
+/// `s1 < s2`, so its smallest `s2` is one more.
+#[test]
+fn tuple_ranges_equal_r3ms_sampler() {
+    let lengths = [3usize, 4, 5, 10, 57, 300];
+    let n = 20_000;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/refs/ref_r3m_sampler.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&script).arg(n.to_string()).args(lengths.iter().map(ToString::to_string));
+    let out = cmd.output().expect("python3 (run scripts/setup.sh)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sampler = r3m_data::TupleSampler::default();
+    let mut rng = r3m_data::Rng::new(11);
+    for len in lengths {
+        let mut range = [[usize::MAX, 0usize]; 5];
+        for _ in 0..n {
+            let t = sampler.sample(len, 30.0, &mut rng).unwrap();
+            for (k, v) in t.iter().enumerate() {
+                range[k] = [range[k][0].min(*v), range[k][1].max(*v)];
+            }
+        }
+        let want = |slot: &str| -> [usize; 2] {
+            let v = &reference[len.to_string()][slot];
+            [v[0].as_u64().unwrap() as usize, v[1].as_u64().unwrap() as usize]
+        };
+        assert_eq!(range[0], want("start"), "start, {len} frames");
+        assert_eq!(range[1], want("end"), "end, {len} frames");
+        assert_eq!(range[3], want("s1"), "s1, {len} frames");
+        if len <= 10 {
+            // the extremes of s0 and s2 are rare in long clips; short ones reach them
+            assert_eq!(range[2], want("s0"), "s0, {len} frames");
+            let s2 = want("s2");
+            assert_eq!(range[4], [s2[0] + 1, s2[1]], "s2, {len} frames");
+        }
+    }
+}

@@ -49,7 +49,9 @@ enum Command {
     /// simclr, moco, byol, proto; plus R3M's language term with --lang-weight) straight from
     /// videos (a folder, a LeRobot dataset or a manifest): 5-frame tuples per clip (nearby frames
     /// are positives, distant frames and other clips are negatives), Adam, metrics in
-    /// RUN/metrics.csv, atomic checkpoints, exact --resume.
+    /// RUN/metrics.csv, atomic checkpoints, exact --resume. R3M's objective and tuple sampler; the
+    /// default loader reuses each decoded clip for 4 tuples (see --loader), where R3M draws fresh
+    /// clips for every batch.
     Train(train::Args),
     /// Write a frozen encoder's per-frame embeddings to Parquet (video / episode_index,
     /// frame_index, timestamp, index, embedding), streaming, resumable, shardable with --shard I/N.

@@ -49,8 +49,10 @@ pub struct Args {
     /// `--loader grouped` (1 = R3M's sampling exactly), 16 with `--loader reservoir`.
     #[arg(help_heading = "Data", long)]
     tuples_per_clip: Option<usize>,
-    /// How batches come from decoded clips. `grouped`: `batch` clips decoded together serve K
-    /// consecutive batches (negatives repeat for K steps). `reservoir`: a pool of decoded clips
+    /// How batches come from decoded clips. The default departs from R3M, which draws fresh clips
+    /// for every batch: `grouped` with K = 4 serves each group of `batch` decoded clips for 4
+    /// consecutive batches, so a batch's negatives repeat for 4 steps (`--tuples-per-clip 1` is
+    /// R3M's sampling exactly, at 4× the decoding). `reservoir`: a pool of decoded clips
     /// (`--reservoir-mb`); every batch draws `batch` clips from it at random, one tuple each, and
     /// a clip leaves after K tuples: R3M's fresh draw per batch at the decode cost of K tuples per
     /// clip (docs/guide/train.md, "Data loaders").

@@ -1,7 +1,8 @@
 //! R3M's 5-frame tuple per clip.
 //!
-//! For a clip of `L` frames (α = 0.2 by default), following the reference loader with 0-based
-//! indices: `start ∈ [0, ⌊αL⌋]`, `end ∈ [⌊(1−α)L⌋ − 1, L − 1]`, `s1 ∈ [1, L − 2]`,
+//! For a clip of `L` frames (α = 0.2 by default), following the reference loader (which numbers
+//! frames from 1) with 0-based indices: `start ∈ [0, ⌊αL⌋]`, `end ∈ [⌊(1−α)L⌋ − 2, L − 2]`,
+//! `s1 ∈ [1, L − 2]`,
 //! `s0 ∈ [0, s1 − 1]`, `s2 ∈ [s1 + 1, L − 1]` (strictly `s0 < s1 < s2`; the reference allows
 //! `s2 = s1`, which makes the positive and the anchor the same frame). The tuple is returned in the
 //! reference's stack order `[start, end, s0, s1, s2]`, which is what the objective expects.
@@ -94,8 +95,9 @@ impl TupleSampler {
         }
         let a = (self.alpha * len as f64) as usize;
         let start = rng.range(0, a.min(len - 1));
-        let end_lo = (((1.0 - self.alpha) * len as f64) as usize).saturating_sub(1).min(len - 1);
-        let end = rng.range(end_lo, len - 1);
+        // the reference's `randint(int((1 − α)L) − 1, L)` over frames numbered from 1
+        let end_lo = (((1.0 - self.alpha) * len as f64) as usize).saturating_sub(2).min(len - 2);
+        let end = rng.range(end_lo, len - 2);
         if self.positive_window.is_some() || self.negative_gap.is_some() {
             if let Some([s0, s1, s2]) = self.sample_by_time(len, fps, rng) {
                 return Some([start, end, s0, s1, s2]);
@@ -156,7 +158,7 @@ mod tests {
                 let [start, end, s0, s1, s2] = s.sample(len, 30.0, &mut rng).unwrap();
                 assert!(s0 < s1 && s1 < s2 && s2 < len, "len {len}: {s0} {s1} {s2}");
                 assert!(start <= (0.2 * len as f64) as usize && start < len);
-                assert!(end < len && end + 1 >= (0.8 * len as f64) as usize);
+                assert!(end + 1 < len && end + 2 >= (0.8 * len as f64) as usize);
             }
         }
         assert!(s.sample(2, 30.0, &mut rng).is_none());
