@@ -18,11 +18,10 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings || { li
 cargo fmt --all --check >/dev/null || { lint_rc=1; lint_failed+=("cargo fmt --check (run: cargo fmt --all)"); }
 ruff check --quiet scripts python experiments examples tests/refs benches/peers || { lint_rc=1; lint_failed+=("ruff check (the Python folders)"); }
 # the project speaks of the software: no tracked file narrates how it was made (numbered work
-# periods, issue numbers, which machine was used when); a line that must keep such a word (a key
-# old files still carry) says `process-word-ok` and why. The brackets keep this line from matching.
+# periods, issue numbers, which machine was used when). The brackets keep this line from matching.
 if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
   words='sit[t]ings?|sess[i]ons?|earlier[ ]machine|\bl[e]nt\b|\bl[e]nding\b|#[1-9][0-9]?\b'
-  if git -C "$ROOT" grep -I -n -i -E "$words" | grep -v 'process-word-ok'; then
+  if git -C "$ROOT" grep -I -n -i -E "$words"; then
     lint_rc=1; lint_failed+=("process words in tracked files (listed above)")
   fi
 fi
