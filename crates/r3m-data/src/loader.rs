@@ -118,6 +118,10 @@ struct Group {
     group: u64,
 }
 
+/// Stream keys' first field: what the stream is for.
+const REDRAW_TAG: u64 = 0x5245_4452_4157; // tuples redrawn around undecodable frames
+const AUGMENT_TAG: u64 = 0x4155_474D; // per-tuple augmentation
+
 /// Counters for the user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoaderStats {
@@ -441,9 +445,7 @@ impl Producer {
     ) -> Result<Vec<r3m_video::Frame>, String> {
         let clip = &self.clips[g.clips[j]];
         let (seed, group) = (self.cfg.seed, g.group);
-        let stream = |t: usize, attempt: u64| {
-            Rng::stream(seed ^ 0x5245_4452_4157, (group << 24) ^ ((j as u64) << 12) ^ t as u64 ^ (attempt << 40))
-        };
+        let stream = |t: usize, attempt: u64| Rng::keyed(seed, &[REDRAW_TAG, group, j as u64, t as u64, attempt]);
         let decode = |ix: Vec<usize>| match self.pool.run(vec![Request::frames_lossy(clip.video.clone(), ix)]).next() {
             Some(r) => r.map_err(|e| e.to_string()),
             None => Err("the decode pool stopped".into()),
@@ -467,7 +469,7 @@ impl Producer {
                 let fr = &frames[j];
                 let src = tuple_images(clip, &tuple, fr);
                 let (w, h) = (fr[0].width, fr[0].height);
-                let mut rng = Rng::stream(seed, (g.group << 24) ^ ((j as u64) << 12) ^ t as u64);
+                let mut rng = Rng::keyed(seed, &[AUGMENT_TAG, g.group, j as u64, t as u64]);
                 augment.apply(&src, w, h, &mut rng)
             })
             .collect();

@@ -120,7 +120,7 @@ fn tuples_for(
     fps: f64,
     k: usize,
 ) -> Vec<Tuple> {
-    let mut rng = Rng::stream(seed ^ TUPLES_TAG, serial ^ (attempt << 48));
+    let mut rng = Rng::keyed(seed, &[TUPLES_TAG, serial, attempt]);
     (0..k).map(|_| sampler.sample(len, fps, &mut rng).expect("clips have ≥ 3 frames")).collect()
 }
 
@@ -324,9 +324,7 @@ impl Reservoir {
     fn complete(&mut self, a: &mut Admission, attempt: u64, fr: Vec<Frame>) -> Result<Vec<Frame>, String> {
         let clip = &self.clips[a.clip];
         let (seed, serial) = (self.cfg.seed, a.serial);
-        let stream = |t: usize, r: u64| {
-            Rng::stream(seed ^ REDRAW_TAG, serial ^ ((t as u64) << 32) ^ (attempt << 48) ^ (r << 56))
-        };
+        let stream = |t: usize, r: u64| Rng::keyed(seed, &[REDRAW_TAG, serial, t as u64, attempt, r]);
         let c = a.clip;
         let decode = |ix: Vec<usize>| self.decode_now(c, ix);
         let mut redrawn = 0;
@@ -358,7 +356,7 @@ impl Reservoir {
                 return None;
             }
             // a substitute from the admission's own stream; known-bad clips would fail again
-            let mut rng = Rng::stream(self.cfg.seed ^ SUBST_TAG, a.serial ^ (attempt << 48));
+            let mut rng = Rng::keyed(self.cfg.seed, &[SUBST_TAG, a.serial, attempt]);
             let mut c = weighted(&self.sched.cum, &mut rng);
             if self.bad[c] {
                 c = (0..n).map(|d| (c + d) % n).find(|&j| !self.bad[j]).expect("a clip not yet failed");
@@ -420,7 +418,7 @@ impl Reservoir {
                 let tuple = r.tuples[k];
                 let src = tuple_images(clip, &tuple, &r.frames);
                 let (w, h) = (r.frames[0].width, r.frames[0].height);
-                let mut rng = Rng::stream(seed ^ AUGMENT_TAG, (plan.index << 16) ^ j as u64);
+                let mut rng = Rng::keyed(seed, &[AUGMENT_TAG, plan.index, j as u64]);
                 let (width, height, images) = augment.apply(&src, w, h, &mut rng);
                 Assembled { width, height, images, clip: r.clip, tuple }
             })

@@ -20,6 +20,19 @@ impl Rng {
         r
     }
 
+    /// An independent stream for `key` (for example a group, a clip in it and a tuple), derived
+    /// from `seed` by hashing the fields one by one through SplitMix64's mixing function, so any two
+    /// different keys give unrelated streams. (Packing fields into the bits of one number, as
+    /// [`Rng::stream`] would need, makes keys collide once a field outgrows its bits.)
+    pub fn keyed(seed: u64, key: &[u64]) -> Self {
+        let mut h = mix(seed ^ (key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for &k in key {
+            // for a fixed h this is a bijection of k, and for a fixed k one of h
+            h = mix(h.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ k);
+        }
+        Rng::new(h)
+    }
+
     /// The state, to store in a checkpoint.
     pub fn state(&self) -> u64 {
         self.state
@@ -74,6 +87,17 @@ impl Rng {
     }
 }
 
+/// How streams are derived from keys: 2 since [`Rng::keyed`] (hashed keys); 1 before (fields packed
+/// into one number). Kept in run configs: a run resumes only with the derivation it started with.
+pub const STREAMS: u32 = 2;
+
+/// SplitMix64's output function: a bijection of 64-bit values that mixes every input bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +133,31 @@ mod tests {
         assert_ne!(p, (0..100).collect::<Vec<_>>());
         p.sort_unstable();
         assert_eq!(p, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn keyed_streams_do_not_repeat() {
+        // the grouped loader's key (group, clip in the group, tuple) for a million groups, and the
+        // reservoir's (serial, attempt): every stream's first number differs from every other's
+        let mut first: Vec<u64> = Vec::with_capacity(5_000_000);
+        for group in 0..1_000_000u64 {
+            for clip in 0..4u64 {
+                first.push(Rng::keyed(7, &[0xA, group, clip, 0]).next_u64());
+            }
+        }
+        for serial in 0..1_000_000u64 {
+            first.push(Rng::keyed(7, &[0xB, serial, 1]).next_u64());
+        }
+        let n = first.len();
+        first.sort_unstable();
+        first.dedup();
+        assert_eq!(first.len(), n, "{} repeated streams", n - first.len());
+        // and the old bit-packing did repeat: group 65,536 with attempt 0 met group 0 with attempt 1
+        let packed = |group: u64, attempt: u64| (group << 24) ^ (attempt << 40);
+        assert_eq!(packed(65_536, 0), packed(0, 1));
+        assert_ne!(Rng::keyed(7, &[65_536, 0]).next_u64(), Rng::keyed(7, &[0, 1]).next_u64());
+        // deterministic
+        assert_eq!(Rng::keyed(3, &[1, 2]).next_u64(), Rng::keyed(3, &[1, 2]).next_u64());
+        assert_ne!(Rng::keyed(3, &[1, 2]).next_u64(), Rng::keyed(4, &[1, 2]).next_u64());
     }
 }

@@ -114,9 +114,18 @@ pub struct RunConfig {
     /// [`crate::autotune`]); absent when the flags were given or the static rule decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autotune: Option<crate::autotune::Choice>,
+    /// How the loader derives its random streams ([`r3m_data::rng::STREAMS`]); configs written
+    /// before the field existed used derivation 1. A resume needs the same derivation: another one
+    /// draws other batches.
+    #[serde(default = "one_u32")]
+    pub rng_streams: u32,
 }
 
 fn one() -> usize {
+    1
+}
+
+fn one_u32() -> u32 {
     1
 }
 
@@ -186,6 +195,12 @@ impl RunConfig {
         diff("sampler alpha", self.sampler.alpha.to_string(), new.sampler.alpha.to_string(), false);
         diff("--text-embeddings (hash)", s(&self.text_embeddings), s(&new.text_embeddings), false);
         diff("world size (WORLD_SIZE: processes)", self.world_size.to_string(), new.world_size.to_string(), false);
+        diff(
+            "random-stream derivation (the run was started by an r3m that draws other batches: resume it with that r3m, or start over)",
+            self.rng_streams.to_string(),
+            new.rng_streams.to_string(),
+            false,
+        );
         // every objective setting, by its key
         let keys: std::collections::BTreeSet<&String> =
             self.objective.as_object().into_iter().chain(new.objective.as_object()).flat_map(|m| m.keys()).collect();
@@ -315,6 +330,7 @@ mod tests {
 
     fn cfg() -> RunConfig {
         RunConfig {
+            rng_streams: r3m_data::rng::STREAMS,
             format: CONFIG_FORMAT.into(),
             arch: "resnet18".into(),
             dim: 512,
@@ -368,6 +384,17 @@ mod tests {
             c.refused.iter().any(|r| r.contains("the data differ") && r.contains("b.mp4:12") && r.contains("b.mp4:13")),
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn a_run_made_with_the_older_random_streams_is_not_resumed() {
+        let now = cfg();
+        let mut v = serde_json::to_value(&now).unwrap();
+        v.as_object_mut().unwrap().remove("rng_streams");
+        let old = RunConfig::from_json(v, Path::new("x")).unwrap();
+        assert_eq!(old.rng_streams, 1);
+        let c = old.resume_check(&now);
+        assert!(c.refused.iter().any(|r| r.starts_with("random-stream derivation") && r.ends_with("1 → 2")), "{c:?}");
     }
 
     #[test]

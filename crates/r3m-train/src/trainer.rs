@@ -193,6 +193,7 @@ static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The typed config of a run at `step` (written into every checkpoint; compared on resume).
 fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips: &[Clip]) -> RunConfig {
     RunConfig {
+        rng_streams: r3m_data::rng::STREAMS,
         format: crate::run::CONFIG_FORMAT.into(),
         arch: cfg.arch.name().into(),
         dim: cfg.proj_dim.unwrap_or(cfg.arch.dim()),
