@@ -1,6 +1,6 @@
 //! The Python user's path (docs/guide/python.md): an r3m checkpoint loaded into torchvision's
 //! ResNet gives the same embeddings as `r3m embed` for the same frames (with and without a
-//! projection head), and `r3m embed`'s output read with pyarrow and DuckDB joins a LeRobot
+//! projection head), as does a shallow ConvNet checkpoint prepared as its Parquet metadata says, and `r3m embed`'s output read with pyarrow and DuckDB joins a LeRobot
 //! dataset's frame table. The examples run as they are in `examples/python/`.
 #![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
@@ -53,9 +53,9 @@ import sys, numpy as np, pyarrow.parquet as pq
 sys.path.insert(0, "examples/python")
 from load_checkpoint import load_r3m, eval_frames, embed
 t = pq.read_table("{out}").to_pydict()
-net, size = load_r3m("{ck}")
+net, spec = load_r3m("{ck}")
 idx = [0, 7, 19]
-ours = embed(net, eval_frames("{video}", idx, size)).numpy()
+ours = embed(net, eval_frames("{video}", idx, spec), spec).numpy()
 rows = {{f: np.array(e, dtype=np.float32) for f, e in zip(t["frame_index"], t["embedding"])}}
 worst = max(float(np.abs(o - rows[i]).max() / np.abs(rows[i]).max()) for i, o in zip(idx, ours))
 print("dim", ours.shape[1], "worst relative difference", worst)
@@ -76,6 +76,59 @@ assert worst < 1e-4, worst
         readme.contains(f.trim()),
         "docs/guide/python.md's load_r3m differs from examples/python/load_checkpoint.py"
     );
+}
+
+/// A shallow ConvNet checkpoint (DrQ's, which scales pixels as x/255 − 0.5, not with ImageNet's
+/// statistics): its embeddings file says so in `r3m.preprocess`, and Python, following that
+/// metadata alone, reproduces the file's rows.
+#[test]
+fn a_shallow_checkpoints_parquet_metadata_reproduces_its_embeddings() {
+    let d = tempfile::tempdir().unwrap();
+    let v = d.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    make_video(&v.join("a.mp4"), "96x72", 10, 20, &["-c:v", "libx264", "-g", "5"]);
+    let ck = d.path().join("shallow");
+    tch::manual_seed(6);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _e = Encoder::with_head(&vs.root(), Arch::Shallow, None);
+    let cfg = serde_json::json!({"format": "r3m-checkpoint-1", "arch": "shallow", "size": 40, "step": 0});
+    checkpoint::save(&ck, &vs, &[], &cfg).unwrap();
+    let out = d.path().join("shallow.parquet");
+    let o = Command::new(r3m_bin())
+        .args(["embed", "--checkpoint"])
+        .arg(&ck)
+        .arg("--videos")
+        .arg(&v)
+        .arg("--out")
+        .arg(&out)
+        .args(["--device", "cpu", "--precision", "fp32", "--memory-format", "nchw"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = format!(
+        r#"
+import json, sys, numpy as np, pyarrow.parquet as pq
+sys.path.insert(0, "examples/python")
+from load_checkpoint import load_r3m, eval_frames, embed
+f = pq.ParquetFile("{out}")
+spec = json.loads(f.metadata.metadata[b"r3m.preprocess"])
+print("spec", spec["format"], spec["mean"], spec["std"], spec["size"], spec["short_side"])
+t = f.read().to_pydict()
+net, _ = load_r3m("{ck}")
+idx = [0, 9, 19]
+ours = embed(net, eval_frames("{video}", idx, spec), spec).numpy()
+rows = {{i: np.array(e, dtype=np.float32) for i, e in zip(t["frame_index"], t["embedding"])}}
+worst = max(float(np.abs(o - rows[i]).max() / np.abs(rows[i]).max()) for i, o in zip(idx, ours))
+print("dim", ours.shape[1], "worst relative difference", worst)
+assert worst < 1e-4, worst
+"#,
+        out = out.display(),
+        ck = ck.display(),
+        video = v.join("a.mp4").display()
+    );
+    let text = python(&script, d.path());
+    assert!(text.contains("spec r3m-pixels-1 [0.5, 0.5, 0.5] [1.0, 1.0, 1.0] 40 45"), "{text}");
+    assert!(text.contains("dim 50"), "{text}");
 }
 
 #[test]

@@ -106,7 +106,6 @@ pub fn run(args: Args) -> Result<i32> {
     let total: u64 = clips.iter().map(|c| r3m_export::select_frames(c, cfg.every, cfg.fps).len() as u64).sum();
     let model_file = frozen.dir.join(r3m_model::checkpoint::MODEL_FILE);
     let sha = r3m_export::sha256_file(&model_file).with_context(|| format!("hashing {}", model_file.display()))?;
-    let resize = r3m_export::embed::eval_resize(frozen.size);
     let mut summary = frozen.config.clone();
     if let Some(o) = summary.as_object_mut() {
         for k in ["loader_state", "data", "negatives_rng"] {
@@ -120,9 +119,18 @@ pub fn run(args: Args) -> Result<i32> {
         checkpoint_sha256: sha,
         arch: frozen.encoder.arch().name().into(),
         dim: frozen.encoder.dim() as usize,
-        preprocess: serde_json::json!({"resize": format!("{resize:?}"), "input": "u8 RGB", "scale": 255.0,
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-            "every": cfg.every, "fps": cfg.fps}),
+        preprocess: {
+            // the encoder's pixel spec, and which frames were kept
+            let spec = r3m_model::PixelSpec::new(
+                frozen.encoder.arch(),
+                frozen.size,
+                r3m_video::Resize::eval_short_side(frozen.size),
+            );
+            let mut v = serde_json::to_value(spec).context("the pixel spec")?;
+            v["every"] = serde_json::json!(cfg.every);
+            v["fps"] = serde_json::json!(cfg.fps);
+            v
+        },
         precision: format!("{precision}{}", if channels_last { ", channels-last" } else { "" }),
         source: args.source.path().display().to_string(),
         shard: format!("{si}/{sn}"),

@@ -25,6 +25,16 @@ pub enum Arch {
 pub const SHALLOW_SIDE: i64 = 49;
 
 impl Arch {
+    /// The per-channel (R, G, B) mean and std the encoder normalises `x / 255` with: ImageNet's
+    /// for the ResNets (as torchvision and R3M), and 0.5 / 1 for the shallow ConvNet (DrQ's
+    /// `x / 255 − 0.5`).
+    pub fn normalization(self) -> ([f32; 3], [f32; 3]) {
+        match self {
+            Arch::Shallow => ([0.5; 3], [1.0; 3]),
+            _ => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        }
+    }
+
     /// Embedding size (the width of the removed `fc` layer's input).
     pub fn dim(self) -> i64 {
         match self {
@@ -187,8 +197,9 @@ impl Encoder {
                 .add(ln)
                 .add_fn(|xs| xs.tanh());
             // x/255 - 0.5, DrQ's scaling, as (x/255 - mean)/std
-            let mean = Tensor::from_slice(&[0.5f32, 0.5, 0.5]).view([1, 3, 1, 1]).to_device(dev);
-            let std = Tensor::from_slice(&[1.0f32, 1.0, 1.0]).view([1, 3, 1, 1]).to_device(dev);
+            let (m, sd) = arch.normalization();
+            let mean = Tensor::from_slice(&m).view([1, 3, 1, 1]).to_device(dev);
+            let std = Tensor::from_slice(&sd).view([1, 3, 1, 1]).to_device(dev);
             let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
             return Encoder { arch, trunk, head, mean, std, pool: true };
         }
@@ -216,8 +227,9 @@ impl Encoder {
         } else {
             trunk.add_fn(|xs| xs.flatten(1, -1))
         };
-        let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]).to_device(dev);
-        let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]).to_device(dev);
+        let (m, sd) = arch.normalization();
+        let mean = Tensor::from_slice(&m).view([1, 3, 1, 1]).to_device(dev);
+        let std = Tensor::from_slice(&sd).view([1, 3, 1, 1]).to_device(dev);
         let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
         Encoder { arch, trunk, head, mean, std, pool }
     }
@@ -248,7 +260,8 @@ impl Encoder {
         self.head.as_ref().map(|h| h.ws.size()[0])
     }
 
-    /// u8 (or float in 0..255) images `[N, 3, H, W]` → float in ImageNet normalisation.
+    /// u8 (or float in 0..255) images `[N, 3, H, W]` → float normalised as the architecture wants
+    /// ([`Arch::normalization`]).
     pub fn preprocess(&self, images: &Tensor) -> Tensor {
         let x = images.to_kind(Kind::Float) / 255.0;
         (x - &self.mean) / &self.std

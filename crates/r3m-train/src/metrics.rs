@@ -190,8 +190,8 @@ mod tests {
             step_s: 1.25,
             objective: 1.5,
             objective_acc: 0.25,
-            lang: (step % 2 == 0).then_some(0.75),
-            lang_acc: (step % 2 == 0).then_some(0.5),
+            lang: step.is_multiple_of(2).then_some(0.75),
+            lang_acc: step.is_multiple_of(2).then_some(0.5),
             dropped_clips: step,
         }
     }

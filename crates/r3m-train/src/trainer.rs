@@ -16,7 +16,9 @@ use anyhow::{bail, Context, Result};
 use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderState, Rng, TupleSampler};
 use r3m_model::objectives::LANG_DIM;
 use r3m_model::precision::{channels_last, vars_to_channels_last};
-use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, ObjectiveKind, Precision};
+use r3m_model::{
+    checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, ObjectiveKind, PixelSpec, Precision,
+};
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -162,7 +164,7 @@ pub struct TupleSample {
 
 fn loader_config(cfg: &TrainConfig, clips: &[Clip]) -> LoaderConfig {
     // decode a little larger than the crop, as R3M's frames are larger than its 224 crops
-    let decode_side = (cfg.size * 8 / 7).max(cfg.size);
+    let decode_side = Resize::eval_short_side(cfg.size);
     let mut lc = LoaderConfig {
         batch: cfg.batch,
         tuples_per_clip: cfg.tuples_per_clip,
@@ -223,7 +225,8 @@ fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips
             negative_gap: cfg.sampler.negative_gap.map(|s| s.to_string()),
         },
         text_embeddings: cfg.text_embeddings.as_ref().map(text_hash),
-        preprocess: serde_json::json!({"input": "u8 RGB", "scale": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+        preprocess: serde_json::to_value(PixelSpec::new(cfg.arch, cfg.size, Resize::eval_short_side(cfg.size)))
+            .unwrap_or_default(),
         step,
         loader_state: loader,
         negatives_rng: neg,

@@ -41,8 +41,14 @@ impl Resize {
     /// `size·8/7` (R3M's Resize(256) + CenterCrop(224) at 224), centre crop `size`×`size`. The one
     /// definition `r3m embed`, `r3m view` and `r3m eval bc` (demos and rollouts) share.
     pub fn eval(size: u32) -> Resize {
-        let short = (size * 8 / 7).max(size);
-        Resize::ShortSideCrop { short, crop_w: size, crop_h: size }
+        Resize::ShortSideCrop { short: Resize::eval_short_side(size), crop_w: size, crop_h: size }
+    }
+
+    /// The shorter side frames are scaled to for crops of `size`: `size·8/7` (at least `size`).
+    /// The one place the rule is written (evaluation, and the training decode before its random
+    /// crops).
+    pub fn eval_short_side(size: u32) -> u32 {
+        (size * 8 / 7).max(size)
     }
 
     /// Square stretch to `side`×`side`.
