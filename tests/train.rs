@@ -730,3 +730,35 @@ fn auto_times_the_modes_once_per_machine_and_keeps_the_runs_choice() {
     assert_eq!(config(&a)["channels_last"], c["channels_last"]);
     assert!(same_timings(&config(&a), &c) && config(&a)["autotune"]["mode"] == c["autotune"]["mode"]);
 }
+
+/// A run over a 200,000-row manifest keeps its clip list once, in `RUN/clips.txt`, and each
+/// checkpoint's `config.json` only the count and a hash: it stays under 64 KB.
+#[test]
+fn a_large_manifest_keeps_checkpoint_configs_small() {
+    let dir = tempfile::tempdir().unwrap();
+    make_video(&dir.path().join("long.mp4"), "64x48", 25, 60, &["-c:v", "libx264", "-g", "10"]);
+    let mut csv = String::from("path,start_frame,end_frame\n");
+    for i in 0..200_000usize {
+        let start = i % 50;
+        csv.push_str(&format!("long.mp4,{start},{}\n", start + 5 + i % 5));
+    }
+    let manifest = dir.path().join("clips.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    let run = dir.path().join("run");
+    let out = Command::new(r3m_bin())
+        .args(["train", "--manifest"])
+        .arg(&manifest)
+        .arg("--out")
+        .arg(&run)
+        .args(["--steps", "1", "--batch", "2", "--size", "32", "--workers", "1", "--device", "cpu", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+    let config = run.join("checkpoints").join(latest.trim()).join("config.json");
+    let size = std::fs::metadata(&config).unwrap().len();
+    assert!(size < 64 * 1024, "{} is {size} bytes", config.display());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(v["data"]["clips"], 200_000);
+    assert_eq!(std::fs::read_to_string(run.join("clips.txt")).unwrap().lines().count(), 200_000);
+}

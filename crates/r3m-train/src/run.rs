@@ -28,13 +28,79 @@ pub struct SamplerConfig {
     pub negative_gap: Option<String>,
 }
 
-/// The data a run trained on: one `path:frames` per clip, in loader order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The run directory's list of the clips a run trains on, one `path:frames` line per clip in
+/// loader order, written once when the run starts; checkpoints keep only its count and hash.
+pub const CLIPS_FILE: &str = "clips.txt";
+
+/// The data a run trained on: the number of clips and a hash of their `path:frames` lines (in
+/// loader order). The lines themselves are in the run directory's [`CLIPS_FILE`], so a checkpoint's
+/// `config.json` stays small at any dataset size; configs written before that kept them inline
+/// (`fingerprint`), and still compare.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataFingerprint {
     /// Number of clips.
     pub clips: usize,
-    /// `path:frames` per clip.
+    /// FNV-1a of the lines joined by newlines, 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Older configs: the lines inline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fingerprint: Vec<String>,
+    /// The lines, when known (from the clips, or read back from [`CLIPS_FILE`]); never written
+    /// into a config.
+    #[serde(skip)]
+    pub lines: Vec<String>,
+}
+
+impl DataFingerprint {
+    /// The fingerprint of `lines` (one `path:frames` per clip), keeping them in memory.
+    pub fn of(lines: Vec<String>) -> Self {
+        DataFingerprint { clips: lines.len(), hash: Some(digest(&lines)), fingerprint: Vec::new(), lines }
+    }
+
+    /// The hash, from the stored one or the inline lines of an older config.
+    pub fn digest(&self) -> String {
+        self.hash.clone().unwrap_or_else(|| digest(&self.fingerprint))
+    }
+
+    /// The lines, if known: in memory, or inline in an older config.
+    fn known_lines(&self) -> Option<&[String]> {
+        if !self.lines.is_empty() {
+            Some(&self.lines)
+        } else if !self.fingerprint.is_empty() {
+            Some(&self.fingerprint)
+        } else {
+            None
+        }
+    }
+
+    /// Writes the lines to `run/`[`CLIPS_FILE`] (atomically).
+    pub fn write_list(&self, run: &Path) -> Result<()> {
+        let mut text = self.lines.join("\n");
+        text.push('\n');
+        Ok(r3m_fs::write(&run.join(CLIPS_FILE), text.as_bytes())?)
+    }
+
+    /// Reads the lines of `run/`[`CLIPS_FILE`] into `self` when the file matches this fingerprint
+    /// (a missing or different file leaves them unknown).
+    pub fn read_list(&mut self, run: &Path) {
+        if let Ok(text) = std::fs::read_to_string(run.join(CLIPS_FILE)) {
+            let lines: Vec<String> = text.lines().map(String::from).collect();
+            if lines.len() == self.clips && digest(&lines) == self.digest() {
+                self.lines = lines;
+            }
+        }
+    }
+}
+
+impl PartialEq for DataFingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.clips == other.clips && self.digest() == other.digest()
+    }
+}
+
+fn digest(lines: &[String]) -> String {
+    r3m_fs::Fnv64::hex(lines.join("\n").as_bytes())
 }
 
 /// A checkpoint's `config.json`.
@@ -234,11 +300,20 @@ impl RunConfig {
 
 /// "the data differ: ..." with counts and a few examples.
 fn data_diff(old: &DataFingerprint, new: &DataFingerprint) -> String {
-    let a: std::collections::BTreeSet<&String> = old.fingerprint.iter().collect();
-    let b: std::collections::BTreeSet<&String> = new.fingerprint.iter().collect();
+    let mut msg = format!("the data differ: {} clip(s) → {}", old.clips, new.clips);
+    let (Some(old_lines), Some(new_lines)) = (old.known_lines(), new.known_lines()) else {
+        msg.push_str(&format!(
+            " (clip list hash {} → {}; {} holds the run's list)",
+            old.digest(),
+            new.digest(),
+            CLIPS_FILE
+        ));
+        return msg;
+    };
+    let a: std::collections::BTreeSet<&String> = old_lines.iter().collect();
+    let b: std::collections::BTreeSet<&String> = new_lines.iter().collect();
     let gone: Vec<&&String> = a.difference(&b).collect();
     let added: Vec<&&String> = b.difference(&a).collect();
-    let mut msg = format!("the data differ: {} clip(s) → {}", old.clips, new.clips);
     if gone.is_empty() && added.is_empty() {
         msg.push_str(" (same clips, another order)");
     }
@@ -357,7 +432,7 @@ mod tests {
             step: 5,
             loader_state: LoaderState { rng: 1, group: 2, within: 0 },
             negatives_rng: 3,
-            data: DataFingerprint { clips: 2, fingerprint: vec!["a.mp4:10".into(), "b.mp4:12".into()] },
+            data: DataFingerprint::of(vec!["a.mp4:10".into(), "b.mp4:12".into()]),
             world_size: 1,
             rank_states: Vec::new(),
             interval_mean_loss: None,
@@ -374,7 +449,9 @@ mod tests {
         new.workers = 1;
         new.batch = 8;
         new.objective["w_l1"] = serde_json::json!(0.0);
-        new.data.fingerprint[1] = "b.mp4:13".into();
+        let mut lines = new.data.lines.clone();
+        lines[1] = "b.mp4:13".into();
+        new.data = DataFingerprint::of(lines);
         let c = old.resume_check(&new);
         assert_eq!(c.allowed, vec!["--steps 10 → 20".to_string(), "--workers 2 → 1".to_string()]);
         assert_eq!(c.refused.len(), 3, "{c:?}");
@@ -384,6 +461,42 @@ mod tests {
             c.refused.iter().any(|r| r.contains("the data differ") && r.contains("b.mp4:12") && r.contains("b.mp4:13")),
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn a_config_stays_small_for_a_large_dataset_and_a_resume_still_names_the_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> =
+            (0..200_000).map(|i| format!("/data/videos/episode_{i:07}.mp4:{}", 300 + i % 50)).collect();
+        let mut old = cfg();
+        old.data = DataFingerprint::of(lines.clone());
+        old.data.write_list(dir.path()).unwrap();
+        let json = serde_json::to_string_pretty(&old).unwrap();
+        assert!(json.len() < 64 * 1024, "config.json of a 200,000-clip run is {} bytes", json.len());
+        // read back from disk (no lines in the config), it still names what changed
+        let mut stored = RunConfig::from_json(serde_json::from_str(&json).unwrap(), Path::new("x")).unwrap();
+        assert!(stored.data.lines.is_empty());
+        stored.data.read_list(dir.path());
+        assert_eq!(stored.data.lines.len(), 200_000);
+        let mut changed = lines;
+        changed[123_456] = "/data/videos/episode_0123456.mp4:1".into();
+        let mut new = old.clone();
+        new.data = DataFingerprint::of(changed);
+        let c = stored.resume_check(&new);
+        assert!(
+            c.refused.iter().any(|r| r.contains("episode_0123456.mp4:306") && r.contains("episode_0123456.mp4:1")),
+            "{c:?}"
+        );
+        // without the list, the counts and hashes
+        let mut bare = RunConfig::from_json(serde_json::from_str(&json).unwrap(), Path::new("x")).unwrap();
+        bare.data.read_list(Path::new("/nonexistent"));
+        let c = bare.resume_check(&new);
+        assert!(c.refused.iter().any(|r| r.contains("clip list hash")), "{c:?}");
+        // an older config with its lines inline compares with the new form
+        let mut v = serde_json::to_value(cfg()).unwrap();
+        v["data"] = serde_json::json!({"clips": 2, "fingerprint": ["a.mp4:10", "b.mp4:12"]});
+        let older = RunConfig::from_json(v, Path::new("x")).unwrap();
+        assert!(older.resume_check(&cfg()).refused.is_empty());
     }
 
     #[test]

@@ -230,10 +230,7 @@ fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips
         step,
         loader_state: loader,
         negatives_rng: neg,
-        data: DataFingerprint {
-            clips: clips.len(),
-            fingerprint: clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect(),
-        },
+        data: DataFingerprint::of(clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect()),
         world_size: cfg.dist.as_ref().map_or(1, |d| d.world),
         rank_states: Vec::new(),
         interval_mean_loss: None,
@@ -267,7 +264,9 @@ pub fn check_resume(run: &Path, cfg: &TrainConfig, clips: &[Clip]) -> Result<Vec
     };
     let file = dir.join(checkpoint::CONFIG_FILE);
     let stored = checkpoint::read_config(&dir)?;
-    let old = RunConfig::from_json(stored, &file)?;
+    let mut old = RunConfig::from_json(stored, &file)?;
+    // the run's clip list, so a difference can be named clip by clip
+    old.data.read_list(run);
     let mut now = run_config(cfg, old.step, old.loader_state, old.negatives_rng, clips);
     now.format.clone_from(&old.format);
     let c = old.resume_check(&now);
@@ -325,6 +324,11 @@ pub fn train(
         // a killed run leaves temporaries of checkpoints it was writing: remove them
         r3m_fs::clean_stale(run)?;
         r3m_fs::clean_stale(&run.join("checkpoints"))?;
+        // the clip list, once per run (checkpoints keep its count and hash); a resume has checked
+        // that the clips are the same
+        if !run.join(crate::run::CLIPS_FILE).exists() || !resume {
+            run_config(cfg, 0, LoaderState { rng: 0, group: 0, within: 0 }, 0, &clips).data.write_list(run)?;
+        }
     }
     if let Some(d) = &dist {
         d.barrier()?;
