@@ -12,11 +12,14 @@
 //!   the target in one step on Linux (`renameat2(RENAME_EXCHANGE)`), elsewhere by two renames whose
 //!   gap [`clean_stale`] repairs.
 //! - [`cache_root`]: the one rule for where caches live.
-//! - [`clean_stale`]: removes the temporaries of processes that no longer run (a `kill -9` leaves
-//!   them) and restores a folder whose replacement was cut between its two renames.
+//! - [`clean_stale`]: removes the temporaries nobody holds any more (a `kill -9` leaves them) and
+//!   restores a folder whose replacement was cut between its two renames.
 //!
-//! Temporary names are `.NAME.tmp-PID-N` (hidden, so folder scans skip them; the PID says whose
-//! they are, so concurrent writers never remove each other's).
+//! Temporary names are `.NAME.tmp-PID-N` (hidden, so folder scans skip them). Their writer holds
+//! an exclusive `flock` on each temporary while it lives, and [`clean_stale`] removes only those it
+//! can lock itself: a lock dies with its process, so this holds across hosts sharing a folder
+//! (NFS) and after PID reuse, where asking whether the PID still runs would not. The PID in the
+//! name is for people.
 //!
 //! It is not a database: two processes writing the same final name both succeed and the last
 //! rename wins (fine for the content-addressed entries that share names here).
@@ -111,6 +114,7 @@ pub struct TempFile {
     tmp: PathBuf,
     file: Option<File>,
     committed: bool,
+    _lock: Lock,
 }
 
 impl TempFile {
@@ -118,7 +122,8 @@ impl TempFile {
     pub fn new(path: &Path) -> Result<Self> {
         let tmp = temp_name(path, "tmp");
         let file = File::create(&tmp).map_err(err("creating", &tmp))?;
-        Ok(TempFile { path: path.to_path_buf(), tmp, file: Some(file), committed: false })
+        let lock = Lock::hold(&tmp)?;
+        Ok(TempFile { path: path.to_path_buf(), tmp, file: Some(file), committed: false, _lock: lock })
     }
 
     /// The open temporary file, for a writer that takes ownership of it (hand it back to
@@ -161,6 +166,7 @@ pub struct TempDir {
     path: PathBuf,
     tmp: PathBuf,
     committed: bool,
+    _lock: Lock,
 }
 
 impl TempDir {
@@ -170,7 +176,8 @@ impl TempDir {
         std::fs::create_dir_all(parent).map_err(err("creating folder", parent))?;
         let tmp = temp_name(path, "tmp");
         std::fs::create_dir(&tmp).map_err(err("creating folder", &tmp))?;
-        Ok(TempDir { path: path.to_path_buf(), tmp, committed: false })
+        let lock = Lock::hold(&tmp)?;
+        Ok(TempDir { path: path.to_path_buf(), tmp, committed: false, _lock: lock })
     }
 
     /// Where to write the folder's files (the temporary folder).
@@ -194,6 +201,8 @@ impl TempDir {
             // no atomic exchange here: move the old one aside, then the new one in; a crash
             // between the two leaves `.NAME.old-*`, which clean_stale puts back
             let old = temp_name(&self.path, "old");
+            // held while it is aside, so no cleaner puts it back under this commit
+            let _aside = Lock::hold(&self.path)?;
             std::fs::rename(&self.path, &old).map_err(err("moving aside", &self.path))?;
             if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
                 let _ = std::fs::rename(&old, &self.path);
@@ -284,22 +293,43 @@ impl Fnv64 {
     }
 }
 
-/// Whether process `pid` still runs (on Unix; elsewhere every process counts as running, so
-/// nothing of another run is ever removed).
-fn alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        if pid == std::process::id() {
-            return true;
+/// An exclusive `flock` on a file or folder, held until dropped (the open descriptor carries it).
+#[derive(Debug)]
+struct Lock(#[allow(dead_code, reason = "held for its lock, released on drop")] File);
+
+impl Lock {
+    /// Takes the lock, waiting for nobody: a fresh temporary has no other holder. On a filesystem
+    /// without `flock` the temporary goes unlocked, and [`clean_stale`], which cannot lock it
+    /// either, leaves it alone.
+    fn hold(path: &Path) -> Result<Lock> {
+        match Lock::try_take(path) {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => Err(Error {
+                op: "locking",
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::WouldBlock, "held by another process"),
+            }),
+            Err(e) if e.op == "locking" => Ok(Lock(File::open(path).map_err(err("opening", path))?)),
+            Err(e) => Err(e),
         }
-        // SAFETY: kill with signal 0 only checks that the process exists
-        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
     }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        true
+
+    /// The lock if nobody holds it, `None` if somebody does.
+    fn try_take(path: &Path) -> Result<Option<Lock>> {
+        let f = File::open(path).map_err(err("opening", path))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: a valid open descriptor; LOCK_NB never blocks
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    return Ok(None);
+                }
+                return Err(Error { op: "locking", path: path.to_path_buf(), source: e });
+            }
+        }
+        Ok(Some(Lock(f)))
     }
 }
 
@@ -315,19 +345,19 @@ fn parse_temp(file_name: &str) -> Option<(&str, &str, u32)> {
     Some((name, kind, pid.parse().ok()?))
 }
 
-/// Cleans `dir` (not recursively) after a crash: removes temporaries of processes that no longer
-/// run, and puts back a folder whose replacement was cut between its two renames. Returns the
-/// number of entries removed or restored. A missing `dir` is clean.
+/// Cleans `dir` (not recursively) after a crash: removes temporaries that no writer holds (their
+/// `flock` is free: the process that made them is gone, on this host or another), and puts back a
+/// folder whose replacement was cut between its two renames. Returns the number of entries removed
+/// or restored. A missing `dir` is clean.
 pub fn clean_stale(dir: &Path) -> Result<usize> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
     let mut n = 0;
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let Some((name, kind, pid)) = file_name.to_str().and_then(parse_temp) else { continue };
-        if alive(pid) {
-            continue;
-        }
+        let Some((name, kind, _pid)) = file_name.to_str().and_then(parse_temp) else { continue };
         let p = entry.path();
+        // held by a live writer (here or on another host): not ours to touch
+        let Ok(Some(_held)) = Lock::try_take(&p) else { continue };
         let target = dir.join(name);
         if kind == "old" && !target.exists() {
             std::fs::rename(&p, &target).map_err(err("restoring", &target))?;
@@ -410,10 +440,11 @@ mod tests {
         let dead_pid = dead.id();
         let mut dead = dead;
         dead.wait().unwrap();
-        let live = std::process::id();
         std::fs::create_dir(d.path().join(format!(".step-5.tmp-{dead_pid}-0"))).unwrap();
         std::fs::write(d.path().join(format!(".latest.tmp-{dead_pid}-3")), b"x").unwrap();
-        std::fs::write(d.path().join(format!(".latest.tmp-{live}-9")), b"x").unwrap();
+        // a temporary this process is writing: locked, spared
+        let writing = TempFile::new(&d.path().join("latest")).unwrap();
+        let live_name = writing.tmp_path().file_name().unwrap().to_str().unwrap().to_string();
         std::fs::create_dir(d.path().join(format!(".best.old-{dead_pid}-1"))).unwrap();
         std::fs::write(d.path().join(format!(".best.old-{dead_pid}-1/config.json")), b"{}").unwrap();
         std::fs::write(d.path().join("step-4"), b"kept").unwrap();
@@ -421,9 +452,45 @@ mod tests {
         let mut names: Vec<_> =
             std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
         names.sort();
-        assert_eq!(names, vec![format!(".latest.tmp-{live}-9"), "best".into(), "step-4".into()]);
+        assert_eq!(names, vec![live_name, "best".into(), "step-4".into()]);
         assert!(d.path().join("best/config.json").exists());
         assert_eq!(clean_stale(&d.path().join("missing")).unwrap(), 0);
+        drop(writing);
+    }
+
+    /// The lock, not the PID, decides: a temporary named after a running process (PID reuse, or a
+    /// process on another host) that nobody holds is removed; one that another process holds
+    /// (`flock(1)` here, as a writer elsewhere would) is spared until that process lets go.
+    #[test]
+    fn clean_stale_goes_by_the_lock_not_the_pid() {
+        let d = tempfile::tempdir().unwrap();
+        let unheld = d.path().join(format!(".a.tmp-{}-0", std::process::id()));
+        std::fs::write(&unheld, b"x").unwrap();
+        let held = d.path().join(".b.tmp-1-0");
+        std::fs::write(&held, b"x").unwrap();
+        use std::os::unix::process::CommandExt;
+        let mut holder =
+            std::process::Command::new("flock").arg(&held).args(["sleep", "30"]).process_group(0).spawn().unwrap();
+        // wait until flock(1) holds it
+        let t0 = std::time::Instant::now();
+        while Lock::try_take(&held).unwrap().is_some() {
+            assert!(t0.elapsed().as_secs() < 10, "flock(1) did not take the lock");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(clean_stale(d.path()).unwrap(), 1);
+        assert!(!unheld.exists() && held.exists());
+        // flock(1) and the command it runs (which inherits the lock) end together
+        // SAFETY: signals the process group this test started
+        unsafe { libc::kill(-(holder.id() as libc::pid_t), libc::SIGKILL) };
+        holder.wait().unwrap();
+        // the command dies a moment later than flock(1) itself
+        let t0 = std::time::Instant::now();
+        while Lock::try_take(&held).unwrap().is_none() {
+            assert!(t0.elapsed().as_secs() < 10, "the lock outlived its holders");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(clean_stale(d.path()).unwrap(), 1);
+        assert!(!held.exists());
     }
 
     #[test]
