@@ -281,6 +281,11 @@ impl RunConfig {
             let now = new.objective.get(k).map(|v| v.to_string()).unwrap_or_else(|| "(unset)".into());
             diff(&format!("objective {k}"), old, now, false);
         }
+        // every other field of the config, whatever it is: a field added later is compared too
+        let others = match (serde_json::to_value(self), serde_json::to_value(new)) {
+            (Ok(a), Ok(b)) => other_differences(&a, &b),
+            _ => Vec::new(),
+        };
         let data = (self.data != new.data).then(|| data_diff(&self.data, &new.data));
         diff("--steps", self.steps.to_string(), new.steps.to_string(), true);
         // format-1 configs did not store these: nothing to compare
@@ -293,12 +298,60 @@ impl RunConfig {
         if self.workers != 0 {
             diff("--workers", self.workers.to_string(), new.workers.to_string(), true);
         }
+        c.refused.extend(others);
         c.refused.extend(data);
         c
     }
 }
 
 /// "the data differ: ..." with counts and a few examples.
+/// The config fields [`RunConfig::resume_check`] compares by name (with the flag that sets them),
+/// or lets change (`steps`, `checkpoint_every`, `keep_last`, `workers`).
+const NAMED_FIELDS: [&str; 22] = [
+    "arch",
+    "proj_dim",
+    "size",
+    "precision",
+    "channels_last",
+    "clip_weighting",
+    "batch",
+    "tuples_per_clip",
+    "loader",
+    "reservoir",
+    "lr",
+    "seed",
+    "sampler",
+    "text_embeddings",
+    "world_size",
+    "rng_streams",
+    "objective",
+    "data",
+    "steps",
+    "checkpoint_every",
+    "keep_last",
+    "workers",
+];
+
+/// The fields a resume does not compare: where the run is (its state), and what follows from the
+/// settings or the machine rather than setting anything (the pixel spec follows from `arch` and
+/// `size`; `autotune` records how `auto` chose, and a resume keeps the run's own mode).
+const NOT_COMPARED: [&str; 8] =
+    ["format", "step", "loader_state", "negatives_rng", "rank_states", "interval_mean_loss", "preprocess", "autotune"];
+
+/// Differences in the fields neither named nor exempt: any field a config has, now or later, that
+/// nobody listed is compared, so a new setting cannot slip through a resume unchecked.
+fn other_differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else { return Vec::new() };
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| !NAMED_FIELDS.contains(&k.as_str()) && !NOT_COMPARED.contains(&k.as_str()))
+        .filter_map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or_else(|| "(unset)".to_string(), ToString::to_string);
+            (a.get(k) != b.get(k)).then(|| format!("{k} {} → {}", show(a.get(k)), show(b.get(k))))
+        })
+        .collect()
+}
+
 fn data_diff(old: &DataFingerprint, new: &DataFingerprint) -> String {
     let mut msg = format!("the data differ: {} clip(s) → {}", old.clips, new.clips);
     let (Some(old_lines), Some(new_lines)) = (old.known_lines(), new.known_lines()) else {
@@ -497,6 +550,28 @@ mod tests {
         v["data"] = serde_json::json!({"clips": 2, "fingerprint": ["a.mp4:10", "b.mp4:12"]});
         let older = RunConfig::from_json(v, Path::new("x")).unwrap();
         assert!(older.resume_check(&cfg()).refused.is_empty());
+    }
+
+    /// A field a later version adds to the config is compared by a resume without anyone listing
+    /// it; derived and state fields are not; every field of today's config is one or the other.
+    #[test]
+    fn a_field_added_later_is_checked_on_resume() {
+        let mut a = serde_json::to_value(cfg()).unwrap();
+        let mut b = a.clone();
+        assert!(other_differences(&a, &b).is_empty());
+        b["new_setting"] = serde_json::json!(2);
+        assert_eq!(other_differences(&a, &b), vec!["new_setting (unset) → 2".to_string()]);
+        a["new_setting"] = serde_json::json!(1);
+        assert_eq!(other_differences(&a, &b), vec!["new_setting 1 → 2".to_string()]);
+        // dim follows arch and proj_dim but is compared all the same (nobody exempted it)
+        let mut c = serde_json::to_value(cfg()).unwrap();
+        c["dim"] = serde_json::json!(64);
+        assert_eq!(other_differences(&serde_json::to_value(cfg()).unwrap(), &c), vec!["dim 512 → 64".to_string()]);
+        // state and derived fields are not compared
+        let mut d = serde_json::to_value(cfg()).unwrap();
+        d["step"] = serde_json::json!(99);
+        d["preprocess"] = serde_json::json!({"format": "other"});
+        assert!(other_differences(&serde_json::to_value(cfg()).unwrap(), &d).is_empty());
     }
 
     #[test]
