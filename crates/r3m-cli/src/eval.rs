@@ -268,8 +268,8 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     for k in &kinds {
         if let EncoderKind::Pretrained { name, path, .. } = k {
             let dir = r3m_model::checkpoint::resolve(path)?;
-            let cfg = r3m_model::checkpoint::read_config(&dir)?;
-            let arch: Option<Arch> = cfg["arch"].as_str().and_then(|a| a.parse().ok());
+            let cfg = r3m_model::checkpoint::EncoderConfig::read(&dir)?;
+            let arch: Option<Arch> = cfg.architecture().ok();
             if ck_arch.is_none() {
                 ck_arch = arch.filter(|a| *a != Arch::Shallow);
             }
@@ -281,10 +281,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let camera =
         args.camera.clone().or_else(|| render.as_ref().map(|r| r.camera.clone())).unwrap_or_else(|| "corner4".into());
     let render_size = render.as_ref().map_or(128, |r| r.size);
-    let size = args
-        .size
-        .or_else(|| ck_cfg.as_ref().and_then(|c| c["size"].as_u64()).map(|s| s as u32))
-        .unwrap_or((render_size * 7 / 8).max(16));
+    let size = args.size.or_else(|| ck_cfg.as_ref().map(|c| c.size)).unwrap_or((render_size * 7 / 8).max(16));
     // `random` and `scratch` default to the first ResNet checkpoint's architecture; shallow
     // checkpoints leave them ResNet18 (their untrained counterpart is the `random-shallow` row)
     let arch = args.arch.or(ck_arch).unwrap_or(Arch::Resnet18);

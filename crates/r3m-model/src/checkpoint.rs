@@ -171,6 +171,46 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
     })
 }
 
+/// What a reader needs from a checkpoint's `config.json` to rebuild its encoder, typed: every
+/// config has these keys (a training checkpoint's full config, `r3m_train::RunConfig`, holds them
+/// under the same names; `convert_r3m.py`'s smaller one has little more). Readers use this type,
+/// never string keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EncoderConfig {
+    /// The config's format (`r3m-checkpoint-1` or `-2`).
+    #[serde(default)]
+    pub format: String,
+    /// The architecture's name (`resnet18`, ..., `shallow`).
+    pub arch: String,
+    /// The projection head's size, when there is one.
+    #[serde(default)]
+    pub proj_dim: Option<i64>,
+    /// Side of the square crops it was trained on (224 when the config does not say).
+    #[serde(default = "default_size")]
+    pub size: u32,
+}
+
+fn default_size() -> u32 {
+    224
+}
+
+impl EncoderConfig {
+    /// Reads `dir/config.json`, with errors naming the file.
+    pub fn read(dir: &Path) -> Result<Self, CheckpointError> {
+        let path = dir.join(CONFIG_FILE);
+        let value = read_config(dir)?;
+        let cfg: EncoderConfig = serde_json::from_value(value)
+            .map_err(|e| CheckpointError::Format { path: path.clone(), reason: e.to_string() })?;
+        cfg.architecture().map_err(|reason| CheckpointError::Format { path, reason })?;
+        Ok(cfg)
+    }
+
+    /// The architecture, parsed.
+    pub fn architecture(&self) -> Result<crate::Arch, String> {
+        self.arch.parse()
+    }
+}
+
 /// A frozen encoder loaded from a checkpoint.
 #[derive(Debug)]
 pub struct FrozenEncoder {
@@ -191,16 +231,12 @@ pub struct FrozenEncoder {
 pub fn load_encoder(path: &Path, device: tch::Device) -> Result<FrozenEncoder, CheckpointError> {
     let dir = resolve(path)?;
     let config = read_config(&dir)?;
-    let cfg_path = dir.join(CONFIG_FILE);
-    let arch: crate::Arch = config["arch"]
-        .as_str()
-        .ok_or_else(|| CheckpointError::Format { path: cfg_path.clone(), reason: "no arch".into() })?
-        .parse()
-        .map_err(|e: String| CheckpointError::Format { path: cfg_path.clone(), reason: e })?;
-    let proj = config["proj_dim"].as_i64();
-    let size = config["size"].as_u64().unwrap_or(224) as u32;
+    let typed = EncoderConfig::read(&dir)?;
+    let arch =
+        typed.architecture().map_err(|reason| CheckpointError::Format { path: dir.join(CONFIG_FILE), reason })?;
+    let size = typed.size;
     let mut vs = nn::VarStore::new(device);
-    let encoder = crate::Encoder::with_head(&vs.root(), arch, proj);
+    let encoder = crate::Encoder::with_head(&vs.root(), arch, typed.proj_dim);
     load_weights(&dir, &mut vs)?;
     vs.freeze();
     Ok(FrozenEncoder { encoder, vs, config, dir, size })

@@ -554,6 +554,20 @@ mod tests {
 
     /// A field a later version adds to the config is compared by a resume without anyone listing
     /// it; derived and state fields are not; every field of today's config is one or the other.
+    /// Readers rebuild the encoder from a run config through `r3m_model`'s typed
+    /// `EncoderConfig`: the two types agree on those fields.
+    #[test]
+    fn a_run_config_reads_as_the_encoder_config() {
+        let c = cfg();
+        let e: r3m_model::checkpoint::EncoderConfig =
+            serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(
+            (e.format.as_str(), e.arch.as_str(), e.proj_dim, e.size),
+            (c.format.as_str(), c.arch.as_str(), c.proj_dim, c.size)
+        );
+        assert_eq!(e.architecture(), Ok(r3m_model::Arch::Resnet18));
+    }
+
     #[test]
     fn a_field_added_later_is_checked_on_resume() {
         let mut a = serde_json::to_value(cfg()).unwrap();

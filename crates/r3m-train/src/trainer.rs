@@ -409,8 +409,11 @@ pub fn train(
     let mut loader = Loader::resume(clips.clone(), lc, loader_state);
     // the best checkpoint: lowest mean training loss over a checkpoint interval
     let best_dir = run.join("checkpoints").join("best");
-    let mut best_loss =
-        checkpoint::read_config(&best_dir).ok().and_then(|v| v["interval_mean_loss"].as_f64()).unwrap_or(f64::INFINITY);
+    let mut best_loss = checkpoint::read_config(&best_dir)
+        .ok()
+        .and_then(|v| RunConfig::from_json(v, &best_dir.join(checkpoint::CONFIG_FILE)).ok())
+        .and_then(|c| c.interval_mean_loss)
+        .unwrap_or(f64::INFINITY);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
     let policy = CheckpointPolicy { every: cfg.checkpoint_every, steps: cfg.steps, keep_last: cfg.keep_last };
     // this process is one more invocation of the run
