@@ -99,7 +99,14 @@ fn embeddings_match_the_encoder_and_read_back_everywhere() {
     assert_eq!(e.metadata["r3m.arch"], "resnet18");
     assert_eq!(e.metadata["r3m.dim"], "512");
     assert_eq!(e.metadata["r3m.checkpoint_sha256"], r3m_export::sha256_file(&ck.join("model.safetensors")).unwrap());
-    assert!(e.metadata["r3m.preprocess"].contains("ShortSideCrop"));
+    // the encoder's pixel spec: ResNet18 wants ImageNet's statistics, frames at 8/7 of SIZE then cropped
+    let spec: serde_json::Value = serde_json::from_str(&e.metadata["r3m.preprocess"]).unwrap();
+    assert_eq!(spec["format"], "r3m-pixels-1", "{spec}");
+    assert_eq!(
+        (spec["size"].as_u64(), spec["short_side"].as_u64()),
+        (Some(u64::from(SIZE)), Some(u64::from(SIZE * 8 / 7)))
+    );
+    assert_eq!((spec["mean"][0].as_f64(), spec["std"][2].as_f64()), (Some(0.485), Some(0.225)));
     // the typed reading of the same metadata, checked against the rows
     let meta = r3m_export::EmbedMeta::from_metadata(&out, &e.metadata, Some(e.dim)).unwrap();
     assert_eq!((meta.format.as_str(), meta.dim, meta.arch.as_str()), (r3m_export::EMBED_FORMAT, 512, "resnet18"));

@@ -49,8 +49,8 @@ impl PixelSpec {
             short_side,
             size,
             scale: 255.0,
-            mean: mean.map(f64::from),
-            std: std.map(f64::from),
+            mean,
+            std,
         }
     }
 }
@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn resnets_use_imagenet_statistics_and_the_shallow_convnet_drqs_scaling() {
         let r = PixelSpec::new(Arch::Resnet18, 224, 256);
-        assert_eq!((r.mean[0] as f32, r.std[2] as f32), (0.485, 0.225));
+        assert_eq!((r.mean[0], r.std[2]), (0.485, 0.225));
         let s = PixelSpec::new(Arch::Shallow, 112, 128);
         assert_eq!((s.mean, s.std), ([0.5; 3], [1.0; 3]));
         let v = serde_json::to_value(&s).unwrap();

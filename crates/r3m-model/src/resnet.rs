@@ -28,7 +28,7 @@ impl Arch {
     /// The per-channel (R, G, B) mean and std the encoder normalises `x / 255` with: ImageNet's
     /// for the ResNets (as torchvision and R3M), and 0.5 / 1 for the shallow ConvNet (DrQ's
     /// `x / 255 − 0.5`).
-    pub fn normalization(self) -> ([f32; 3], [f32; 3]) {
+    pub fn normalization(self) -> ([f64; 3], [f64; 3]) {
         match self {
             Arch::Shallow => ([0.5; 3], [1.0; 3]),
             _ => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
@@ -198,8 +198,8 @@ impl Encoder {
                 .add_fn(|xs| xs.tanh());
             // x/255 - 0.5, DrQ's scaling, as (x/255 - mean)/std
             let (m, sd) = arch.normalization();
-            let mean = Tensor::from_slice(&m).view([1, 3, 1, 1]).to_device(dev);
-            let std = Tensor::from_slice(&sd).view([1, 3, 1, 1]).to_device(dev);
+            let mean = Tensor::from_slice(&m.map(|v| v as f32)).view([1, 3, 1, 1]).to_device(dev);
+            let std = Tensor::from_slice(&sd.map(|v| v as f32)).view([1, 3, 1, 1]).to_device(dev);
             let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
             return Encoder { arch, trunk, head, mean, std, pool: true };
         }
@@ -228,8 +228,8 @@ impl Encoder {
             trunk.add_fn(|xs| xs.flatten(1, -1))
         };
         let (m, sd) = arch.normalization();
-        let mean = Tensor::from_slice(&m).view([1, 3, 1, 1]).to_device(dev);
-        let std = Tensor::from_slice(&sd).view([1, 3, 1, 1]).to_device(dev);
+        let mean = Tensor::from_slice(&m.map(|v| v as f32)).view([1, 3, 1, 1]).to_device(dev);
+        let std = Tensor::from_slice(&sd.map(|v| v as f32)).view([1, 3, 1, 1]).to_device(dev);
         let head = proj.map(|d| nn::linear(p / "proj", arch.dim(), d, Default::default()));
         Encoder { arch, trunk, head, mean, std, pool }
     }
