@@ -762,3 +762,76 @@ fn a_large_manifest_keeps_checkpoint_configs_small() {
     assert_eq!(v["data"]["clips"], 200_000);
     assert_eq!(std::fs::read_to_string(run.join("clips.txt")).unwrap().lines().count(), 200_000);
 }
+
+/// SIGTERM (a scheduler preempting the job) at seeded random moments: each time `r3m train` writes
+/// a checkpoint at the step it reached and exits 130, losing no step; `--resume` then ends with
+/// weights bit-identical to an uninterrupted run.
+#[test]
+fn sigterm_checkpoints_the_current_step_and_resume_is_exact() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    const STEPS: u64 = 14;
+    let straight = dir.path().join("straight");
+    let (ok, e) = train_output(&v, &straight, STEPS, &["--checkpoint-every", "1000"]);
+    assert!(ok, "{e}");
+    let run = dir.path().join("termed");
+    // seeded moments: after a random number of further steps, plus a random fraction of a step
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next_moment = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (1 + (state >> 33) % 3, Duration::from_millis((state >> 40) % 200))
+    };
+    let rows = |run: &Path| {
+        std::fs::read_to_string(run.join("metrics.csv")).map_or(0, |m| m.lines().count().saturating_sub(1) as u64)
+    };
+    let (mut termed, mut tries) = (0, 0);
+    loop {
+        tries += 1;
+        assert!(tries < 30, "no progress after {tries} runs");
+        let mut cmd = Command::new(r3m_bin());
+        cmd.args(["train", "--videos"]).arg(&v).arg("--out").arg(&run);
+        cmd.args(["--steps", &STEPS.to_string(), "--batch", "3", "--size", "64", "--workers", "1"]);
+        cmd.args(["--tuples-per-clip", "2", "--checkpoint-every", "1000", "--seed", "5", "--device", "cpu"]);
+        cmd.args(["--lr", "1e-3"]);
+        if run.join("latest").exists() {
+            cmd.arg("--resume");
+        } else if run.exists() {
+            cmd.arg("--overwrite");
+        }
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        if termed < 3 {
+            let (more, extra) = next_moment();
+            let target = rows(&run) + more;
+            let t0 = Instant::now();
+            while rows(&run) < target && child.try_wait().unwrap().is_none() {
+                assert!(t0.elapsed() < Duration::from_secs(120), "no training progress");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(extra);
+            if child.try_wait().unwrap().is_none() {
+                // SAFETY: signals the child this test started
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                let status = child.wait().unwrap();
+                assert_eq!(status.code(), Some(130), "SIGTERM while training: {status}");
+                termed += 1;
+                // the checkpoint is at the step reached: every step in metrics.csv is in it
+                let latest = std::fs::read_to_string(run.join("latest")).unwrap();
+                let done = rows(&run);
+                assert_eq!(latest.trim(), format!("step-{done:08}"), "SIGTERM after {done} steps");
+                continue;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        if std::fs::read_to_string(run.join("latest")).is_ok_and(|l| l.trim() == format!("step-{STEPS:08}")) {
+            break;
+        }
+    }
+    eprintln!("SIGTERM points that stopped training cleanly: {termed} (runs: {tries})");
+    assert_eq!(termed, 3, "SIGTERMs that landed while training ran");
+    let (a, b) = (weights(&straight), weights(&run));
+    assert_same_weights(&a, &b);
+}

@@ -1,5 +1,7 @@
-//! The one stop flag of the process: Ctrl-C (SIGINT) sets it, and the long jobs (`train`,
-//! `embed`, `eval bc`) finish their current piece of work, write what is done and exit 130.
+//! The one stop flag of the process: Ctrl-C (SIGINT), SIGTERM (what Slurm, Kubernetes and
+//! `torchrun` send before they kill a job) and SIGHUP set it, and the long jobs (`train`, `embed`,
+//! `eval bc`) finish their current piece of work, write what is done (`train`: a checkpoint at the
+//! current step) and exit 130.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
