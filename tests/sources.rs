@@ -186,3 +186,60 @@ fn train_takes_lerobot_and_manifest_inputs() {
     assert!(!out.status.success());
     assert!(err.contains("bad.csv") && err.contains("no usable videos") && err.contains("nope.mp4"), "{err}");
 }
+
+/// `--videos` takes single files and several paths, as a new user first tries: `r3m embed` on one
+/// clip, `r3m train` on files and a folder together (a glob the shell expanded); a missing path is
+/// refused by name.
+#[test]
+fn videos_takes_files_and_several_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let v = d.path().join("videos");
+    std::fs::create_dir_all(v.join("more")).unwrap();
+    for (i, n) in LENGTHS.iter().enumerate() {
+        make_video(&v.join(format!("c{i}.mp4")), "64x48", FPS, *n, &["-c:v", "libx264", "-g", "5"]);
+    }
+    make_video(&v.join("more/d.mp4"), "64x48", FPS, 12, &["-c:v", "libx264", "-g", "5"]);
+    // one file: a checkpoint from a 1-step run embeds it
+    let run = d.path().join("run");
+    let out = Command::new(r3m_bin())
+        .args(["train", "--videos"])
+        .arg(v.join("c0.mp4"))
+        .arg(v.join("c1.mp4"))
+        .arg(v.join("more"))
+        .arg("--out")
+        .arg(&run)
+        .args(["--steps", "1", "--batch", "3", "--size", "32", "--workers", "1", "--device", "cpu"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("3 clips, 57 frames"), "two files and a folder's one video: {err}");
+    let emb = d.path().join("one.parquet");
+    let out = Command::new(r3m_bin())
+        .args(["embed", "--checkpoint"])
+        .arg(&run)
+        .arg("--videos")
+        .arg(v.join("c2.mp4"))
+        .arg("--out")
+        .arg(&emb)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e = r3m_export::read_embeddings(&emb).unwrap();
+    assert_eq!(e.frame_index.len(), LENGTHS[2]);
+    assert!(e.video.iter().all(|n| n == "c2.mp4"), "{:?}", &e.video[..1]);
+    // a path that does not exist is named
+    let out = Command::new(r3m_bin())
+        .args(["embed", "--checkpoint"])
+        .arg(&run)
+        .arg("--videos")
+        .arg(v.join("c0.mp4"))
+        .arg(v.join("missing.mp4"))
+        .arg("--out")
+        .arg(d.path().join("x.parquet"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("missing.mp4"), "{err}");
+}

@@ -132,7 +132,7 @@ pub fn run(args: Args) -> Result<i32> {
             v
         },
         precision: format!("{precision}{}", if channels_last { ", channels-last" } else { "" }),
-        source: args.source.path().display().to_string(),
+        source: args.source.describe(),
         shard: format!("{si}/{sn}"),
         checkpoint_config: summary,
     }

@@ -215,7 +215,7 @@ pub fn run(args: Args) -> Result<i32> {
             "--batch {} is more than the {} clip(s) in {}: clips would repeat within a batch and be each other's negatives (use --batch ≤ {})",
             args.batch,
             ds.clips.len(),
-            args.source.path().display(),
+            args.source.describe(),
             ds.clips.len()
         );
     }

@@ -27,7 +27,9 @@ pub use loader::{Batch, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderS
 pub use manifest::scan_manifest;
 pub use rng::Rng;
 pub use sampler::{Span, Tuple, TupleSampler, MIN_CLIP_FRAMES};
-pub use source::{find_videos, probe_all, scan_videos, Clip, Dataset, ProbeCache, Skipped, SourceError};
+pub use source::{
+    find_videos, probe_all, scan_video_paths, scan_videos, Clip, Dataset, ProbeCache, Skipped, SourceError,
+};
 
 /// Opens whatever `path` is: a LeRobot dataset root (has `meta/info.json`; `camera` picks the
 /// video feature), a manifest (`.csv` / `.parquet` file) or a folder of videos.

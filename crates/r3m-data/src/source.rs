@@ -330,6 +330,54 @@ pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sourc
     Ok(Dataset { root: root.into(), clips, skipped, cache_hits })
 }
 
+/// Clips from video files and folders given one by one (`--videos a.mp4 b.mp4 more/`): each file is
+/// one clip, each folder gives its videos as [`scan_videos`] does. The root, against which clips are
+/// named, is the deepest folder holding every path given. Files that cannot be read are skipped and
+/// counted; a missing path is an error naming it.
+pub fn scan_video_paths(paths: &[PathBuf], cache: &mut ProbeCache) -> Result<Dataset, SourceError> {
+    let mut files = Vec::new();
+    for p in paths {
+        let meta =
+            std::fs::metadata(p).map_err(|e| SourceError::NotADirectory { path: p.clone(), reason: e.to_string() })?;
+        if meta.is_dir() {
+            files.extend(find_videos(p));
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let root = common_folder(paths);
+    let (probed, cache_hits) = probe_all(&files, cache);
+    let mut clips = Vec::new();
+    let mut skipped = Vec::new();
+    for (path, r) in files.iter().zip(probed) {
+        match r.and_then(|info| make_clip(&info, 0, info.frame_count())) {
+            Ok(c) => clips.push(c),
+            Err(reason) => skipped.push(Skipped { path: path.clone(), reason }),
+        }
+    }
+    if clips.is_empty() {
+        return Err(no_clips(&root, files.len(), &skipped));
+    }
+    Ok(Dataset { root, clips, skipped, cache_hits })
+}
+
+/// The deepest folder holding every path (a file's folder, a folder itself).
+fn common_folder(paths: &[PathBuf]) -> PathBuf {
+    let folder =
+        |p: &PathBuf| if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let mut it = paths.iter().map(folder);
+    let Some(mut root) = it.next() else { return PathBuf::new() };
+    for f in it {
+        while !f.starts_with(&root) {
+            match root.parent() {
+                Some(p) => root = p.to_path_buf(),
+                None => return PathBuf::new(),
+            }
+        }
+    }
+    root
+}
+
 #[cfg(test)]
 mod cache_tests {
     use super::*;
