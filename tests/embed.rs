@@ -415,3 +415,44 @@ fn embed_peak_memory_is_flat_in_clip_length() {
     );
     assert!(grew_mb < 30.0, "peak memory grew by {grew_mb:.1} MB with 5000 more frames of a clip");
 }
+
+/// One writer per output: while another process holds an output's lock (here `flock(1)` on the
+/// lock file, with a holder line as r3m writes it), `r3m embed` to that output is refused and names
+/// the holder; once the holder is gone, the same command runs.
+#[test]
+fn a_second_writer_of_an_embeddings_file_is_refused() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (v, ck) = fixture(dir.path());
+    let out = dir.path().join("emb.parquet");
+    let lock = dir.path().join(".emb.parquet.lock");
+    std::fs::write(&lock, "pid 4242 host elsewhere\n").unwrap();
+    let mut holder = Command::new("flock").arg(&lock).args(["sleep", "60"]).process_group(0).spawn().unwrap();
+    // until flock(1) holds it: a lock attempt of ours fails
+    let t0 = std::time::Instant::now();
+    loop {
+        let probe = Command::new("flock").args(["-n", "-E", "7"]).arg(&lock).arg("true").status().unwrap();
+        if probe.code() == Some(7) {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "flock(1) did not take the lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let args = ["--checkpoint", s(&ck), "--videos", s(&v), "--out", s(&out), "--device", "cpu"];
+    let (ok, log) = embed(&args);
+    assert!(!ok && log.contains("being written by another r3m") && log.contains("pid 4242 host elsewhere"), "{log}");
+    assert!(!out.exists());
+    // SAFETY: signals the process group this test started
+    unsafe { libc::kill(-(holder.id() as libc::pid_t), libc::SIGKILL) };
+    holder.wait().unwrap();
+    let t0 = std::time::Instant::now();
+    let (ok, log) = loop {
+        let r = embed(&args);
+        if r.0 || t0.elapsed().as_secs() > 10 {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(ok, "{log}");
+    assert!(out.exists());
+}

@@ -835,3 +835,47 @@ fn sigterm_checkpoints_the_current_step_and_resume_is_exact() {
     let (a, b) = (weights(&straight), weights(&run));
     assert_same_weights(&a, &b);
 }
+
+/// One writer per run directory: a second `r3m train` on the `--out` a first one is writing is
+/// refused, naming the first's PID and host; once the first is killed (its lock dies with it) the
+/// run resumes.
+#[test]
+fn a_second_writer_of_a_run_directory_is_refused() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let run = dir.path().join("run");
+    let mut first = Command::new(r3m_bin())
+        .args(["train", "--videos"])
+        .arg(&v)
+        .arg("--out")
+        .arg(&run)
+        .args(["--steps", "500", "--batch", "3", "--size", "64", "--workers", "1", "--checkpoint-every", "1"])
+        // the settings train_output uses, so the run resumes with them below
+        .args(["--tuples-per-clip", "2", "--seed", "5", "--lr", "1e-3", "--device", "cpu", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait until it trains (a checkpoint exists)
+    let t0 = Instant::now();
+    while !run.join("latest").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the first run did not start");
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for extra in [&["--resume"][..], &["--overwrite"][..]] {
+        let (ok, e) = train_output(&v, &run, 4, extra);
+        assert!(!ok, "a second writer was let in with {extra:?}");
+        assert!(e.contains("being written by another r3m") && e.contains(&format!("pid {}", first.id())), "{e}");
+    }
+    assert!(first.try_wait().unwrap().is_none(), "the refused writers must not disturb the first");
+    first.kill().unwrap(); // SIGKILL: its lock goes with it
+    first.wait().unwrap();
+    let done = std::fs::read_to_string(run.join("latest")).unwrap();
+    let steps: u64 = done.trim().trim_start_matches("step-").parse().unwrap();
+    let (ok, e) = train_output(&v, &run, steps + 1, &["--resume"]);
+    assert!(ok, "after the writer died the run resumes: {e}");
+}

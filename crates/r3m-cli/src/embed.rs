@@ -78,6 +78,8 @@ pub fn run(args: Args) -> Result<i32> {
         None if args.out.extension().is_some_and(|e| e == "parquet") => args.out.clone(),
         None => args.out.join("part-0-of-1.parquet"),
     };
+    // one writer per output part (shards of one job write different parts side by side)
+    let _lock = r3m_fs::OutputLock::acquire_file(&out)?;
     if out.exists() && !args.overwrite {
         tracing::info!("{} exists: finished, skipping (--overwrite to redo it)", out.display());
         return Ok(0);

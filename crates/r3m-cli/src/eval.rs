@@ -339,7 +339,8 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             );
         }
     }
-    // the output directory and finished cells
+    // the output directory and finished cells; one evaluation writes it at a time
+    let _lock = r3m_fs::OutputLock::acquire_dir(&args.out)?;
     let cells_dir = args.out.join("cells");
     if args.overwrite {
         for p in [cells_dir.clone(), args.out.join("results.json"), args.out.join("results.md")] {

@@ -193,6 +193,8 @@ pub fn run(args: Args) -> Result<i32> {
     };
     // the run directory is checked before anything (a rerun recording inside it included) is written
     // rank 0 owns the run directory
+    // one writer per run directory: a second `r3m train` on the same --out is refused by name
+    let _lock = if lead { Some(r3m_fs::OutputLock::acquire_dir(&args.out)?) } else { None };
     let cleared = if lead { r3m_train::prepare_run_dir(&args.out, args.resume, args.overwrite)? } else { 0 };
     if lead {
         // the run keeps its messages (the lines so far included)

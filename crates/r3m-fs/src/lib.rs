@@ -11,6 +11,8 @@
 //! - [`TempDir`]: a folder filled file by file (checkpoints, `best/`); [`TempDir::commit`] replaces
 //!   the target in one step on Linux (`renameat2(RENAME_EXCHANGE)`), elsewhere by two renames whose
 //!   gap [`clean_stale`] repairs.
+//! - [`OutputLock`]: one writer per output (a run directory, an embeddings file, an evaluation),
+//!   an exclusive `flock` on a lock file that names its holder.
 //! - [`cache_root`]: the one rule for where caches live.
 //! - [`clean_stale`]: removes the temporaries nobody holds any more (a `kill -9` leaves them) and
 //!   restores a folder whose replacement was cut between its two renames.
@@ -333,6 +335,119 @@ impl Lock {
     }
 }
 
+/// One writer per output: an exclusive `flock` on a lock file that names its holder (PID and
+/// host), held until dropped. A second writer is refused with the holder's name; a lock left by a
+/// process that died never blocks (the kernel releases it with the process).
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: File,
+    /// The lock file.
+    pub path: PathBuf,
+}
+
+/// [`OutputLock::acquire`] failed: another process writes the output, or the lock file could not
+/// be made.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds the lock; its lock file's content (`pid PID host HOST`).
+    Held {
+        /// The output.
+        output: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// Who holds it, as its file says.
+        holder: String,
+    },
+    /// The lock file could not be created or locked.
+    Io(Error),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Held { output, lock, holder } => write!(
+                f,
+                "{} is being written by another r3m ({}; lock {}): wait for it to finish, stop it, or write elsewhere",
+                output.display(),
+                if holder.is_empty() { "holder unknown" } else { holder },
+                lock.display()
+            ),
+            LockError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl OutputLock {
+    /// Locks `output` through the lock file `lock` (created if missing; its folder must exist).
+    pub fn acquire(output: &Path, lock: &Path) -> std::result::Result<OutputLock, LockError> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock)
+            .map_err(|e| LockError::Io(Error { op: "opening lock file", path: lock.to_path_buf(), source: e }))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: a valid open descriptor; LOCK_NB never blocks
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    let holder = std::fs::read_to_string(lock).unwrap_or_default().trim().to_string();
+                    return Err(LockError::Held { output: output.to_path_buf(), lock: lock.to_path_buf(), holder });
+                }
+                // a filesystem without flock: go on unlocked, as the temporaries do
+            }
+        }
+        // say who holds it, for the error another writer gets
+        let me = format!("pid {} host {}\n", std::process::id(), hostname());
+        let _ = file.set_len(0).and_then(|()| file.write_all(me.as_bytes()));
+        Ok(OutputLock { _file: file, path: lock.to_path_buf() })
+    }
+
+    /// Locks a folder through `DIR/.r3m.lock`, creating the folder if needed.
+    pub fn acquire_dir(dir: &Path) -> std::result::Result<OutputLock, LockError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(LockError::Io(Error {
+                op: "using as an output folder",
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it is a file, not a folder"),
+            }));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LockError::Io(Error { op: "creating folder", path: dir.to_path_buf(), source: e }))?;
+        OutputLock::acquire(dir, &dir.join(LOCK_FILE))
+    }
+
+    /// Locks a file output through `.NAME.lock` beside it.
+    pub fn acquire_file(file: &Path) -> std::result::Result<OutputLock, LockError> {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+        let dir = parent_of(file);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LockError::Io(Error { op: "creating folder", path: dir.to_path_buf(), source: e }))?;
+        OutputLock::acquire(file, &dir.join(format!(".{name}.lock")))
+    }
+}
+
+/// The lock file of a folder output ([`OutputLock::acquire_dir`]); folder scans skip it (hidden).
+pub const LOCK_FILE: &str = ".r3m.lock";
+
+fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
+        if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            return String::from_utf8_lossy(&buf[..end]).into_owned();
+        }
+    }
+    "unknown".into()
+}
+
 /// Parses `.NAME.KIND-PID-N` into (NAME, KIND, PID).
 fn parse_temp(file_name: &str) -> Option<(&str, &str, u32)> {
     let rest = file_name.strip_prefix('.')?;
@@ -491,6 +606,26 @@ mod tests {
         }
         assert_eq!(clean_stale(d.path()).unwrap(), 1);
         assert!(!held.exists());
+    }
+
+    /// One writer per output: a second lock is refused naming the first holder's PID and host;
+    /// once the first is gone (dropped, as when its process dies) the output is free.
+    #[test]
+    fn output_locks_admit_one_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        let first = OutputLock::acquire_dir(&run).unwrap();
+        let e = OutputLock::acquire_dir(&run).unwrap_err().to_string();
+        assert!(e.contains(&format!("pid {}", std::process::id())) && e.contains("host "), "{e}");
+        assert!(e.contains(&*run.to_string_lossy()), "{e}");
+        drop(first);
+        let again = OutputLock::acquire_dir(&run).unwrap();
+        assert_eq!(again.path, run.join(LOCK_FILE));
+        // a file output locks beside the file
+        let out = d.path().join("emb.parquet");
+        let l = OutputLock::acquire_file(&out).unwrap();
+        assert_eq!(l.path, d.path().join(".emb.parquet.lock"));
+        assert!(OutputLock::acquire_file(&out).is_err());
     }
 
     #[test]

@@ -403,9 +403,10 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
     if out.exists() && !out.is_dir() {
         bail!("--out {}: is a file, not a run directory", out.display());
     }
-    // the log of an attempt that stopped before training (bad data, bad flags) does not make a run
+    // the log of an attempt that stopped before training (bad data, bad flags) does not make a
+    // run, and the writer's lock is the caller's own
     let entries: Vec<std::path::PathBuf> =
-        entries.into_iter().filter(|p| p.file_name().is_none_or(|n| n != LOG_FILE)).collect();
+        entries.into_iter().filter(|p| p.file_name().is_none_or(|n| n != LOG_FILE && n != r3m_fs::LOCK_FILE)).collect();
     let no_checkpoint = is_run_dir(out) && crate::trainer::latest_checkpoint(out).is_none();
     if resume {
         if !is_run_dir(out) {
