@@ -8,7 +8,7 @@
 # Deterministic: rerunning gives byte-identical videos with the same ffmpeg/MuJoCo builds (the
 # shipped Parquet predates the observation.environment_state column: datasets/README.md).
 # OUT=DIR writes elsewhere (to compare with the shipped sample).
-# Takes about a minute on 2 CPU cores (57 s on 6 Dec 2026, an evaluation beside it; rendering dominates).
+# Takes about a minute on 2 CPU cores (57 s with an evaluation running beside it; rendering dominates).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ENV_SH="${R3M_CACHE:-$HOME/.cache/r3m}/env.sh"
