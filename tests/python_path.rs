@@ -22,6 +22,21 @@ fn python(script: &str, dir: &Path) -> String {
     text
 }
 
+/// `r3m embed` of checkpoint `ck` over `videos` into `out`, fp32 NCHW on the CPU.
+fn embed_fp32(ck: &Path, videos: &Path, out: &Path) {
+    let o = Command::new(r3m_bin())
+        .args(["embed", "--checkpoint"])
+        .arg(ck)
+        .arg("--videos")
+        .arg(videos)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "cpu", "--precision", "fp32", "--memory-format", "nchw"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn a_checkpoint_in_torchvision_embeds_like_r3m_embed() {
     let d = tempfile::tempdir().unwrap();
@@ -36,17 +51,7 @@ fn a_checkpoint_in_torchvision_embeds_like_r3m_embed() {
         let cfg = serde_json::json!({"format": "r3m-checkpoint-1", "arch": "resnet18", "size": 48, "proj_dim": proj, "step": 0});
         checkpoint::save(&ck, &vs, &[], &cfg).unwrap();
         let out = d.path().join(format!("{name}.parquet"));
-        let o = Command::new(r3m_bin())
-            .args(["embed", "--checkpoint"])
-            .arg(&ck)
-            .arg("--videos")
-            .arg(&v)
-            .arg("--out")
-            .arg(&out)
-            .args(["--device", "cpu", "--precision", "fp32", "--memory-format", "nchw"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        embed_fp32(&ck, &v, &out);
         let script = format!(
             r#"
 import sys, numpy as np, pyarrow.parquet as pq
@@ -94,17 +99,7 @@ fn a_shallow_checkpoints_parquet_metadata_reproduces_its_embeddings() {
     let cfg = serde_json::json!({"format": "r3m-checkpoint-1", "arch": "shallow", "size": 40, "step": 0});
     checkpoint::save(&ck, &vs, &[], &cfg).unwrap();
     let out = d.path().join("shallow.parquet");
-    let o = Command::new(r3m_bin())
-        .args(["embed", "--checkpoint"])
-        .arg(&ck)
-        .arg("--videos")
-        .arg(&v)
-        .arg("--out")
-        .arg(&out)
-        .args(["--device", "cpu", "--precision", "fp32", "--memory-format", "nchw"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    embed_fp32(&ck, &v, &out);
     let script = format!(
         r#"
 import json, sys, numpy as np, pyarrow.parquet as pq

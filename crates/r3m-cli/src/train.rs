@@ -271,7 +271,7 @@ pub fn run(args: Args) -> Result<i32> {
         ("--temperature", args.temperature.is_some(), matches!(kind, ObjectiveKind::SimClr | ObjectiveKind::Moco)),
         ("--queue", args.queue.is_some(), kind == ObjectiveKind::Moco),
         ("--momentum", args.momentum.is_some(), kind.has_target()),
-        ("--global-negatives", args.global_negatives, matches!(kind, ObjectiveKind::SimClr | ObjectiveKind::NPair)),
+        ("--global-negatives", args.global_negatives, kind.has_global_negatives()),
     ]
     .into_iter()
     .filter(|&(_, given, used)| given && !used)

@@ -314,8 +314,13 @@ pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sourc
     if !meta.is_dir() {
         return Err(SourceError::NotADirectory { path: root.into(), reason: "is a file".into() });
     }
-    let files = find_videos(root);
-    let (probed, cache_hits) = probe_all(&files, cache);
+    whole_videos(root.into(), &find_videos(root), cache)
+}
+
+/// One clip per file of `files` (each probed, through `cache`); unreadable ones skipped with the
+/// reason. An error when none is usable.
+fn whole_videos(root: PathBuf, files: &[PathBuf], cache: &mut ProbeCache) -> Result<Dataset, SourceError> {
+    let (probed, cache_hits) = probe_all(files, cache);
     let mut clips = Vec::new();
     let mut skipped = Vec::new();
     for (path, r) in files.iter().zip(probed) {
@@ -325,9 +330,9 @@ pub fn scan_videos(root: &Path, cache: &mut ProbeCache) -> Result<Dataset, Sourc
         }
     }
     if clips.is_empty() {
-        return Err(no_clips(root, files.len(), &skipped));
+        return Err(no_clips(&root, files.len(), &skipped));
     }
-    Ok(Dataset { root: root.into(), clips, skipped, cache_hits })
+    Ok(Dataset { root, clips, skipped, cache_hits })
 }
 
 /// Clips from video files and folders given one by one (`--videos a.mp4 b.mp4 more/`): each file is
@@ -345,20 +350,7 @@ pub fn scan_video_paths(paths: &[PathBuf], cache: &mut ProbeCache) -> Result<Dat
             files.push(p.clone());
         }
     }
-    let root = common_folder(paths);
-    let (probed, cache_hits) = probe_all(&files, cache);
-    let mut clips = Vec::new();
-    let mut skipped = Vec::new();
-    for (path, r) in files.iter().zip(probed) {
-        match r.and_then(|info| make_clip(&info, 0, info.frame_count())) {
-            Ok(c) => clips.push(c),
-            Err(reason) => skipped.push(Skipped { path: path.clone(), reason }),
-        }
-    }
-    if clips.is_empty() {
-        return Err(no_clips(&root, files.len(), &skipped));
-    }
-    Ok(Dataset { root, clips, skipped, cache_hits })
+    whole_videos(common_folder(paths), &files, cache)
 }
 
 /// The deepest folder holding every path (a file's folder, a folder itself).

@@ -319,20 +319,29 @@ impl Lock {
     /// The lock if nobody holds it, `None` if somebody does.
     fn try_take(path: &Path) -> Result<Option<Lock>> {
         let f = File::open(path).map_err(err("opening", path))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::io::AsRawFd;
-            // SAFETY: a valid open descriptor; LOCK_NB never blocks
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                    return Ok(None);
-                }
-                return Err(Error { op: "locking", path: path.to_path_buf(), source: e });
-            }
+        match try_flock(&f) {
+            Ok(true) => Ok(Some(Lock(f))),
+            Ok(false) => Ok(None),
+            Err(e) => Err(Error { op: "locking", path: path.to_path_buf(), source: e }),
         }
-        Ok(Some(Lock(f)))
     }
+}
+
+/// An exclusive `flock` on `f` without waiting: `true` taken, `false` held by another open file
+/// (this process's or another's). Elsewhere than Unix every lock is taken.
+fn try_flock(f: &File) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a valid open descriptor; LOCK_NB never blocks
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(false) } else { Err(e) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = f;
+    Ok(true)
 }
 
 /// One writer per output: an exclusive `flock` on a lock file that names its holder (PID and
@@ -389,18 +398,10 @@ impl OutputLock {
             .truncate(false)
             .open(lock)
             .map_err(|e| LockError::Io(Error { op: "opening lock file", path: lock.to_path_buf(), source: e }))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::io::AsRawFd;
-            // SAFETY: a valid open descriptor; LOCK_NB never blocks
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                    let holder = std::fs::read_to_string(lock).unwrap_or_default().trim().to_string();
-                    return Err(LockError::Held { output: output.to_path_buf(), lock: lock.to_path_buf(), holder });
-                }
-                // a filesystem without flock: go on unlocked, as the temporaries do
-            }
+        // Err: a filesystem without flock; go on unlocked, as the temporaries do
+        if let Ok(false) = try_flock(&file) {
+            let holder = std::fs::read_to_string(lock).unwrap_or_default().trim().to_string();
+            return Err(LockError::Held { output: output.to_path_buf(), lock: lock.to_path_buf(), holder });
         }
         // say who holds it, for the error another writer gets
         let me = format!("pid {} host {}\n", std::process::id(), hostname());

@@ -54,6 +54,11 @@ pub enum ObjectiveKind {
 }
 
 impl ObjectiveKind {
+    /// Whether the objective can take its negatives from every rank's batch (`--global-negatives`).
+    pub fn has_global_negatives(self) -> bool {
+        matches!(self, ObjectiveKind::SimClr | ObjectiveKind::NPair)
+    }
+
     /// All variants, in the order the ablation reports them.
     pub const ALL: [ObjectiveKind; 7] = [
         ObjectiveKind::R3mTcn,

@@ -58,6 +58,11 @@ impl DataFingerprint {
         DataFingerprint { clips: lines.len(), hash: Some(digest(&lines)), fingerprint: Vec::new(), lines }
     }
 
+    /// The same fingerprint without the lines in memory (what a checkpoint's config keeps).
+    pub fn without_lines(&self) -> Self {
+        DataFingerprint { clips: self.clips, hash: Some(self.digest()), fingerprint: Vec::new(), lines: Vec::new() }
+    }
+
     /// The hash, from the stored one or the inline lines of an older config.
     pub fn digest(&self) -> String {
         self.hash.clone().unwrap_or_else(|| digest(&self.fingerprint))

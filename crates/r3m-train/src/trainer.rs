@@ -16,9 +16,7 @@ use anyhow::{bail, Context, Result};
 use r3m_data::{Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, LoaderState, Rng, TupleSampler};
 use r3m_model::objectives::LANG_DIM;
 use r3m_model::precision::{channels_last, vars_to_channels_last};
-use r3m_model::{
-    checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, ObjectiveKind, PixelSpec, Precision,
-};
+use r3m_model::{checkpoint, Arch, Encoder, Objective, ObjectiveConfig, ObjectiveInput, PixelSpec, Precision};
 use r3m_video::{DecodeOptions, Resize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -193,7 +191,18 @@ fn loader_config(cfg: &TrainConfig, clips: &[Clip]) -> LoaderConfig {
 static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The typed config of a run at `step` (written into every checkpoint; compared on resume).
-fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips: &[Clip]) -> RunConfig {
+/// The run's data: one `path:frames` line per clip, in loader order.
+fn data_fingerprint(clips: &[Clip]) -> DataFingerprint {
+    DataFingerprint::of(clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect())
+}
+
+fn run_config(
+    cfg: &TrainConfig,
+    step: u64,
+    (loader, neg): (LoaderState, u64),
+    clips: &[Clip],
+    data: DataFingerprint,
+) -> RunConfig {
     RunConfig {
         rng_streams: r3m_data::rng::STREAMS,
         format: crate::run::CONFIG_FORMAT.into(),
@@ -230,7 +239,7 @@ fn run_config(cfg: &TrainConfig, step: u64, loader: LoaderState, neg: u64, clips
         step,
         loader_state: loader,
         negatives_rng: neg,
-        data: DataFingerprint::of(clips.iter().map(|c| format!("{}:{}", c.video.path.display(), c.len())).collect()),
+        data,
         world_size: cfg.dist.as_ref().map_or(1, |d| d.world),
         rank_states: Vec::new(),
         interval_mean_loss: None,
@@ -267,7 +276,7 @@ pub fn check_resume(run: &Path, cfg: &TrainConfig, clips: &[Clip]) -> Result<Vec
     let mut old = RunConfig::from_json(stored, &file)?;
     // the run's clip list, so a difference can be named clip by clip
     old.data.read_list(run);
-    let mut now = run_config(cfg, old.step, old.loader_state, old.negatives_rng, clips);
+    let mut now = run_config(cfg, old.step, (old.loader_state, old.negatives_rng), clips, data_fingerprint(clips));
     now.format.clone_from(&old.format);
     let c = old.resume_check(&now);
     if !c.refused.is_empty() {
@@ -310,6 +319,8 @@ pub fn train(
     let rank = dist.as_ref().map_or(0, |d| d.rank);
     // rank 0 owns the run directory; the others read it
     let lead = rank == 0;
+    // the clip list and its hash, computed once (checkpoints keep the count and the hash)
+    let data = data_fingerprint(&clips);
     let seed = dist.as_ref().map_or(cfg.seed, |d| crate::dist::rank_seed(cfg.seed, d.rank));
     if resume {
         check_resume(run, cfg, &clips)?;
@@ -327,7 +338,7 @@ pub fn train(
         // the clip list, once per run (checkpoints keep its count and hash); a resume has checked
         // that the clips are the same
         if !run.join(crate::run::CLIPS_FILE).exists() || !resume {
-            run_config(cfg, 0, LoaderState { rng: 0, group: 0, within: 0 }, 0, &clips).data.write_list(run)?;
+            data.write_list(run)?;
         }
     }
     if let Some(d) = &dist {
@@ -434,7 +445,8 @@ pub fn train(
      -> Result<()> {
         let name = crate::policy::step_name(step);
         let dir = run.join("checkpoints").join(&name);
-        let mut config = run_config(cfg, step, loader.state(), neg.state(), loader.clips());
+        // the count and hash only: the lines are in clips.txt, hashed once per run
+        let mut config = run_config(cfg, step, (loader.state(), neg.state()), loader.clips(), data.without_lines());
         if let Some(d) = &dist {
             // BatchNorm running statistics from rank 0, so the checkpoint is every rank's model
             let mut buffers: Vec<(String, Tensor)> =
@@ -551,8 +563,7 @@ pub fn train(
         });
         // data-parallel global negatives: every rank's embeddings, as a leaf whose gradient
         // `backward_global` sums over ranks and sends back through this rank's rows
-        let reads_global = matches!(cfg.objective.kind, ObjectiveKind::SimClr | ObjectiveKind::NPair);
-        let global = match (&dist, cfg.objective.global_negatives && reads_global) {
+        let global = match (&dist, cfg.objective.global_negatives && cfg.objective.kind.has_global_negatives()) {
             (Some(d), true) => {
                 let e = emb.to_kind(Kind::Float);
                 let g = d.gather_global(&e)?;
