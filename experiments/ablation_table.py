@@ -31,7 +31,7 @@ def wilson(k, n, z=1.96):
 
 def cells(path):
     r = json.loads(path.read_text())
-    if "protocol" in r:  # r3m-eval-bc-2: settings under "protocol", demos and seeds from the cells
+    if "protocol" in r:  # r3m-eval-bc-2 and -3: settings under "protocol", demos and seeds from the cells
         r = {**r, **r["protocol"], "demos": sorted({c["demos"] for c in r["cells"]}),
              "seeds": len({c["seed"] for c in r["cells"]})}
     by = {}

@@ -4,14 +4,14 @@
 usage: budget_curve.py OUT [OUT ...] --prefix NAME[,NAME ...] [--tasks a,b] [--refs random,state]
                        [--plot FILE.svg]
 
-Reads OUT/TASK/results.json (format r3m-eval-bc-2) in every OUT given; where two directories hold
+Reads OUT/TASK/results.json (format r3m-eval-bc-3, or -2 from older r3m) in every OUT given; where two directories hold
 the same row (task and encoder name), the first one listed wins. Every checkpoint row whose name
 starts with a NAME (e.g. `tcn-in-400`, `tcn-in-1200` for NAME `tcn-in-`) is one point of NAME's
 curve: its budget (steps, batch, tuples = steps x batch x ranks) is read from the checkpoint's own
 config.json, found through results.json's `checkpoints`, so nothing is typed in by hand. Several
 NAMEs (e.g. `tcn-in-,tcn-held-`: in-domain and held-out pretraining) give one curve each. The rows
 named by --refs (default: random, state) are drawn as flat references. Prints a Markdown table
-(rows: budgets; columns: tasks; each cell final success, bootstrap 95% interval, paired difference
+(rows: budgets; columns: tasks; each cell final success, 95% interval, paired difference
 from random, seeds) and with --plot writes an SVG.
 """
 
@@ -37,7 +37,7 @@ def load(outs: list[Path], prefixes: list[str], refs: list[str], only: list[str]
     for out in outs:
         for f in sorted(out.glob("*/results.json")):
             r = json.loads(f.read_text())
-            if r.get("format") != "r3m-eval-bc-2":
+            if r.get("format") not in ("r3m-eval-bc-2", "r3m-eval-bc-3"):
                 continue
             task = r["protocol"]["task"]
             if only and task not in only:
@@ -101,7 +101,7 @@ def plot(tasks, prefixes, points, ref_rows, refs, path: Path) -> None:
     height = top + ph + 70
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
            'font-size="11">', '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="{left}" y="14">final success vs pretraining tuples (bootstrap 95% intervals); dashed: references</text>']
+           f'<text x="{left}" y="14">final success vs pretraining tuples (95% intervals); dashed: references</text>']
     for k, prefix in enumerate(prefixes):
         out.append(f'<text x="{left + 120 * k}" y="{height - 24}" fill="{COLOURS[k % len(COLOURS)]}">● {prefix}*</text>')
     xmax = max([b["tuples"] for t in tasks for pts in points.get(t, {}).values() for b, _ in pts] + [1])

@@ -3,9 +3,9 @@
 
 usage: eval_table.py OUT [--demos N] [--tasks a,b] [--rows a,b] [--vs ROW] [--plot FILE.svg]
 
-Reads OUT/TASK/results.json (format r3m-eval-bc-2, as written by `r3m eval bc --out OUT/TASK`) and
-prints a Markdown table. Each cell is the final success with its bootstrap 95% interval (seeds and
-layouts resampled, computed by r3m) and, below it, the paired difference from the frozen random
+Reads OUT/TASK/results.json (format r3m-eval-bc-3, or -2 from older r3m, as written by `r3m eval bc --out OUT/TASK`) and
+prints a Markdown table. Each cell is the final success with its 95% interval over seeds and
+layouts (computed by r3m) and, below it, the paired difference from the frozen random
 encoder on the same seeds and layouts (with --vs ROW, also the paired difference from ROW, as
 `r3m eval bc --vs ROW` computed it). An incomplete task (cells still to run) is marked with *.
 With --plot FILE.svg, also draws success with intervals per encoder and task (plain SVG, no dependencies).
@@ -32,7 +32,7 @@ def load(out: Path, demos: int | None, only: list[str] | None = None):
     tasks, rows, meta = [], {}, {}
     for f in sorted(out.glob("*/results.json")):
         r = json.loads(f.read_text())
-        if r.get("format") != "r3m-eval-bc-2":
+        if r.get("format") not in ("r3m-eval-bc-2", "r3m-eval-bc-3"):
             print(f"{f}: format {r.get('format')!r}, skipped", file=sys.stderr)
             continue
         task = r["protocol"]["task"]
@@ -76,7 +76,7 @@ COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 
 
 def plot(tasks, rows, path: Path) -> None:
-    """Grouped bars of final success with their bootstrap intervals, one group per task (SVG)."""
+    """Grouped bars of final success with their 95% intervals, one group per task (SVG)."""
     encs = list(rows)
     gw, left, top, h = 40 + 22 * len(encs), 50, 20, 200
     width = left + gw * len(tasks) + 20
@@ -106,7 +106,7 @@ def plot(tasks, rows, path: Path) -> None:
         x, y = left + 150 * (i % 4), legend_y + 18 * (i // 4)
         out.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{COLOURS[i % len(COLOURS)]}"/>')
         out.append(f'<text x="{x + 16}" y="{y}">{e}</text>')
-    out.append(f'<text x="{left}" y="12">final success, bootstrap 95% intervals over seeds and layouts</text>')
+    out.append(f'<text x="{left}" y="12">final success, 95% intervals over seeds and layouts</text>')
     out.append("</svg>")
     path.write_text("\n".join(out) + "\n")
 

@@ -461,6 +461,25 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     assert_eq!(std::fs::read_dir(a.join("cells")).unwrap().count(), 7, "6 cells and the junk file, untouched");
     let md = std::fs::read_to_string(a.join("results.md")).unwrap();
     assert!(md.contains("Kept from earlier invocations") && md.contains("| proprio | 2 | 2 |"), "{md}");
+    assert_eq!(jk["format"], "r3m-eval-bc-3");
+    assert_eq!(jk["intervals"], "r3m-crossed-anova-1");
+    // `r3m eval summary` makes the same rows from the cells alone (no environment started); an
+    // older results file (format -2, no method) is read and rewritten in the current format
+    let mut old = jk.clone();
+    old["format"] = "r3m-eval-bc-2".into();
+    old.as_object_mut().unwrap().remove("intervals");
+    old["rows"][0]["final_success"]["lo"] = 0.0.into();
+    std::fs::write(a.join("results.json"), serde_json::to_string(&old).unwrap()).unwrap();
+    let o = Command::new(r3m_bin()).args(["eval", "summary"]).arg(&a).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let js: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("results.json")).unwrap()).unwrap();
+    assert_eq!((&js["rows"], &js["cells"], &js["format"]), (&jk["rows"], &jk["cells"], &jk["format"]));
+    let md = std::fs::read_to_string(a.join("results.md")).unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&md[..md.find("\n\n").unwrap()]), "{md}");
+    let o = Command::new(r3m_bin()).args(["eval", "summary"]).arg(d.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("results.json"), "{err}");
 
     // Ctrl-C: stops, keeps the finished cells, writes an incomplete table and exits 130
     let c = d.path().join("c");

@@ -2,7 +2,7 @@
 //!
 //! Few-demo behaviour cloning on a frozen encoder, R3M's way: demonstrations from a LeRobot
 //! dataset ([`demos`]), the policy ([`policy`]), training and closed-loop evaluation with
-//! baselines ([`bc`]), and environments behind the [`bridge::Env`] trait, with the Meta-World
+//! baselines ([`bc`]), the evaluation's cells, resume rules and tables ([`report`]), and environments behind the [`bridge::Env`] trait, with the Meta-World
 //! bridge (a Python subprocess per environment, several stepping in parallel), and the
 //! statistics that compare encoders on the same seeds and layouts ([`stats`]).
 //!
@@ -13,6 +13,7 @@ pub mod bc;
 pub mod bridge;
 pub mod demos;
 pub mod policy;
+pub mod report;
 pub mod shallow;
 pub mod stats;
 

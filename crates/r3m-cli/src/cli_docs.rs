@@ -16,8 +16,8 @@ use crate::Cli;
 const WIDTH: usize = 100;
 
 /// The subcommands whose help is documented, as the words a user types after `r3m`.
-const COMMANDS: [&[&str]; 8] =
-    [&[], &["doctor"], &["probe"], &["train"], &["embed"], &["eval"], &["eval", "bc"], &["view"]];
+const COMMANDS: [&[&str]; 9] =
+    [&[], &["doctor"], &["probe"], &["train"], &["embed"], &["eval"], &["eval", "bc"], &["eval", "summary"], &["view"]];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -67,6 +67,24 @@ fn cli_reference_matches_the_cli() {
         "{} is stale: regenerate it with `R3M_UPDATE_DOCS=1 cargo test --release -p r3m-cli cli_docs`",
         path.display()
     );
+}
+
+#[test]
+fn every_subcommand_is_documented() {
+    fn walk(cmd: &clap::Command, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(path.clone());
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            path.push(sub.get_name().to_string());
+            walk(sub, path, out);
+            path.pop();
+        }
+    }
+    let mut all = Vec::new();
+    walk(&Cli::command(), &mut Vec::new(), &mut all);
+    let documented: Vec<Vec<String>> = COMMANDS.iter().map(|w| w.iter().map(|s| (*s).to_string()).collect()).collect();
+    for words in all {
+        assert!(documented.contains(&words), "`r3m {}` is missing from COMMANDS", words.join(" "));
+    }
 }
 
 #[test]

@@ -1,27 +1,42 @@
 //! `r3m eval bc`: few-demo behaviour cloning on Meta-World, closed loop, with baselines.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use r3m_bc::stats::{self, Interval};
+use r3m_bc::report::{
+    cell_file, kept_cells, mismatch, read_cell, row_of, summarise, table, write_atomic, CellFile, Protocol, Results,
+    CELL_FORMAT, RESULTS_FORMAT,
+};
 use r3m_bc::{BcConfig, BridgeConfig, CellResult, EncoderKind, Env, MetaWorldBridge};
 use r3m_model::Arch;
-use serde::{Deserialize, Serialize};
 
 /// `r3m eval` subcommands.
 #[derive(Debug, clap::Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum EvalCommand {
     /// Behaviour cloning: freeze the encoder, train R3M's policy (BatchNorm → 256 tanh → 256 tanh
     /// → action, MSE, Adam) on N demos, and report closed-loop success in fresh Meta-World layouts
     /// beside rows that test the evaluation itself (state: ceiling, proprio: floor, random,
     /// scratch, scratch-shallow), every row on the same policy seeds and the same layouts. The
-    /// headline is the final evaluation's success with a bootstrap 95% interval over seeds and
+    /// headline is the final evaluation's success with a 95% interval over seeds and
     /// layouts, and each row's paired difference from the frozen random encoder. Each finished
     /// cell (encoder × demos × seed) is written at once to OUT/cells/; --resume skips them, and
     /// Ctrl-C stops after writing what is done.
     Bc(BcArgs),
+    /// Recompute the rows, intervals and table of an evaluation from its finished cells
+    /// (OUT/results.json → results.json and results.md again), e.g. after an r3m upgrade that
+    /// changes how intervals are computed. Runs no cell and needs no Meta-World.
+    Summary(SummaryArgs),
+}
+
+/// Options for `r3m eval summary`.
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// An `r3m eval bc --out` directory (holding results.json).
+    #[arg(value_name = "OUT")]
+    out: PathBuf,
 }
 
 /// Options for `r3m eval bc`.
@@ -52,7 +67,7 @@ pub struct BcArgs {
     /// Further rows to pair every row with, comma-separated names from --encoders or rows kept in
     /// OUT by --resume (e.g.
     /// random-shallow: a pretrained ConvNet against its own architecture untrained). Each adds a
-    /// "Δ vs ROW" column (paired bootstrap on the seeds both rows have); `random` is always paired.
+    /// "Δ vs ROW" column (paired difference on the seeds both rows have); `random` is always paired.
     /// Only the tables change, so `--resume` with a new --vs rewrites them without running a cell.
     #[arg(help_heading = "Essentials", long, value_delimiter = ',', value_name = "ROW")]
     vs: Vec<String>,
@@ -131,101 +146,19 @@ pub struct BcArgs {
     rerun_rollouts: usize,
 }
 
-/// Everything that decides a cell's outcome besides its encoder, demos and seed. Cells resume
-/// only into a run with an equal protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Protocol {
-    task: String,
-    data: PathBuf,
-    camera: String,
-    render_size: u32,
-    size: u32,
-    arch: String,
-    max_episode_steps: u64,
-    longest_demo: usize,
-    steps: u64,
-    eval_every: u64,
-    rollouts: usize,
-    eval_seed_base: u64,
-    batch: usize,
-    lr: f64,
-    heldout: usize,
-    precision: String,
-}
-
-const CELL_FORMAT: &str = "r3m-eval-bc-cell-1";
-const RESULTS_FORMAT: &str = "r3m-eval-bc-2";
-
-/// One finished cell as written to OUT/cells/.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CellFile {
-    format: String,
-    protocol: Protocol,
-    checkpoint: Option<PathBuf>,
-    /// The checkpoint was trained on the demos (`finetune:NAME=PATH`), not frozen.
-    #[serde(default)]
-    finetune: bool,
-    cell: CellResult,
-}
-
-/// A row of the summary: one encoder × number of demos over its seeds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Row {
-    encoder: String,
-    demos: usize,
-    seeds: Vec<u64>,
-    /// Final success: mean over seeds × layouts, bootstrap 95% interval over both.
-    final_success: Interval,
-    /// Paired difference from `random` on the same layouts and the seeds both rows have.
-    vs_random: Option<Interval>,
-    /// Paired differences from the `--vs` rows, by name (the same pairing as `vs_random`).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    vs: std::collections::BTreeMap<String, Interval>,
-    /// Mean over seeds of the best evaluation (R3M's number; optimistic).
-    max_over_evals: f64,
-    heldout_mse: Option<f64>,
-    timing: RowTiming,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RowTiming {
-    seconds: f64,
-    env_steps: u64,
-    env_steps_per_s: f64,
-}
-
-/// results.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Results {
-    format: String,
-    protocol: Protocol,
-    checkpoints: std::collections::BTreeMap<String, PathBuf>,
-    rows: Vec<Row>,
-    cells: Vec<CellResult>,
-    complete: bool,
-}
-
-fn cell_file(out: &Path, encoder: &str, demos: usize, seed: u64) -> PathBuf {
-    out.join("cells").join(format!("{encoder}.demos-{demos}.seed-{seed}.json"))
-}
-
-/// Writes `text` to `path` atomically and durably (see `r3m_fs`).
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    Ok(r3m_fs::write(path, text.as_bytes())?)
-}
-
-/// The fields of two protocols that differ, as `name: old → new`.
-fn protocol_diff(old: &Protocol, new: &Protocol) -> Vec<String> {
-    let (a, b) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["protocol".into()] };
-    a.iter()
-        .filter(|(k, v)| b.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: {v} → {}", b.get(k).cloned().unwrap_or_default()))
-        .collect()
-}
-
 pub fn run(cmd: EvalCommand) -> Result<i32> {
-    let EvalCommand::Bc(args) = cmd;
+    let args = match cmd {
+        EvalCommand::Bc(args) => args,
+        EvalCommand::Summary(a) => {
+            let results = a.out.join("results.json");
+            if !results.is_file() {
+                bail!("{}: no such file (give the --out folder of an `r3m eval bc` run)", results.display());
+            }
+            let _lock = r3m_fs::OutputLock::acquire_dir(&a.out)?;
+            println!("{}", r3m_bc::report::resummarise(&a.out)?);
+            return Ok(0);
+        }
+    };
     let (dev, precision) = args.compute.resolve()?;
     if args.demos.is_empty() || args.demos.contains(&0) {
         bail!("--demos: give positive numbers, e.g. 5,10,25");
@@ -571,14 +504,22 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     };
     done.sort_by_key(order);
     let rows = summarise(&names, &all_demos, &done, &vs);
-    let mut md = table(&protocol, &rows, &vs, &checkpoints, elapsed, complete);
+    let mut md = table(&protocol, &rows, &vs, &checkpoints, &format!("Total {elapsed:.0} s this run."), complete);
     if !kept_names.is_empty() {
         md.push_str(&format!(
             "\nKept from earlier invocations in this directory (not in this run's --encoders): {}.\n",
             kept_names.join(", ")
         ));
     }
-    let results = Results { format: RESULTS_FORMAT.into(), protocol, checkpoints, rows, cells: done, complete };
+    let results = Results {
+        format: RESULTS_FORMAT.into(),
+        intervals: Some(r3m_bc::stats::METHOD_ID.into()),
+        protocol,
+        checkpoints,
+        rows,
+        cells: done,
+        complete,
+    };
     write_atomic(&args.out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
     write_atomic(&args.out.join("results.md"), &md)?;
     println!("{md}");
@@ -591,216 +532,4 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     }
     tracing::info!("results in {}", args.out.display());
     Ok(0)
-}
-
-fn read_cell(path: &Path) -> Result<CellFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a finished cell", path.display()))
-}
-
-/// A listed row's checkpoint and whether it is fine-tuned (`finetune:`), as its cells record them.
-fn row_of<'a>(
-    kind: &EncoderKind,
-    checkpoints: &'a std::collections::BTreeMap<String, PathBuf>,
-) -> (Option<&'a PathBuf>, bool) {
-    (checkpoints.get(kind.name()), matches!(kind, EncoderKind::Pretrained { finetune: true, .. }))
-}
-
-/// Why cell `f` does not belong to this evaluation (`protocol`, and for a listed row its
-/// checkpoint and finetune mode), or None.
-fn mismatch(f: &CellFile, protocol: &Protocol, row: Option<(Option<&PathBuf>, bool)>) -> Option<String> {
-    if f.format != CELL_FORMAT {
-        return Some(format!("cell format {} (this r3m writes {CELL_FORMAT})", f.format));
-    }
-    if f.protocol != *protocol {
-        return Some(format!("made with another protocol ({})", protocol_diff(&f.protocol, protocol).join(", ")));
-    }
-    let (ck, finetune) = row?;
-    let mode = |ft: bool| if ft { "finetune:" } else { "frozen" };
-    if f.finetune != finetune {
-        return Some(format!("a {} row's cell, now {}", mode(f.finetune), mode(finetune)));
-    }
-    (f.checkpoint.as_ref() != ck).then(|| format!("made with checkpoint {:?}, now {:?}", f.checkpoint, ck))
-}
-
-/// The finished cells in OUT (`existing`) outside this invocation's plan (`have`: their paths),
-/// with their checkpoints, and a line for each row left out: a cell is kept unless [`mismatch`]
-/// says it belongs to another evaluation (`listed`: the listed rows' checkpoint and finetune
-/// mode); files that are not cells (named `ENCODER.demos-N.seed-S.json`, readable) are left out.
-fn kept_cells(
-    existing: &[PathBuf],
-    have: &[PathBuf],
-    listed: &std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)>,
-    protocol: &Protocol,
-) -> (Vec<(CellResult, Option<PathBuf>)>, Vec<String>) {
-    let mut kept = Vec::new();
-    let mut left_out: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    let mut paths: Vec<&PathBuf> = existing
-        .iter()
-        .filter(|p| !have.contains(p))
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                !n.starts_with('.') && n.contains(".demos-") && n.contains(".seed-") && n.ends_with(".json")
-            })
-        })
-        .collect();
-    paths.sort();
-    for path in paths {
-        match read_cell(path) {
-            Err(e) => {
-                left_out.insert(path.display().to_string(), format!("{e:#}"));
-            }
-            Ok(f) => match mismatch(&f, protocol, listed.get(f.cell.encoder.as_str()).copied()) {
-                Some(why) => {
-                    left_out.entry(f.cell.encoder.clone()).or_insert(why);
-                }
-                None => kept.push((f.cell, f.checkpoint)),
-            },
-        }
-    }
-    (kept, left_out.into_iter().map(|(row, why)| format!("{row}: {why}")).collect())
-}
-
-/// Bootstrap seed: fixed, so results.json depends only on the cells.
-const BOOTSTRAP_SEED: u64 = 0;
-
-/// The `seeds × layouts` outcome matrix of one encoder × demos at the final evaluation, and its
-/// seeds in order.
-fn final_matrix(cells: &[&CellResult]) -> (Vec<u64>, Vec<Vec<bool>>) {
-    let mut rows: Vec<(u64, Vec<bool>)> =
-        cells.iter().filter_map(|c| c.evals.last().map(|e| (c.seed, e.outcomes.clone()))).collect();
-    rows.sort_by_key(|r| r.0);
-    rows.into_iter().unzip()
-}
-
-/// Paired difference of `me` (seeds × layouts) from row `other` at the same demos, on the seeds
-/// both have (a row may grow seed by seed over several invocations); None when they share no seed.
-fn paired(cells: &[CellResult], other: &str, demos: usize, seeds: &[u64], me: &[Vec<bool>]) -> Option<Interval> {
-    let theirs: Vec<&CellResult> =
-        cells.iter().filter(|r| r.encoder == other && r.demos == demos && seeds.contains(&r.seed)).collect();
-    let (oseeds, om) = final_matrix(&theirs);
-    if oseeds.is_empty() {
-        return None;
-    }
-    let mine: Vec<Vec<bool>> =
-        seeds.iter().zip(me).filter(|(s, _)| oseeds.contains(s)).map(|(_, r)| r.clone()).collect();
-    stats::bootstrap_paired_difference(
-        &stats::as_matrix(&mine),
-        &stats::as_matrix(&om),
-        stats::REPLICATES,
-        BOOTSTRAP_SEED,
-    )
-}
-
-fn summarise(names: &[String], demos: &[usize], cells: &[CellResult], vs: &[String]) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for name in names {
-        for &n in demos {
-            let cell: Vec<&CellResult> = cells.iter().filter(|r| r.encoder == *name && r.demos == n).collect();
-            if cell.is_empty() {
-                continue;
-            }
-            let (seeds, m) = final_matrix(&cell);
-            let Some(final_success) = stats::bootstrap_mean(&stats::as_matrix(&m), stats::REPLICATES, BOOTSTRAP_SEED)
-            else {
-                continue;
-            };
-            let vs_random = (name != "random").then(|| paired(cells, "random", n, &seeds, &m)).flatten();
-            let vs = vs
-                .iter()
-                .filter(|v| *v != name)
-                .filter_map(|v| paired(cells, v, n, &seeds, &m).map(|d| (v.clone(), d)))
-                .collect();
-            let mse: Vec<f64> = cell.iter().filter_map(|r| r.heldout_mse).collect();
-            let env_steps: u64 = cell.iter().map(|r| r.timing.env_steps).sum();
-            let rollout_s: f64 = cell.iter().map(|r| r.timing.rollout_seconds).sum();
-            rows.push(Row {
-                encoder: name.clone(),
-                demos: n,
-                seeds,
-                final_success,
-                vs_random,
-                vs,
-                max_over_evals: cell.iter().map(|r| r.max_rate()).sum::<f64>() / cell.len() as f64,
-                heldout_mse: (!mse.is_empty()).then(|| mse.iter().sum::<f64>() / mse.len() as f64),
-                timing: RowTiming {
-                    seconds: cell.iter().map(|r| r.timing.seconds).sum(),
-                    env_steps,
-                    env_steps_per_s: env_steps as f64 / rollout_s.max(1e-9),
-                },
-            });
-        }
-    }
-    rows
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.0}%", 100.0 * x)
-}
-
-fn signed_pct(x: f64) -> String {
-    let v = (100.0 * x).round();
-    if v > 0.0 {
-        format!("+{v:.0}")
-    } else {
-        format!("{v:.0}")
-    }
-}
-
-fn table(
-    p: &Protocol,
-    rows: &[Row],
-    vs: &[String],
-    checkpoints: &std::collections::BTreeMap<String, PathBuf>,
-    elapsed: f64,
-    complete: bool,
-) -> String {
-    let mut s = format!(
-        "### {} — behaviour cloning: {} policy steps (evaluated every {}), {} layouts per evaluation, {}-step episodes \
-         (longest expert demo {}), {} camera at {} px, encoder input {} px ({})\n\n",
-        p.task, p.steps, p.eval_every, p.rollouts, p.max_episode_steps, p.longest_demo, p.camera, p.render_size, p.size, p.precision
-    );
-    if !complete {
-        s.push_str("**Incomplete**: some cells have not run yet (continue with --resume).\n\n");
-    }
-    let extra: String = vs.iter().map(|v| format!(" Δ vs {v} (95% CI) |")).collect();
-    s.push_str(&format!("| encoder | demos | seeds | final success (95% CI) | Δ vs random (95% CI) |{extra} max over evals (optimistic) | held-out action MSE | env steps/s | time |\n"));
-    s.push_str(&format!(
-        "| --- | ---: | ---: | ---: | ---: |{} ---: | ---: | ---: | ---: |\n",
-        " ---: |".repeat(vs.len())
-    ));
-    let diff = |d: Option<&Interval>| {
-        d.map_or("–".into(), |d| format!("{} ({}…{})", signed_pct(d.mean), signed_pct(d.lo), signed_pct(d.hi)))
-    };
-    for r in rows {
-        let f = r.final_success;
-        let mut d = diff(r.vs_random.as_ref());
-        for v in vs {
-            d.push_str(" | ");
-            d.push_str(&diff(r.vs.get(v)));
-        }
-        let mse = r.heldout_mse.map_or("–".into(), |m| format!("{m:.4}"));
-        s.push_str(&format!(
-            "| {} | {} | {} | {} ({}–{}) | {d} | {} | {mse} | {:.0} | {:.0} s |\n",
-            r.encoder,
-            r.demos,
-            r.seeds.len(),
-            pct(f.mean),
-            pct(f.lo),
-            pct(f.hi),
-            pct(r.max_over_evals),
-            r.timing.env_steps_per_s,
-            r.timing.seconds
-        ));
-    }
-    for (name, dir) in checkpoints {
-        s.push_str(&format!("\n`{name}`: {}", dir.display()));
-    }
-    s.push_str(&format!(
-        "\n\nTotal {elapsed:.0} s this run. Final: success at the last evaluation, mean over seeds × layouts; CI: bootstrap 95% \
-         resampling seeds and layouts ({} replicates). Δ vs random (and vs each --vs row): paired difference in points on the same seeds and layouts. \
-         Max over evals: R3M's number (best evaluation per seed, averaged), optimistic.\n",
-        stats::REPLICATES
-    ));
-    s
 }
