@@ -24,7 +24,11 @@ def pct(x: float) -> str:
 
 
 def signed(x: float) -> str:
+    """Points with their sign; a bound that rounds to 0 keeps it (+0, -0) so that whether an
+    interval excludes zero stays visible."""
     v = round(100 * x)
+    if v == 0:
+        return "+0" if x > 0 else ("-0" if x < 0 else "0")
     return f"+{v}" if v > 0 else f"{v}"
 
 

@@ -283,9 +283,14 @@ fn pct(x: f64) -> String {
 }
 
 fn signed_pct(x: f64) -> String {
+    // a bound that rounds to 0 keeps its sign (+0, -0): whether an interval excludes zero stays visible
     let v = (100.0 * x).round();
     if v == 0.0 {
-        "0".into()
+        match x.partial_cmp(&0.0) {
+            Some(std::cmp::Ordering::Greater) => "+0".into(),
+            Some(std::cmp::Ordering::Less) => "-0".into(),
+            _ => "0".into(),
+        }
     } else if v > 0.0 {
         format!("+{v:.0}")
     } else {
