@@ -696,7 +696,7 @@ fn auto_times_the_modes_once_per_machine_and_keeps_the_runs_choice() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("R3M_AUTOTUNE=sometimes: expected auto, always or never"), "{err}");
-    // R3M_AUTOTUNE=always: a run (of any length; ≥ 120 steps without it) times fp32 NCHW and
+    // R3M_AUTOTUNE=always: a run (of any length; ≥ 360 steps without it) times fp32 NCHW and
     // channels-last and keeps the faster
     let a = d.path().join("a");
     let err = run(&a, "4", &["R3M_AUTOTUNE=always", "--checkpoint-every", "2"]);

@@ -124,7 +124,7 @@ pub struct Args {
     #[command(flatten, next_help_heading = "Performance")]
     compute: crate::device::Compute,
     /// Memory layout of images and conv weights: channels-last, nchw (as the reference recipe
-    /// trains) or auto. With `auto` (here or in --precision) a run of ≥ 120 steps times the
+    /// trains) or auto. With `auto` (here or in --precision) a run of ≥ 360 steps times the
     /// candidate modes (fp32 NCHW, fp32 channels-last, bf16 channels-last where the hardware has
     /// bf16) for a few steps on its own model and shape and keeps the fastest; the timings are
     /// printed, kept in the run config and cached per machine and shape ($R3M_CACHE/autotune.json).
@@ -513,9 +513,10 @@ fn resolve_auto(args: &Args, cfg: &mut r3m_train::TrainConfig) -> Result<()> {
         Some(c) => c,
         None => {
             tracing::info!(
-                "auto: timing {} mode(s), {} training steps each, on random pixels ...",
+                "auto: timing {} mode(s) on random pixels: {} warm-up and {} timed training steps each, taken in turn ...",
                 modes.len(),
-                1 + autotune::TIMED_STEPS
+                autotune::WARMUP_STEPS,
+                autotune::TIMED_STEPS
             );
             let (c, cache_err) = autotune::measure_and_store(cfg, &modes, cache.as_deref())?;
             if let Some(e) = cache_err {
