@@ -60,9 +60,11 @@ fn compile_shim(lib: &str) {
             gloo.display()
         );
     }
+    let nccl_flags = nccl_flags(lib);
     let status = std::process::Command::new(&cxx)
         .args(["-std=c++17", "-O2", "-fPIC", "-w", "-c"])
         .args(&gloo_flags)
+        .args(&nccl_flags)
         .arg(format!("-I{}", include.display()))
         .arg(format!("-I{}", include.join("torch/csrc/api/include").display()))
         .arg(&src)
@@ -77,4 +79,52 @@ fn compile_shim(lib: &str) {
     assert!(status.success(), "ar failed on {}", obj.display());
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=r3m_shim");
+}
+
+/// Flags that build the NCCL process group into a shim that asks for it (`R3M_WANTS_NCCL` in its
+/// source), or none. NCCL needs a libtorch with CUDA (`libtorch_cuda.so`) and headers that the PyPI
+/// wheels spread over Python packages next to torch: `nccl.h` (nvidia-nccl), the CUDA runtime's
+/// (nvidia-cuda-runtime), `crt/host_config.h` (nvidia-cuda-crt) and `nv/target` (nvidia-cuda-cccl);
+/// scripts/setup.sh installs them. `$NCCL_INCLUDE` and `$CUDA_INCLUDE` point elsewhere.
+fn nccl_flags(lib: &str) -> Vec<String> {
+    println!("cargo:rerun-if-env-changed=NCCL_INCLUDE");
+    println!("cargo:rerun-if-env-changed=CUDA_INCLUDE");
+    let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let wants = std::fs::read_to_string(dir.join("src").join("shim.cpp")).is_ok_and(|s| s.contains("R3M_WANTS_NCCL"));
+    if !wants {
+        return Vec::new();
+    }
+    let lib = std::path::Path::new(lib);
+    // torch/lib → site-packages/nvidia/...
+    let nvidia = lib.join("../../nvidia");
+    let env_dir = |k: &str| std::env::var(k).ok().map(std::path::PathBuf::from);
+    let nccl = env_dir("NCCL_INCLUDE").unwrap_or_else(|| nvidia.join("nccl/include"));
+    let cuda = env_dir("CUDA_INCLUDE").unwrap_or_else(|| {
+        ["cu13/include", "cu12/include", "cuda_runtime/include"]
+            .iter()
+            .map(|d| nvidia.join(d))
+            .find(|d| d.join("cuda_runtime_api.h").exists())
+            .unwrap_or_else(|| nvidia.join("cu13/include"))
+    });
+    let missing: Vec<String> = [
+        (lib.join("libtorch_cuda.so"), "a libtorch with CUDA"),
+        (nccl.join("nccl.h"), "nccl.h"),
+        (cuda.join("cuda_runtime_api.h"), "the CUDA runtime headers"),
+        (cuda.join("crt/host_config.h"), "crt/host_config.h (pip install nvidia-cuda-crt)"),
+        (cuda.join("nv/target"), "nv/target (pip install nvidia-cuda-cccl)"),
+    ]
+    .iter()
+    .filter(|(p, _)| !p.exists())
+    .map(|(p, what)| format!("{what} at {}", p.display()))
+    .collect();
+    if !missing.is_empty() {
+        println!("cargo:warning=NCCL is not built (data-parallel CUDA runs use Gloo): missing {}", missing.join("; "));
+        return Vec::new();
+    }
+    vec![
+        "-DUSE_C10D_NCCL".into(),
+        "-DR3M_HAVE_NCCL".into(),
+        format!("-I{}", nccl.display()),
+        format!("-I{}", cuda.display()),
+    ]
 }

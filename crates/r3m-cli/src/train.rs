@@ -141,6 +141,11 @@ pub struct Args {
     /// may wait for the other ranks before this rank gives up with an error.
     #[arg(help_heading = "Distributed", long, default_value_t = 300)]
     dist_timeout: u64,
+    /// Data-parallel: the c10d backend. auto: NCCL for CUDA (gradients reduced on the GPUs) where
+    /// this build has it, Gloo otherwise (CPU tensors; a CUDA run on Gloo stages its gradients
+    /// through host memory). nccl on a CPU run, or without a GPU, is an error.
+    #[arg(help_heading = "Distributed", long, default_value = "auto", value_parser = ["auto", "gloo", "nccl"])]
+    dist_backend: String,
     /// Write a checkpoint every N steps (and at the end, and on Ctrl-C).
     #[arg(help_heading = "Output", long, default_value_t = 100)]
     checkpoint_every: u64,
@@ -167,18 +172,23 @@ pub fn run(args: Args) -> Result<i32> {
     // data-parallel when torchrun (or the like) says so: join the group before anything else
     let dist = match r3m_train::DistEnv::from_env()? {
         Some(env) => {
-            if !r3m_train::Dist::available() {
-                bail!("WORLD_SIZE={}: this r3m was built without Gloo (install libgloo-dev and rebuild) and cannot train data-parallel", env.world);
-            }
+            let backend = match args.dist_backend.as_str() {
+                "auto" => r3m_train::dist::Backend::for_device(dev),
+                b => b.parse()?,
+            };
+            backend
+                .check(dev)
+                .with_context(|| format!("WORLD_SIZE={}: --dist-backend {}", env.world, args.dist_backend))?;
             if args.dist_timeout == 0 {
                 bail!("--dist-timeout must be ≥ 1 second");
             }
-            let d = r3m_train::Dist::join(&env, std::time::Duration::from_secs(args.dist_timeout))?;
+            let d = r3m_train::Dist::join(&env, backend, std::time::Duration::from_secs(args.dist_timeout))?;
             tracing::info!(
-                "rank {} of {} (local rank {}), store {}:{}",
+                "rank {} of {} (local rank {}), {} backend, store {}:{}",
                 d.rank,
                 d.world,
                 d.local_rank,
+                backend.name(),
                 env.addr,
                 env.port
             );

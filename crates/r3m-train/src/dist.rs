@@ -8,8 +8,10 @@
 //! stop on any rank stops every rank (agreed through a collective, never a hang), and only rank 0
 //! writes the run directory. The global batch is `--batch` × world size.
 //!
-//! The collectives run on CPU tensors (Gloo); CUDA tensors are staged through host memory. NCCL
-//! is not built in yet (ARCHITECTURE.md, "Scale").
+//! Two backends ([`Backend`]): Gloo reduces CPU tensors (a CUDA run on Gloo stages its tensors
+//! through host memory); NCCL reduces CUDA tensors where they are, without a host round trip, and
+//! is what a CUDA run uses when this build has it ([`Backend::for_device`]). Gradients go in buckets
+//! of at most [`BUCKET_ELEMENTS`] values, so no buffer the size of the whole model is allocated.
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::time::Duration;
@@ -25,6 +27,8 @@ extern "C" {
         world: i32,
         agent_store: i32,
         timeout_s: i32,
+        backend: i32,
+        device: i32,
         out: *mut *mut c_void,
         err: *mut c_char,
         len: usize,
@@ -81,6 +85,78 @@ impl DistEnv {
     }
 }
 
+/// Which c10d process group reduces the tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Gloo: CPU tensors (CUDA tensors are staged through host memory).
+    Gloo,
+    /// NCCL: CUDA tensors, reduced on the device.
+    Nccl,
+}
+
+impl Backend {
+    /// `gloo` or `nccl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Gloo => "gloo",
+            Backend::Nccl => "nccl",
+        }
+    }
+
+    /// Whether this build has the backend.
+    pub fn built(self) -> bool {
+        // SAFETY: no arguments, no state
+        let bits = unsafe { r3m_dist_available() };
+        bits & match self {
+            Backend::Gloo => 1,
+            Backend::Nccl => 2,
+        } != 0
+    }
+
+    /// The backend for training on `device` when none is asked for: NCCL on CUDA where this build
+    /// has it, else Gloo.
+    pub fn for_device(device: Device) -> Backend {
+        if matches!(device, Device::Cuda(_)) && Backend::Nccl.built() {
+            Backend::Nccl
+        } else {
+            Backend::Gloo
+        }
+    }
+
+    /// Checks that `self` can reduce tensors of `device` in this build: NCCL only CUDA tensors.
+    pub fn check(self, device: Device) -> Result<()> {
+        if self == Backend::Nccl && !matches!(device, Device::Cuda(_)) {
+            bail!("the NCCL backend reduces CUDA tensors: train with --device cuda, or use gloo on the CPU");
+        }
+        if !self.built() {
+            bail!(
+                "this r3m was built without {} ({})",
+                self.name(),
+                match self {
+                    Backend::Gloo => "install libgloo-dev and rebuild",
+                    Backend::Nccl => "it needs a libtorch with CUDA and the headers scripts/setup.sh installs",
+                }
+            );
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Backend> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gloo" => Ok(Backend::Gloo),
+            "nccl" => Ok(Backend::Nccl),
+            other => bail!("{other}: expected gloo or nccl"),
+        }
+    }
+}
+
+/// Largest gradient bucket, in values: 2^23 fp32 values are 32 MiB (PyTorch DDP's default bucket
+/// is 25 MiB).
+pub const BUCKET_ELEMENTS: i64 = 1 << 23;
+
 /// The global batch of a data-parallel loss ([`Dist::gather_global`]).
 #[derive(Debug)]
 pub struct GlobalBatch {
@@ -101,6 +177,10 @@ pub struct Dist {
     pub world: usize,
     /// Rank within the node.
     pub local_rank: usize,
+    /// The process group's backend.
+    pub backend: Backend,
+    /// Where the collectives' tensors live: the CUDA device for NCCL, the CPU for Gloo.
+    device: Device,
 }
 
 // SAFETY: the group may move to another thread with its owner: c10d's Gloo process group is not
@@ -128,17 +208,24 @@ fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<()> {
 impl Dist {
     /// Whether this build can join a process group (it has Gloo).
     pub fn available() -> bool {
-        // SAFETY: no arguments, no state
-        unsafe { r3m_dist_available() == 1 }
+        Backend::Gloo.built()
     }
 
-    /// Joins the group `env` describes; `timeout` bounds the rendezvous and every collective.
-    pub fn join(env: &DistEnv, timeout: Duration) -> Result<Dist> {
+    /// Joins the group `env` describes with `backend` (NCCL on `cuda:LOCAL_RANK`); `timeout` bounds
+    /// the rendezvous and every collective.
+    pub fn join(env: &DistEnv, backend: Backend, timeout: Duration) -> Result<Dist> {
         let addr = CString::new(env.addr.clone()).context("MASTER_ADDR contains a NUL byte")?;
         let mut group = std::ptr::null_mut();
         let secs = timeout.as_secs().clamp(1, i32::MAX as u64) as i32;
         call(
-            &format!("joining the process group (rank {} of {} at {}:{})", env.rank, env.world, env.addr, env.port),
+            &format!(
+                "joining the {} process group (rank {} of {} at {}:{})",
+                backend.name(),
+                env.rank,
+                env.world,
+                env.addr,
+                env.port
+            ),
             |e, l| {
                 // SAFETY: valid C string, out pointer to our local, error buffer from `call`
                 unsafe {
@@ -149,6 +236,8 @@ impl Dist {
                         env.world as i32,
                         i32::from(env.agent_store),
                         secs,
+                        i32::from(backend == Backend::Nccl),
+                        env.local_rank as i32,
                         &mut group,
                         e,
                         l,
@@ -156,32 +245,43 @@ impl Dist {
                 }
             },
         )?;
-        Ok(Dist { group, rank: env.rank, world: env.world, local_rank: env.local_rank })
+        let device = match backend {
+            Backend::Nccl => Device::Cuda(env.local_rank),
+            Backend::Gloo => Device::Cpu,
+        };
+        Ok(Dist { group, rank: env.rank, world: env.world, local_rank: env.local_rank, backend, device })
     }
 
-    /// In-place sum over ranks of a tensor (any device; staged through host memory).
+    /// Where the collectives' tensors live (the CPU for Gloo, this rank's GPU for NCCL).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// In-place sum over ranks of a tensor (any device; moved to the backend's device and back only
+    /// when it lives elsewhere: a CUDA tensor under NCCL never leaves the GPU).
     pub fn allreduce_sum(&self, t: &mut Tensor) -> Result<()> {
-        let mut host = t.to_device(Device::Cpu).contiguous();
+        let mut buf = t.to_device(self.device).contiguous();
         call("all-reduce", |e, l| {
-            // SAFETY: host is a live, contiguous CPU tensor (tch's handle is an at::Tensor*)
-            unsafe { r3m_dist_allreduce_sum(self.group, host.as_mut_ptr() as *mut c_void, e, l) }
+            // SAFETY: buf is a live, contiguous tensor on the backend's device (tch's handle is an
+            // at::Tensor*)
+            unsafe { r3m_dist_allreduce_sum(self.group, buf.as_mut_ptr() as *mut c_void, e, l) }
         })?;
-        if t.device() != Device::Cpu || !t.is_contiguous() {
-            tch::no_grad(|| t.copy_(&host));
+        if t.device() != self.device || !t.is_contiguous() {
+            tch::no_grad(|| t.copy_(&buf));
         } else {
-            *t = host;
+            *t = buf;
         }
         Ok(())
     }
 
     /// In-place broadcast of a tensor from `root`.
     pub fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<()> {
-        let mut host = t.to_device(Device::Cpu).contiguous();
+        let mut buf = t.to_device(self.device).contiguous();
         call("broadcast", |e, l| {
             // SAFETY: as in allreduce_sum
-            unsafe { r3m_dist_broadcast(self.group, host.as_mut_ptr() as *mut c_void, root as i32, e, l) }
+            unsafe { r3m_dist_broadcast(self.group, buf.as_mut_ptr() as *mut c_void, root as i32, e, l) }
         })?;
-        tch::no_grad(|| t.copy_(&host));
+        tch::no_grad(|| t.copy_(&buf));
         Ok(())
     }
 
@@ -198,8 +298,8 @@ impl Dist {
         let n = t.size()[0];
         let mut shape = t.size();
         shape[0] = n * self.world as i64;
-        let mut buf = Tensor::zeros(&shape, (t.kind(), Device::Cpu));
-        tch::no_grad(|| buf.narrow(0, self.rank as i64 * n, n).copy_(&t.to_device(Device::Cpu)));
+        let mut buf = Tensor::zeros(&shape, (t.kind(), self.device));
+        tch::no_grad(|| buf.narrow(0, self.rank as i64 * n, n).copy_(&t));
         self.allreduce_sum(&mut buf)?;
         Ok(buf.to_device(t.device()))
     }
@@ -233,39 +333,41 @@ impl Dist {
 
     /// Whether `flag` is set on any rank (one small all-reduce).
     pub fn any(&self, flag: bool) -> Result<bool> {
-        let mut t = Tensor::from_slice(&[f64::from(u8::from(flag))]);
+        let mut t = Tensor::from_slice(&[f64::from(u8::from(flag))]).to_device(self.device);
         self.allreduce_sum(&mut t)?;
         Ok(t.double_value(&[0]) > 0.0)
     }
 
-    /// Averages the gradients of `params` over ranks in one flat buffer. Every parameter must
-    /// have a gradient (the trainer adds `0 · Σp` to the loss so that unused ones get zeros), so
-    /// every rank sends the same layout.
+    /// Averages the gradients of `params` over ranks, in buckets of at most [`BUCKET_ELEMENTS`]
+    /// values (one all-reduce each, on the backend's device). Every parameter must have a gradient
+    /// (the trainer adds `0 · Σp` to the loss so that unused ones get zeros), so every rank sends
+    /// the same layout.
     pub fn average_grads(&self, params: &[Tensor]) -> Result<()> {
-        if params.is_empty() {
-            return Ok(());
-        }
-        let dev = params[0].device();
-        let mut flat = Vec::with_capacity(params.len());
+        self.average_grads_bucketed(params, BUCKET_ELEMENTS)
+    }
+
+    /// [`Dist::average_grads`] with buckets of at most `limit` values.
+    pub fn average_grads_bucketed(&self, params: &[Tensor], limit: i64) -> Result<()> {
         for (i, p) in params.iter().enumerate() {
-            let g = p.grad();
-            if !g.defined() {
+            if !p.grad().defined() {
                 bail!("parameter {i} has no gradient on rank {}: every rank must send every gradient", self.rank);
             }
-            flat.push(g.detach().to_kind(Kind::Float).reshape([-1]));
         }
-        let mut buf = Tensor::cat(&flat, 0);
-        self.allreduce_sum(&mut buf)?;
-        let buf = (buf / self.world as f64).to_device(dev);
-        let mut off = 0i64;
-        tch::no_grad(|| {
-            for p in params {
-                let n = p.numel() as i64;
-                let mut g = p.grad();
-                g.copy_(&buf.narrow(0, off, n).view_as(&g).to_kind(g.kind()));
-                off += n;
-            }
-        });
+        for bucket in buckets(params, limit) {
+            let grads: Vec<Tensor> = params[bucket.clone()].iter().map(Tensor::grad).collect();
+            let flat: Vec<Tensor> = grads.iter().map(|g| g.detach().to_kind(Kind::Float).reshape([-1])).collect();
+            let mut buf = Tensor::cat(&flat, 0).to_device(self.device);
+            self.allreduce_sum(&mut buf)?;
+            let buf = buf / self.world as f64;
+            let mut off = 0i64;
+            tch::no_grad(|| {
+                for mut g in grads {
+                    let n = g.numel() as i64;
+                    g.copy_(&buf.narrow(0, off, n).view_as(&g).to_device(g.device()).to_kind(g.kind()));
+                    off += n;
+                }
+            });
+        }
         Ok(())
     }
 
@@ -286,6 +388,25 @@ impl Drop for Dist {
     }
 }
 
+/// `params` split into consecutive runs of at most `limit` values each (a tensor larger than
+/// `limit` is a run of its own), in order.
+pub fn buckets(params: &[Tensor], limit: i64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0i64);
+    for (i, p) in params.iter().enumerate() {
+        let n = p.numel() as i64;
+        if i > start && size + n > limit {
+            out.push(start..i);
+            (start, size) = (i, 0);
+        }
+        size += n;
+    }
+    if start < params.len() {
+        out.push(start..params.len());
+    }
+    out
+}
+
 /// Rank `rank`'s seed for its clip stream and negatives (rank streams are disjoint).
 pub fn rank_seed(seed: u64, rank: usize) -> u64 {
     // SplitMix64 of (seed, rank)
@@ -293,4 +414,30 @@ pub fn rank_seed(seed: u64, rank: usize) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_every_parameter_in_order_within_the_limit() {
+        let sizes = [3i64, 4, 10, 1, 1, 2];
+        let params: Vec<Tensor> = sizes.iter().map(|&n| Tensor::zeros([n], (Kind::Float, Device::Cpu))).collect();
+        let b = buckets(&params, 5);
+        // 3 | 4 | 10 (alone, over the limit) | 1 1 2
+        assert_eq!(b, vec![0..1, 1..2, 2..3, 3..6]);
+        assert_eq!(buckets(&params, 1000), vec![0..6]);
+        assert!(buckets(&[], 5).is_empty());
+        for limit in 1..25 {
+            let b = buckets(&params, limit);
+            assert_eq!(b.first().unwrap().start, 0);
+            assert_eq!(b.last().unwrap().end, params.len());
+            assert!(b.windows(2).all(|w| w[0].end == w[1].start));
+            for r in &b {
+                let n: i64 = sizes[r.clone()].iter().sum();
+                assert!(n <= limit || r.len() == 1, "{limit}: {r:?}");
+            }
+        }
+    }
 }

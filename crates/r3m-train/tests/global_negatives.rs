@@ -174,7 +174,7 @@ fn compare(kind: ObjectiveKind, global: bool) {
                         port,
                         agent_store: false,
                     };
-                    let d = Dist::join(&env, Duration::from_secs(60)).unwrap();
+                    let d = Dist::join(&env, r3m_train::dist::Backend::Gloo, Duration::from_secs(60)).unwrap();
                     let mut m = model(kind, global, &init);
                     let grads: Vec<Vec<Tensor>> =
                         data.iter().take(steps).map(|(x, clips)| step(&mut m, x, clips, Some(&d))).collect();
