@@ -61,7 +61,7 @@ fn bucketed_gradient_averaging_equals_one_bucket() {
     };
     let handles: Vec<_> = (0..WORLD)
         .map(|rank| {
-            std::thread::spawn(move || {
+            std::thread::Builder::new().name(format!("rank-{rank}")).spawn(move || {
                 let e = DistEnv { rank, world: WORLD, ..env(port) };
                 let d = Dist::join(&e, Backend::Gloo, Duration::from_secs(60)).unwrap();
                 let make = || -> Vec<tch::Tensor> {
