@@ -61,30 +61,34 @@ fn bucketed_gradient_averaging_equals_one_bucket() {
     };
     let handles: Vec<_> = (0..WORLD)
         .map(|rank| {
-            std::thread::Builder::new().name(format!("rank-{rank}")).spawn(move || {
-                let e = DistEnv { rank, world: WORLD, ..env(port) };
-                let d = Dist::join(&e, Backend::Gloo, Duration::from_secs(60)).unwrap();
-                let make = || -> Vec<tch::Tensor> {
-                    sizes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &n)| {
-                            let p = tch::Tensor::zeros([n], (tch::Kind::Float, Device::Cpu)).set_requires_grad(true);
-                            let w =
-                                tch::Tensor::arange(n, (tch::Kind::Float, Device::Cpu)) * ((rank + 1) * (i + 1)) as f64;
-                            (&p * &w).sum(tch::Kind::Float).backward();
-                            p
-                        })
-                        .collect()
-                };
-                let (one, small) = (make(), make());
-                d.average_grads_bucketed(&one, 1 << 20).unwrap();
-                d.average_grads_bucketed(&small, 6).unwrap();
-                (
-                    one.iter().map(tch::Tensor::grad).collect::<Vec<_>>(),
-                    small.iter().map(tch::Tensor::grad).collect::<Vec<_>>(),
-                )
-            })
+            std::thread::Builder::new()
+                .name(format!("rank-{rank}"))
+                .spawn(move || {
+                    let e = DistEnv { rank, world: WORLD, ..env(port) };
+                    let d = Dist::join(&e, Backend::Gloo, Duration::from_secs(60)).unwrap();
+                    let make = || -> Vec<tch::Tensor> {
+                        sizes
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &n)| {
+                                let p =
+                                    tch::Tensor::zeros([n], (tch::Kind::Float, Device::Cpu)).set_requires_grad(true);
+                                let w = tch::Tensor::arange(n, (tch::Kind::Float, Device::Cpu))
+                                    * ((rank + 1) * (i + 1)) as f64;
+                                (&p * &w).sum(tch::Kind::Float).backward();
+                                p
+                            })
+                            .collect()
+                    };
+                    let (one, small) = (make(), make());
+                    d.average_grads_bucketed(&one, 1 << 20).unwrap();
+                    d.average_grads_bucketed(&small, 6).unwrap();
+                    (
+                        one.iter().map(tch::Tensor::grad).collect::<Vec<_>>(),
+                        small.iter().map(tch::Tensor::grad).collect::<Vec<_>>(),
+                    )
+                })
+                .unwrap()
         })
         .collect();
     for h in handles {
