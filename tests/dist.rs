@@ -51,7 +51,8 @@ fn two_ranks_average_gradients_like_one_process_on_the_whole_batch() {
                 let (xh, yh) = (halves[r].0.shallow_clone(), halves[r].1.shallow_clone());
                 let w = w0s[r].shallow_clone().set_requires_grad(true);
                 s.spawn(move || {
-                    let d = Dist::join(&env(r, 2, port), Duration::from_secs(30)).unwrap();
+                    let d =
+                        Dist::join(&env(r, 2, port), r3m_train::dist::Backend::Gloo, Duration::from_secs(30)).unwrap();
                     let mut adam = Adam::new(vec![("w".into(), w.shallow_clone())], 1e-2);
                     adam.zero_grad();
                     loss(&w, &xh, &yh).backward();

@@ -227,6 +227,52 @@ fn bf16_loss_curve_tracks_fp32() {
     assert_ne!(fp32, bf16, "bf16 ran in fp32 (identical curves)");
 }
 
+/// `sync_every` (metrics read from the device every N steps: on a GPU the step's one wait) changes
+/// when the numbers are read, nothing else: the same per-step numbers and weights as reading every
+/// step, one host synchronisation per read (counted), and a non-finite loss still stops the run
+/// before any checkpoint, naming the step it happened at.
+#[test]
+fn metrics_read_every_n_steps_change_nothing_but_the_reads() {
+    let _turn = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let clips = r3m_data::scan_videos(&v, &mut r3m_data::ProbeCache::default()).unwrap().clips;
+    let run_with = |sync_every: u64, lr: f64| {
+        let mut cfg = r3m_train::TrainConfig::new(tch::Device::Cpu);
+        (cfg.size, cfg.batch, cfg.steps, cfg.seed, cfg.checkpoint_every) = (48, 4, 8, 5, 4);
+        (cfg.sync_every, cfg.lr) = (sync_every, lr);
+        cfg.objective = r3m_model::ObjectiveConfig::new(r3m_model::ObjectiveKind::Moco);
+        cfg.objective.queue = 16;
+        let run = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        let before = r3m_train::syncs::count();
+        let r = r3m_train::train(clips.clone(), &cfg, run.path(), false, |m| {
+            seen.push((m.step, m.loss, m.tcn, m.objective, m.objective_acc, m.l1, m.l2, m.aligned));
+            true
+        });
+        (r, seen, r3m_train::syncs::count() - before, run)
+    };
+    let (r1, every, syncs1, run1) = run_with(1, 1e-4);
+    let (r3, grouped, syncs3, run3) = run_with(3, 1e-4);
+    assert_eq!((r1.unwrap(), r3.unwrap()), (8, 8));
+    assert_eq!(every, grouped, "the same numbers, step for step");
+    // reads: every step; and at steps 3, 4 (a checkpoint), 7 and 8 (a checkpoint, the end)
+    assert_eq!((syncs1, syncs3), (8, 4));
+    for ((n, a), (_, b)) in weights(run1.path()).iter().zip(&weights(run3.path())) {
+        assert!(a.equal(b), "{n} differs");
+    }
+    // lr = NaN: step 1's loss is finite and its update makes the weights NaN, so step 2's loss
+    // is not; read at step 4, the run stops there with nothing written past step 0
+    let (r, seen, _, run) = run_with(4, f64::NAN);
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(e.contains("loss became NaN at step 2") && e.contains("2 more step(s) ran and are discarded"), "{e}");
+    assert!(e.contains("the last good checkpoint is none"), "{e}");
+    assert_eq!(seen.len(), 1, "only the finite step is reported");
+    assert!(!run.path().join("checkpoints/step-00000004").exists());
+}
+
 /// Every objective trains on the same tuples: finite losses, its own term and accuracy in
 /// metrics.csv, and the momentum variants keep their state beside the model.
 #[test]

@@ -342,6 +342,9 @@ pub struct Objective {
     lang: Option<LangHead>,
     queue: Option<Tensor>,
     queue_ptr: Option<Tensor>,
+    /// `queue_ptr`'s value on the host once read (the queue's pointer changes only here, so one
+    /// read after building or loading serves every step: no wait for the device per step).
+    queue_start: Option<i64>,
     pending_keys: Option<Tensor>,
 }
 
@@ -404,6 +407,7 @@ impl Objective {
             lang,
             queue,
             queue_ptr,
+            queue_start: None,
             pending_keys: None,
         };
         obj.copy_online_into_target(online);
@@ -461,6 +465,7 @@ impl Objective {
 
     /// Restores what [`Objective::state`] wrote; every tensor must be there with its shape.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<(), String> {
+        self.queue_start = None;
         let by_name: std::collections::HashMap<&str, &Tensor> = state.iter().map(|(n, t)| (n.as_str(), t)).collect();
         tch::no_grad(|| {
             for (prefix, vs) in [("heads", &self.heads), ("momentum", &self.momentum)] {
@@ -606,11 +611,14 @@ impl Objective {
             }
             if let (Some(keys), Some(queue), Some(ptr)) = (keys, self.queue.as_mut(), self.queue_ptr.as_mut()) {
                 let k = queue.size()[0];
-                let start = ptr.double_value(&[0]) as i64;
+                // the pointer as the tensor holds it (after building, loading or a broadcast from
+                // rank 0), read once
+                let start = *self.queue_start.get_or_insert_with(|| ptr.double_value(&[0]) as i64);
                 let n = keys.size()[0];
                 let idx = (Tensor::arange(n, (Kind::Int64, queue.device())) + start).remainder(k);
                 let _ = queue.index_copy_(0, &idx, &keys.to_kind(queue.kind()));
                 let _ = ptr.fill_(((start + n) % k) as f64);
+                self.queue_start = Some((start + n) % k);
             }
         });
     }

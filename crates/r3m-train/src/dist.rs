@@ -260,6 +260,10 @@ impl Dist {
     /// In-place sum over ranks of a tensor (any device; moved to the backend's device and back only
     /// when it lives elsewhere: a CUDA tensor under NCCL never leaves the GPU).
     pub fn allreduce_sum(&self, t: &mut Tensor) -> Result<()> {
+        if matches!(t.device(), Device::Cuda(_)) && self.device == Device::Cpu {
+            // a CUDA tensor staged through host memory for Gloo: the host waits for the GPU
+            crate::syncs::note();
+        }
         let mut buf = t.to_device(self.device).contiguous();
         call("all-reduce", |e, l| {
             // SAFETY: buf is a live, contiguous tensor on the backend's device (tch's handle is an
@@ -336,6 +340,15 @@ impl Dist {
         let mut t = Tensor::from_slice(&[f64::from(u8::from(flag))]).to_device(self.device);
         self.allreduce_sum(&mut t)?;
         Ok(t.double_value(&[0]) > 0.0)
+    }
+
+    /// Whether `a` is set on any rank and whether `b` is (one small all-reduce for both).
+    pub fn any2(&self, a: bool, b: bool) -> Result<(bool, bool)> {
+        let mut t = Tensor::from_slice(&[f64::from(u8::from(a)), f64::from(u8::from(b))]).to_device(self.device);
+        self.allreduce_sum(&mut t)?;
+        let v: Vec<f64> = Vec::try_from(t.to_device(Device::Cpu)).context("reading the flags")?;
+        crate::syncs::note();
+        Ok((v[0] > 0.0, v[1] > 0.0))
     }
 
     /// Averages the gradients of `params` over ranks, in buckets of at most [`BUCKET_ELEMENTS`]

@@ -16,6 +16,7 @@ pub mod dist;
 pub mod metrics;
 pub mod policy;
 pub mod run;
+pub mod syncs;
 pub mod trainer;
 
 pub use adam::Adam;

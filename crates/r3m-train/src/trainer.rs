@@ -76,6 +76,10 @@ pub struct TrainConfig {
     /// How `precision` and `channels_last` were chosen when `auto` measured them (kept in the
     /// run config); `None`: given, or the static rule.
     pub autotune: Option<crate::autotune::Choice>,
+    /// Read the step's loss and metrics from the device every this many steps (and before every
+    /// checkpoint): the one point where a step waits for a GPU. 1 on the CPU (reads are free), 16
+    /// on CUDA. Results do not depend on it; a non-finite loss is seen up to this many steps late.
+    pub sync_every: u64,
 }
 
 impl TrainConfig {
@@ -107,6 +111,7 @@ impl TrainConfig {
             sample_every: 0,
             dist: None,
             autotune: None,
+            sync_every: if matches!(device, Device::Cuda(_)) { 16 } else { 1 },
         }
     }
 }
@@ -144,6 +149,36 @@ pub struct StepMetrics {
     pub dropped_total: usize,
     /// Tuples drawn again so far (in this process) because a frame could not be decoded.
     pub redrawn_total: u64,
+}
+
+/// A trained step whose numbers are still on the device.
+struct Pending {
+    step: u64,
+    /// total, tcn, objective, objective_acc, l1, l2, aligned[, lang, lang_acc], as f64
+    values: Tensor,
+    wait_s: f64,
+    step_s: f64,
+    sample: Option<TupleSample>,
+    dropped: Vec<String>,
+    dropped_total: usize,
+    redrawn_total: u64,
+}
+
+/// A batch's NHWC u8 pixels as the NCHW tensor the encoder takes, on `device`: on a GPU the bytes
+/// go up from pinned memory without making the host wait, and the layout changes there; on the
+/// CPU the permuted view already has channels-last strides.
+fn upload_images(data: &[u8], nhwc: [i64; 4], device: Device, channels_last_on: bool) -> Tensor {
+    let host = Tensor::from_slice(data).view(nhwc);
+    let x = match device {
+        Device::Cuda(_) => host.pin_memory(device).to_device_(device, Kind::Uint8, true, false),
+        _ => host,
+    }
+    .permute([0, 3, 1, 2]);
+    if channels_last_on {
+        channels_last(&x)
+    } else {
+        x.contiguous()
+    }
 }
 
 /// One tuple of a batch, for looking at: its 5 frames after augmentation (start, end, s0, s1, s2)
@@ -344,6 +379,11 @@ pub fn train(
     if let Some(d) = &dist {
         d.barrier()?;
     }
+    if matches!(cfg.device, Device::Cuda(_)) {
+        // every step has the same shapes: let cuDNN time its convolution algorithms once and keep
+        // the fastest
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let mut vs = nn::VarStore::new(cfg.device);
     let lang_table = lang_table(&clips, cfg)?;
     let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
@@ -502,6 +542,18 @@ pub fn train(
     };
     let mut last_saved = step;
     let mut reported = 0usize;
+    // metrics stay on the device and are read every `sync_every` steps (and before every
+    // checkpoint): on a GPU that read is the step's one wait for the device
+    let sync_every = cfg.sync_every.max(1);
+    if sync_every > 1 && lead {
+        tracing::info!(
+            "metrics are read from the device every {sync_every} steps (--sync-every): a non-finite loss stops the run at most {} steps later, before any checkpoint",
+            sync_every - 1
+        );
+    }
+    let mut pending: Vec<Pending> = Vec::new();
+    let (syncs_at_start, steps_at_start) = (crate::syncs::count(), step);
+    let lang_on = lang_table.is_some();
     while step < cfg.steps {
         let t0 = Instant::now();
         let Some(batch) = loader.next() else {
@@ -526,13 +578,12 @@ pub fn train(
         reported = loader.stats().failed.len();
         let wait_s = t0.elapsed().as_secs_f64();
         let (b, h, w) = (batch.batch as i64, i64::from(batch.height), i64::from(batch.width));
-        // the batch arrives NHWC: as a permuted view it already has channels-last strides
-        let x = Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]).permute([0, 3, 1, 2]);
-        let x = if cfg.channels_last { channels_last(&x) } else { x.contiguous() }.to_device(cfg.device);
+        let x = upload_images(&batch.data, [b * 5, h, w, 3], cfg.device, cfg.channels_last);
         let emb = encoder.embed(&x, true, cfg.precision).view([b, 5, -1]);
         let sample = (cfg.sample_every > 0 && (step + 1).is_multiple_of(cfg.sample_every)).then(|| {
             let frame = (h * w * 3) as usize;
             let e0 = emb.get(0).detach().to_device(Device::Cpu);
+            crate::syncs::note();
             let d = r3m_model::analysis::distance_matrix(&e0).contiguous().view([-1]);
             TupleSample {
                 frames: (0..5).map(|i| batch.data[i * frame..(i + 1) * frame].to_vec()).collect(),
@@ -541,24 +592,28 @@ pub fn train(
                 distances: Vec::<f32>::try_from(d).unwrap_or_default(),
             }
         });
+        // the negatives' permutations (R3M: k for each of the two negative terms, and three
+        // other clips for each of the language term's three terms), the clip ids and the
+        // language term's direction flags: one upload of int64 rows
         let k = cfg.objective.r3m.num_negatives;
-        let perm = |rng: &mut Rng| {
-            let p: Vec<i64> = rng.permutation(b as usize).into_iter().map(|i| i as i64).collect();
-            Tensor::from_slice(&p).to_device(cfg.device)
-        };
-        let p0: Vec<Tensor> = (0..k).map(|_| perm(&mut neg)).collect();
-        let p2: Vec<Tensor> = (0..k).map(|_| perm(&mut neg)).collect();
-        let clip_ids: Vec<i64> = batch.clips.iter().map(|&c| c as i64).collect();
-        let clip_ids = Tensor::from_slice(&clip_ids).to_device(cfg.device);
+        let n_perm = 2 * k + if lang_on { 9 } else { 0 };
+        let mut rows: Vec<i64> = Vec::with_capacity((n_perm + 2) * b as usize);
+        for _ in 0..n_perm {
+            rows.extend(neg.permutation(b as usize).into_iter().map(|i| i as i64));
+        }
+        rows.extend(batch.clips.iter().map(|&c| c as i64));
+        rows.extend(batch.tuples.iter().map(|t| i64::from(t[2] > t[4])));
+        let ints = Tensor::from_slice(&rows).view([n_perm as i64 + 2, b]).to_device(cfg.device);
+        let row = |i: usize| ints.get(i as i64);
+        let p0: Vec<Tensor> = (0..k).map(row).collect();
+        let p2: Vec<Tensor> = (k..2 * k).map(row).collect();
+        let clip_ids = row(n_perm);
         let lang = lang_table.as_ref().map(|(table, mask)| {
-            let backward: Vec<bool> = batch.tuples.iter().map(|t| t[2] > t[4]).collect();
-            // R3M: three negatives from other clips per language term
-            let perms: Vec<Tensor> = (0..9).map(|_| perm(&mut neg)).collect();
             (
                 table.index_select(0, &clip_ids),
                 mask.index_select(0, &clip_ids),
-                perms,
-                Tensor::from_slice(&backward).to_device(cfg.device),
+                (2 * k..n_perm).map(row).collect::<Vec<Tensor>>(),
+                row(n_perm + 1).to_kind(Kind::Bool),
             )
         });
         // data-parallel global negatives: every rank's embeddings, as a leaf whose gradient
@@ -585,20 +640,22 @@ pub fn train(
             // MoCo: every rank enqueues the global batch's keys (identical queues on all ranks)
             objective.gather_pending_keys(|k| d.all_gather(k))?;
         }
-        let total = loss.total.double_value(&[]);
-        // a non-finite loss on any rank stops every rank
-        let bad = match &dist {
-            Some(d) => d.any(!total.is_finite())?,
-            None => !total.is_finite(),
-        };
-        if bad {
-            bail!(
-                "loss became {} at step {}: stopping; the last good checkpoint is {}",
-                if total.is_finite() { "non-finite on another rank".to_string() } else { total.to_string() },
-                step + 1,
-                latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
-            );
+        // the step's numbers, still on the device
+        let mut terms = vec![
+            loss.total.shallow_clone(),
+            loss.tcn.shallow_clone(),
+            loss.main.shallow_clone(),
+            loss.main_acc.shallow_clone(),
+            loss.l1.shallow_clone(),
+            loss.l2.shallow_clone(),
+            loss.aligned.shallow_clone(),
+        ];
+        if let Some((l, a)) = &loss.lang {
+            terms.push(l.shallow_clone());
+            terms.push(a.shallow_clone());
         }
+        let values =
+            Tensor::stack(&terms.iter().map(|t| t.detach().to_kind(Kind::Double).view([])).collect::<Vec<_>>(), 0);
         adam.zero_grad();
         if let Some(d) = &dist {
             // 0·Σp gives every parameter a gradient (zeros where unused), so all ranks send the same buffer
@@ -617,50 +674,96 @@ pub fn train(
         adam.step();
         objective.after_step(&vs);
         step += 1;
-        let m = StepMetrics {
+        pending.push(Pending {
             step,
-            loss: total,
-            tcn: loss.tcn.double_value(&[]),
-            objective: loss.main.double_value(&[]),
-            objective_acc: loss.main_acc.to_kind(Kind::Double).double_value(&[]),
-            lang: loss.lang.as_ref().map(|(l, a)| (l.double_value(&[]), a.to_kind(Kind::Double).double_value(&[]))),
-            l1: loss.l1.double_value(&[]),
-            l2: loss.l2.double_value(&[]),
-            aligned: loss.aligned.to_kind(Kind::Double).double_value(&[]),
+            values,
             wait_s,
             step_s: t0.elapsed().as_secs_f64(),
             sample,
             dropped,
             dropped_total: reported,
             redrawn_total: loader.stats().redrawn,
-        };
-        if let Some(metrics) = metrics.as_mut() {
-            metrics.write(&MetricsRow {
-                step: m.step,
-                loss: m.loss,
-                tcn: m.tcn,
-                l1: m.l1,
-                l2: m.l2,
-                aligned: m.aligned,
-                wait_s: m.wait_s,
-                step_s: m.step_s,
-                objective: m.objective,
-                objective_acc: m.objective_acc,
-                lang: m.lang.map(|(l, _)| l),
-                lang_acc: m.lang.map(|(_, a)| a),
-                dropped_clips: m.dropped_total as u64,
-            })?;
-            tally.push(m.step, m.wait_s, m.step_s);
+        });
+        let due = policy.due(step, false);
+        if pending.len() < sync_every as usize && !due && step < cfg.steps {
+            continue;
         }
-        interval_sum += total;
-        interval_n += 1;
-        let go_on = on_step(&m);
-        // a stop on any rank (Ctrl-C, a callback) stops every rank at the same step
-        let go_on = match &dist {
-            Some(d) => !d.any(!go_on)?,
-            None => go_on,
+        // one read of the pending steps' numbers
+        let done: Vec<Pending> = std::mem::take(&mut pending);
+        let vals =
+            Tensor::stack(&done.iter().map(|p| p.values.shallow_clone()).collect::<Vec<_>>(), 0).to_device(Device::Cpu);
+        crate::syncs::note();
+        let vals: Vec<f64> = Vec::try_from(vals.view([-1])).context("reading the step metrics")?;
+        let width = vals.len() / done.len();
+        let mut non_finite: Option<(u64, f64)> = None;
+        let mut go_on = true;
+        for (p, v) in done.into_iter().zip(vals.chunks(width)) {
+            if !v[0].is_finite() {
+                non_finite = Some((p.step, v[0]));
+                break;
+            }
+            let m = StepMetrics {
+                step: p.step,
+                loss: v[0],
+                tcn: v[1],
+                objective: v[2],
+                objective_acc: v[3],
+                l1: v[4],
+                l2: v[5],
+                aligned: v[6],
+                lang: (width > 7).then(|| (v[7], v[8])),
+                wait_s: p.wait_s,
+                step_s: p.step_s,
+                sample: p.sample,
+                dropped: p.dropped,
+                dropped_total: p.dropped_total,
+                redrawn_total: p.redrawn_total,
+            };
+            if let Some(metrics) = metrics.as_mut() {
+                metrics.write(&MetricsRow {
+                    step: m.step,
+                    loss: m.loss,
+                    tcn: m.tcn,
+                    l1: m.l1,
+                    l2: m.l2,
+                    aligned: m.aligned,
+                    wait_s: m.wait_s,
+                    step_s: m.step_s,
+                    objective: m.objective,
+                    objective_acc: m.objective_acc,
+                    lang: m.lang.map(|(l, _)| l),
+                    lang_acc: m.lang.map(|(_, a)| a),
+                    dropped_clips: m.dropped_total as u64,
+                })?;
+                tally.push(m.step, m.wait_s, m.step_s);
+            }
+            interval_sum += m.loss;
+            interval_n += 1;
+            // every step's callback runs (progress), a stop from any of them counts
+            go_on &= on_step(&m);
+        }
+        // a non-finite loss or a stop (Ctrl-C, a callback) on any rank stops every rank at the
+        // same step: one collective for both
+        let (bad, stop) = match &dist {
+            Some(d) => d.any2(non_finite.is_some(), !go_on)?,
+            None => (non_finite.is_some(), !go_on),
         };
-        if policy.due(step, !go_on) {
+        if bad {
+            let late = match non_finite {
+                Some((at, _)) if at < step => format!(
+                    " (metrics are read every {sync_every} steps: {} more step(s) ran and are discarded)",
+                    step - at
+                ),
+                _ => String::new(),
+            };
+            bail!(
+                "loss became {} at step {}{late}: stopping; the last good checkpoint is {}",
+                non_finite.map_or_else(|| "non-finite on another rank".to_string(), |(_, v)| v.to_string()),
+                non_finite.map_or(step, |(at, _)| at),
+                latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+            );
+        }
+        if policy.due(step, stop) {
             let mean = interval_sum / interval_n as f64;
             let best = CheckpointPolicy::is_best(mean, best_loss).then_some(mean);
             save(step, &loader, &neg, &adam, &vs, &objective, best, &tally)?;
@@ -670,9 +773,17 @@ pub fn train(
             (interval_sum, interval_n) = (0.0, 0);
             last_saved = step;
         }
-        if !go_on {
+        if stop {
             break;
         }
+    }
+    let trained = step - steps_at_start;
+    if trained > 0 {
+        let syncs = crate::syncs::count() - syncs_at_start;
+        tracing::debug!(
+            "host synchronisations: {syncs} in {trained} steps ({:.2} per step; metrics read every {sync_every} steps)",
+            syncs as f64 / trained as f64
+        );
     }
     if last_saved != step {
         save(step, &loader, &neg, &adam, &vs, &objective, None, &tally)?;
