@@ -189,4 +189,28 @@ int r3m_dist_available() {
 #endif
   return b;
 }
+
+// One Adam step on every tensor at once: at::_fused_adam_, PyTorch's `fused=True` path (a few
+// kernels for all parameters on CUDA, one loop on the CPU). `step` holds the step number after
+// this update (bias correction), on the parameters' device; no weight decay, no amsgrad.
+int r3m_fused_adam(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs, size_t n,
+                   at::Tensor* step, double lr, double beta1, double beta2, double eps, char* err, size_t err_len) {
+  try {
+    std::vector<at::Tensor> p, g, m, v, steps;
+    for (size_t i = 0; i < n; i++) {
+      p.push_back(*params[i]);
+      g.push_back(*grads[i]);
+      m.push_back(*exp_avgs[i]);
+      v.push_back(*exp_avg_sqs[i]);
+      steps.push_back(*step);
+    }
+    at::_fused_adam_(p, g, m, v, {}, steps, lr, beta1, beta2, 0.0, eps, false, false);
+    return 0;
+  } catch (const std::exception& e) {
+    set_err(err, err_len, e.what());
+  } catch (...) {
+    set_err(err, err_len, "unknown error");
+  }
+  return -1;
+}
 }

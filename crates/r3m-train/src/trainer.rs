@@ -164,16 +164,23 @@ struct Pending {
     redrawn_total: u64,
 }
 
+/// `host` on `device`. To a GPU through pinned memory and without waiting: a plain copy from
+/// pageable memory would make the host wait for the GPU's queue to drain.
+fn upload(host: Tensor, device: Device) -> Tensor {
+    match device {
+        Device::Cuda(_) => {
+            let kind = host.kind();
+            host.pin_memory(device).to_device_(device, kind, true, false)
+        }
+        _ => host,
+    }
+}
+
 /// A batch's NHWC u8 pixels as the NCHW tensor the encoder takes, on `device`: on a GPU the bytes
 /// go up from pinned memory without making the host wait, and the layout changes there; on the
 /// CPU the permuted view already has channels-last strides.
 fn upload_images(data: &[u8], nhwc: [i64; 4], device: Device, channels_last_on: bool) -> Tensor {
-    let host = Tensor::from_slice(data).view(nhwc);
-    let x = match device {
-        Device::Cuda(_) => host.pin_memory(device).to_device_(device, Kind::Uint8, true, false),
-        _ => host,
-    }
-    .permute([0, 3, 1, 2]);
+    let x = upload(Tensor::from_slice(data).view(nhwc), device).permute([0, 3, 1, 2]);
     if channels_last_on {
         channels_last(&x)
     } else {
@@ -603,7 +610,7 @@ pub fn train(
         }
         rows.extend(batch.clips.iter().map(|&c| c as i64));
         rows.extend(batch.tuples.iter().map(|t| i64::from(t[2] > t[4])));
-        let ints = Tensor::from_slice(&rows).view([n_perm as i64 + 2, b]).to_device(cfg.device);
+        let ints = upload(Tensor::from_slice(&rows).view([n_perm as i64 + 2, b]), cfg.device);
         let row = |i: usize| ints.get(i as i64);
         let p0: Vec<Tensor> = (0..k).map(row).collect();
         let p2: Vec<Tensor> = (k..2 * k).map(row).collect();
