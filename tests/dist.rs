@@ -276,3 +276,41 @@ fn global_negatives_and_a_global_moco_queue() {
         }
     }
 }
+
+/// An explicit backend under a launcher's `WORLD_SIZE=1` joins a group of one (torchrun
+/// `--nproc-per-node=1`, the GPU check's NCCL run); `auto` with `WORLD_SIZE=1` stays one plain
+/// process; `--dist-backend nccl` on the CPU is refused before anything is written.
+#[test]
+fn a_group_of_one_on_request_and_nccl_refused_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let port = free_port().to_string();
+    let run = |out: &str, backend: &str| {
+        Command::new(r3m_bin())
+            .args(["train", "--videos"])
+            .arg(&v)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(["--steps", "2", "--batch", "2", "--size", "48", "--workers", "1", "--device", "cpu"])
+            .args(["--precision", "fp32", "--dist-backend", backend])
+            .env("WORLD_SIZE", "1")
+            .env("RANK", "0")
+            .env("LOCAL_RANK", "0")
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", &port)
+            .output()
+            .unwrap()
+    };
+    let o = run("one", "gloo");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.contains("rank 0 of 1 (local rank 0), gloo backend"), "{e}");
+    let o = run("plain", "auto");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !e.contains("rank 0 of 1"), "{e}");
+    let o = run("nccl", "nccl");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("the NCCL backend reduces CUDA tensors"), "{e}");
+    assert!(!dir.path().join("nccl").exists(), "nothing written");
+}

@@ -118,9 +118,10 @@ pub struct Args {
     /// Add a linear projection head to this many dimensions after the trunk.
     #[arg(help_heading = "Objective", long)]
     proj_dim: Option<i64>,
-    /// Decode workers.
-    #[arg(help_heading = "Performance", long, default_value_t = 2)]
-    workers: usize,
+    /// Decode workers. Default: 2 on the CPU (they share its cores with the training step); on a
+    /// GPU, where the CPU only decodes and augments, one per core but one, 2 to 16.
+    #[arg(help_heading = "Performance", long)]
+    workers: Option<usize>,
     /// Read the loss and metrics from the device every N steps (and before every checkpoint):
     /// on a GPU that read is the step's only wait for the device, so the host can queue the next
     /// steps meanwhile. The weights do not depend on it; progress, metrics.csv and a Ctrl-C stop
@@ -150,7 +151,8 @@ pub struct Args {
     dist_timeout: u64,
     /// Data-parallel: the c10d backend. auto: NCCL for CUDA (gradients reduced on the GPUs) where
     /// this build has it, Gloo otherwise (CPU tensors; a CUDA run on Gloo stages its gradients
-    /// through host memory). nccl on a CPU run, or without a GPU, is an error.
+    /// through host memory). nccl on a CPU run, or without a GPU, is an error. Given explicitly
+    /// under torchrun, even one process (--nproc-per-node=1) joins a group of one.
     #[arg(help_heading = "Distributed", long, default_value = "auto", value_parser = ["auto", "gloo", "nccl"])]
     dist_backend: String,
     /// Write a checkpoint every N steps (and at the end, and on Ctrl-C).
@@ -177,7 +179,9 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let (dev, precision) = args.compute.resolve()?;
     // data-parallel when torchrun (or the like) says so: join the group before anything else
-    let dist = match r3m_train::DistEnv::from_env()? {
+    // an explicit --dist-backend under a launcher joins even a group of one (torchrun
+    // --nproc-per-node=1: a check of the backend)
+    let dist = match r3m_train::DistEnv::from_env_with(args.dist_backend != "auto")? {
         Some(env) => {
             let backend = match args.dist_backend.as_str() {
                 "auto" => r3m_train::dist::Backend::for_device(dev),
@@ -261,7 +265,13 @@ pub fn run(args: Args) -> Result<i32> {
         _ => {}
     }
     cfg.reservoir_mb = reservoir.then(|| args.reservoir_mb.unwrap_or(2048));
-    cfg.workers = args.workers.max(1);
+    cfg.workers = match args.workers {
+        Some(n) => n.max(1),
+        None if matches!(dev, tch::Device::Cuda(_)) => {
+            std::thread::available_parallelism().map_or(2, |n| n.get().saturating_sub(1)).clamp(2, 16)
+        }
+        None => 2,
+    };
     if args.sync_every == Some(0) {
         bail!("--sync-every must be ≥ 1");
     }

@@ -60,15 +60,21 @@ pub struct DistEnv {
 impl DistEnv {
     /// `None` when `WORLD_SIZE` is unset or 1; an error naming the variable when one is malformed.
     pub fn from_env() -> Result<Option<DistEnv>> {
+        DistEnv::from_env_with(false)
+    }
+
+    /// [`DistEnv::from_env`]; with `one_rank`, a launcher's `WORLD_SIZE=1` (torchrun
+    /// `--nproc-per-node=1`) is a group of one, joined like any other (to check a backend).
+    pub fn from_env_with(one_rank: bool) -> Result<Option<DistEnv>> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let num = |k: &str| -> Result<Option<usize>> {
             var(k).map(|v| v.trim().parse::<usize>().with_context(|| format!("{k}={v}: not a number"))).transpose()
         };
         let world = num("WORLD_SIZE")?.unwrap_or(1);
-        if world <= 1 {
+        if world == 0 || (world == 1 && !(one_rank && var("WORLD_SIZE").is_some())) {
             return Ok(None);
         }
-        let rank = num("RANK")?.context("WORLD_SIZE > 1 but RANK is not set (launch with torchrun, or set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)")?;
+        let rank = num("RANK")?.with_context(|| format!("WORLD_SIZE={world} but RANK is not set (launch with torchrun, or set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)"))?;
         if rank >= world {
             bail!("RANK={rank} but WORLD_SIZE={world}");
         }
