@@ -92,23 +92,29 @@ fn r3m_probe_reports_good_files_and_names_bad_ones() {
 }
 
 /// `scripts/gpu_check.sh`, the check to run on a GPU machine, works on the shipped data on any
-/// device: here as `DEVICE=cpu STEPS=4 bash scripts/gpu_check.sh`, with its defaults otherwise
-/// (ResNet18, batch 16 at 224 px; the first quarter of the steps is warm-up, the rest is timed).
+/// device: here on the CPU with a small matrix (ResNet18 fp32, batch 8 at 64 px, 4 steps: the
+/// first is warm-up, 3 are timed), `embed` on every 10th frame and a 1-rank torchrun on Gloo; its
+/// table has every row.
 #[test]
 fn gpu_check_script_runs_on_the_cpu() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("bash")
         .arg(root.join("scripts/gpu_check.sh"))
         .env("R3M", r3m_bin())
-        .env("DEVICE", "cpu")
-        .env("STEPS", "4")
+        .envs([("DEVICE", "cpu"), ("STEPS", "4"), ("ARCHS", "resnet18"), ("PRECISIONS", "fp32")])
+        .envs([("SIZE", "64"), ("BATCH", "8"), ("EVERY", "10")])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "gpu_check.sh failed:\n{stdout}\n{stderr}");
-    let line = stdout.lines().last().unwrap_or_default();
-    assert!(line.starts_with("resnet18 on cpu, batch 16 x 5 frames at 224px:"), "{stdout}");
-    let ips: f64 = line.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).unwrap();
-    assert!(ips > 0.0 && line.contains("over 3 steps"), "{line}");
+    let line = |start: &str| stdout.lines().find(|l| l.starts_with(start)).unwrap_or_default().to_string();
+    let train = line("| train resnet18 fp32 | batch 8 × 5 frames at 64 px, 4 steps |");
+    let ips: f64 = train.split("| ").nth(3).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).unwrap();
+    assert!(ips > 0.0 && train.contains("over 3 steps") && train.contains("data wait"), "{stdout}");
+    assert!(line("| doctor | cpu | ok").len() > 0, "{stdout}");
+    let embed = line("| embed |");
+    assert!(embed.contains("frames/s") && !embed.contains("| 0 frames"), "{stdout}");
+    assert!(line("| torchrun, 1 rank | gloo, resnet18 |").contains("images/s"), "{stdout}");
+    assert!(line("| decode on NVDEC |").contains("not measured"), "{stdout}");
 }
