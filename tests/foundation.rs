@@ -112,7 +112,7 @@ fn gpu_check_script_runs_on_the_cpu() {
     let train = line("| train resnet18 fp32 | batch 8 × 5 frames at 64 px, 4 steps |");
     let ips: f64 = train.split("| ").nth(3).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).unwrap();
     assert!(ips > 0.0 && train.contains("over 3 steps") && train.contains("data wait"), "{stdout}");
-    assert!(line("| doctor | cpu | ok").len() > 0, "{stdout}");
+    assert!(!line("| doctor | cpu | ok").is_empty(), "{stdout}");
     let embed = line("| embed |");
     assert!(embed.contains("frames/s") && !embed.contains("| 0 frames"), "{stdout}");
     assert!(line("| torchrun, 1 rank | gloo, resnet18 |").contains("images/s"), "{stdout}");

@@ -273,6 +273,43 @@ fn metrics_read_every_n_steps_change_nothing_but_the_reads() {
     assert!(!run.path().join("checkpoints/step-00000004").exists());
 }
 
+/// R3M's crop cut on the training device (the CUDA default) trains like the crop cut in the
+/// decode workers: the same crops, pixels within a grey level or two, so the same losses to
+/// within a small tolerance; and a resumed device-crop run continues bit for bit.
+#[test]
+fn crops_on_the_device_train_like_crops_in_the_workers() {
+    let _turn = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("videos");
+    std::fs::create_dir_all(&v).unwrap();
+    videos(&v);
+    let clips = r3m_data::scan_videos(&v, &mut r3m_data::ProbeCache::default()).unwrap().clips;
+    let run_with = |on_device: bool, run: &Path, steps: u64, resume: bool| {
+        let mut cfg = r3m_train::TrainConfig::new(tch::Device::Cpu);
+        (cfg.size, cfg.batch, cfg.steps, cfg.seed, cfg.checkpoint_every) = (48, 4, steps, 7, 2);
+        cfg.precision = r3m_model::Precision::Fp32;
+        cfg.augment_on_device = on_device;
+        let mut seen = Vec::new();
+        r3m_train::train(clips.clone(), &cfg, run, resume, |m| {
+            seen.push(m.loss);
+            true
+        })
+        .unwrap();
+        seen
+    };
+    let (a, b, c) = (dir.path().join("workers"), dir.path().join("device"), dir.path().join("split"));
+    let workers = run_with(false, &a, 4, false);
+    let device = run_with(true, &b, 4, false);
+    assert_eq!(workers.len(), 4);
+    for (i, (x, y)) in workers.iter().zip(&device).enumerate() {
+        assert!(((x - y) / x).abs() < 1e-2, "step {}: workers {x}, device {y}", i + 1);
+    }
+    assert!(device.iter().all(|l| l.is_finite()));
+    run_with(true, &c, 2, false);
+    run_with(true, &c, 4, true);
+    assert_same_weights(&weights(&b), &weights(&c));
+}
+
 /// Every objective trains on the same tuples: finite losses, its own term and accuracy in
 /// metrics.csv, and the momentum variants keep their state beside the model.
 #[test]

@@ -52,7 +52,7 @@ enum Command {
     /// RUN/metrics.csv, atomic checkpoints, exact --resume. R3M's objective and tuple sampler; the
     /// default loader reuses each decoded clip for 4 tuples (see --loader), where R3M draws fresh
     /// clips for every batch.
-    Train(train::Args),
+    Train(Box<train::Args>),
     /// Write a frozen encoder's per-frame embeddings to Parquet (video / episode_index,
     /// frame_index, timestamp, index, embedding), streaming, resumable, shardable with --shard I/N.
     Embed(embed::Args),
@@ -72,7 +72,7 @@ fn main() {
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(args),
         Command::Probe(args) => probe::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Embed(args) => embed::run(args),
         Command::Eval(cmd) => eval::run(cmd),
         Command::View(args) => view::run(args),

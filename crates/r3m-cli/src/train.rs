@@ -129,6 +129,12 @@ pub struct Args {
     /// any checkpoint). Default: 16 on CUDA, 1 on the CPU (where reads cost nothing).
     #[arg(help_heading = "Performance", long, value_name = "N")]
     sync_every: Option<u64>,
+    /// Where R3M's random crop is cut and resized: device (on the training device, after the
+    /// whole frames are uploaded: the CPU only decodes), workers (in the decode workers, before
+    /// upload), or auto: device on CUDA, workers on the CPU. The crops are the same either way;
+    /// pixels differ by at most a grey level or two (interpolation weights).
+    #[arg(help_heading = "Performance", long, default_value = "auto", value_parser = ["auto", "device", "workers"])]
+    augment_on: String,
     #[command(flatten, next_help_heading = "Performance")]
     compute: crate::device::Compute,
     /// Memory layout of images and conv weights: channels-last, nchw (as the reference recipe
@@ -277,6 +283,11 @@ pub fn run(args: Args) -> Result<i32> {
     }
     if let Some(n) = args.sync_every {
         cfg.sync_every = n;
+    }
+    match args.augment_on.as_str() {
+        "device" => cfg.augment_on_device = true,
+        "workers" => cfg.augment_on_device = false,
+        _ => {}
     }
     cfg.steps = args.steps;
     cfg.lr = args.lr;

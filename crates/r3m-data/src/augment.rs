@@ -19,6 +19,15 @@ pub enum Augment {
         /// Area fraction range.
         scale: (f64, f64),
     },
+    /// R3M's crop, drawn exactly as [`Augment::RcTraj`] draws it, but not applied: the frames pass
+    /// through whole and the crop goes with the batch ([`crate::Batch::crops`]), to be cut and
+    /// resized where the model runs (a GPU), so the CPU only decodes.
+    RcTrajDeferred {
+        /// Output side (where the crop is applied).
+        size: u32,
+        /// Area fraction range.
+        scale: (f64, f64),
+    },
     /// An independent RandomResizedCrop per frame.
     PerFrame {
         /// Output side.
@@ -37,8 +46,31 @@ impl Augment {
     /// Augments the frames of one tuple, each `w`×`h` RGB; returns the output size and the new
     /// frames (the sources are only read, so decoded frames need no copy first).
     pub fn apply(&self, frames: &[&[u8]], w: u32, h: u32, rng: &mut Rng) -> (u32, u32, Vec<Vec<u8>>) {
+        let (w, h, out, _) = self.apply_deferring(frames, w, h, rng);
+        (w, h, out)
+    }
+
+    /// [`Augment::apply`], and the crop [`Augment::RcTrajDeferred`] leaves to the caller.
+    pub fn apply_deferring(
+        &self,
+        frames: &[&[u8]],
+        w: u32,
+        h: u32,
+        rng: &mut Rng,
+    ) -> (u32, u32, Vec<Vec<u8>>, Option<Crop>) {
+        let (w, h, out) = match *self {
+            Augment::RcTrajDeferred { scale, .. } => {
+                let c = Crop::random(w, h, scale, rng);
+                return (w, h, frames.iter().map(|f| f.to_vec()).collect(), Some(c));
+            }
+            _ => self.apply_now(frames, w, h, rng),
+        };
+        (w, h, out, None)
+    }
+
+    fn apply_now(&self, frames: &[&[u8]], w: u32, h: u32, rng: &mut Rng) -> (u32, u32, Vec<Vec<u8>>) {
         match *self {
-            Augment::None => (w, h, frames.iter().map(|f| f.to_vec()).collect()),
+            Augment::None | Augment::RcTrajDeferred { .. } => (w, h, frames.iter().map(|f| f.to_vec()).collect()),
             Augment::RcTraj { size, scale } => {
                 let c = Crop::random(w, h, scale, rng);
                 (size, size, frames.iter().map(|f| c.resize(f, w, h, size, size)).collect())
@@ -196,5 +228,20 @@ mod tests {
         assert!(frames.iter().all(|f| f == &frames[0] && f.len() == 16 * 16 * 3));
         let (_, _, frames2) = Augment::PerFrame { size: 16, scale: (0.2, 1.0) }.apply(&src, 40, 30, &mut rng);
         assert!(frames2.iter().any(|f| f != &frames2[0]), "per-frame crops should differ");
+    }
+
+    #[test]
+    fn the_deferred_crop_is_the_one_rctraj_applies() {
+        let base = gradient(40, 30);
+        let src = vec![base.as_slice(); 5];
+        let (mut a, mut b) = (Rng::new(9), Rng::new(9));
+        let (w, h, now) = Augment::rctraj(16).apply(&src, 40, 30, &mut a);
+        let deferred = Augment::RcTrajDeferred { size: 16, scale: (0.2, 1.0) };
+        let (dw, dh, whole, crop) = deferred.apply_deferring(&src, 40, 30, &mut b);
+        assert_eq!((dw, dh), (40, 30));
+        assert!(whole.iter().all(|f| f == &base), "frames pass through whole");
+        let c = crop.unwrap();
+        assert_eq!(c.resize(&base, 40, 30, w, h), now[0], "the same crop, applied later");
+        assert_eq!(a.state(), b.state(), "the same random draws");
     }
 }

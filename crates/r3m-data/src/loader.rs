@@ -110,7 +110,13 @@ pub struct Batch {
     pub clips: Vec<usize>,
     /// Each tuple's frame indices within its clip.
     pub tuples: Vec<Tuple>,
+    /// With [`Augment::RcTrajDeferred`]: each tuple's crop, still to be applied to its 5 frames
+    /// (which come whole); empty otherwise.
+    pub crops: Vec<crate::Crop>,
 }
+
+/// One tuple's augmentation: output size, frames, and a crop still to apply.
+type Augmented = (u32, u32, Vec<Vec<u8>>, Option<crate::Crop>);
 
 struct Group {
     clips: Vec<usize>,
@@ -461,7 +467,7 @@ impl Producer {
         let seed = self.cfg.seed;
         let augment = self.cfg.augment;
         let clips = &self.clips;
-        let out: Vec<(u32, u32, Vec<Vec<u8>>)> = work
+        let out: Vec<Augmented> = work
             .par_iter()
             .map(|&(j, t)| {
                 let clip = &clips[g.clips[j]];
@@ -470,7 +476,7 @@ impl Producer {
                 let src = tuple_images(clip, &tuple, fr);
                 let (w, h) = (fr[0].width, fr[0].height);
                 let mut rng = Rng::keyed(seed, &[AUGMENT_TAG, g.group, j as u64, t as u64]);
-                augment.apply(&src, w, h, &mut rng)
+                augment.apply_deferring(&src, w, h, &mut rng)
             })
             .collect();
         (0..k)
@@ -478,14 +484,16 @@ impl Producer {
                 let (w, h) = (out[t].0, out[t].1);
                 let mut data = Vec::with_capacity(b * 5 * (w * h * 3) as usize);
                 let mut tuples = Vec::with_capacity(b);
+                let mut crops = Vec::new();
                 for j in 0..b {
-                    let (_, _, imgs) = &out[j * k + t];
+                    let (_, _, imgs, crop) = &out[j * k + t];
                     for img in imgs {
                         data.extend_from_slice(img);
                     }
                     tuples.push(g.tuples[j][t]);
+                    crops.extend(*crop);
                 }
-                Batch { data, batch: b, height: h, width: w, clips: g.clips.clone(), tuples }
+                Batch { data, batch: b, height: h, width: w, clips: g.clips.clone(), tuples, crops }
             })
             .collect()
     }

@@ -252,6 +252,7 @@ struct Assembled {
     images: Vec<Vec<u8>>,
     clip: usize,
     tuple: Tuple,
+    crop: Option<crate::Crop>,
 }
 
 struct Resident {
@@ -419,8 +420,8 @@ impl Reservoir {
                 let src = tuple_images(clip, &tuple, &r.frames);
                 let (w, h) = (r.frames[0].width, r.frames[0].height);
                 let mut rng = Rng::keyed(seed, &[AUGMENT_TAG, plan.index, j as u64]);
-                let (width, height, images) = augment.apply(&src, w, h, &mut rng);
-                Assembled { width, height, images, clip: r.clip, tuple }
+                let (width, height, images, crop) = augment.apply_deferring(&src, w, h, &mut rng);
+                Assembled { width, height, images, clip: r.clip, tuple, crop }
             })
             .collect();
         let (w, h) = (out[0].width, out[0].height);
@@ -437,6 +438,7 @@ impl Reservoir {
             width: w,
             clips: out.iter().map(|a| a.clip).collect(),
             tuples: out.iter().map(|a| a.tuple).collect(),
+            crops: out.iter().filter_map(|a| a.crop).collect(),
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod adam;
 pub mod autotune;
 pub mod budget;
+pub mod device_augment;
 pub mod dist;
 pub mod metrics;
 pub mod policy;

@@ -80,6 +80,9 @@ pub struct TrainConfig {
     /// checkpoint): the one point where a step waits for a GPU. 1 on the CPU (reads are free), 16
     /// on CUDA. Results do not depend on it; a non-finite loss is seen up to this many steps late.
     pub sync_every: u64,
+    /// Cut and resize R3M's crops on `device` ([`crate::device_augment`]) instead of in the decode
+    /// workers: the default on CUDA, so the CPU only decodes.
+    pub augment_on_device: bool,
 }
 
 impl TrainConfig {
@@ -112,6 +115,7 @@ impl TrainConfig {
             dist: None,
             autotune: None,
             sync_every: if matches!(device, Device::Cuda(_)) { 16 } else { 1 },
+            augment_on_device: crate::device_augment::default_on_device(device),
         }
     }
 }
@@ -214,7 +218,11 @@ fn loader_config(cfg: &TrainConfig, clips: &[Clip]) -> LoaderConfig {
             threads: 1,
             ..Default::default()
         },
-        augment: Augment::rctraj(cfg.size),
+        augment: if cfg.augment_on_device {
+            Augment::RcTrajDeferred { size: cfg.size, scale: (0.2, 1.0) }
+        } else {
+            Augment::rctraj(cfg.size)
+        },
         sampler: cfg.sampler,
         weighting: cfg.weighting,
         seed: cfg.seed,
@@ -584,18 +592,38 @@ pub fn train(
             .collect();
         reported = loader.stats().failed.len();
         let wait_s = t0.elapsed().as_secs_f64();
-        let (b, h, w) = (batch.batch as i64, i64::from(batch.height), i64::from(batch.width));
-        let x = upload_images(&batch.data, [b * 5, h, w, 3], cfg.device, cfg.channels_last);
+        let b = batch.batch as i64;
+        let x = if batch.crops.is_empty() {
+            let (h, w) = (i64::from(batch.height), i64::from(batch.width));
+            upload_images(&batch.data, [b * 5, h, w, 3], cfg.device, cfg.channels_last)
+        } else {
+            // whole frames up, R3M's crops cut and resized on the device
+            let (h, w) = (i64::from(batch.height), i64::from(batch.width));
+            let whole =
+                upload(Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]), cfg.device).permute([0, 3, 1, 2]);
+            let x = crate::device_augment::crop_resize(&whole, &batch.crops, i64::from(cfg.size), |t| {
+                upload(t, cfg.device)
+            });
+            if cfg.channels_last {
+                channels_last(&x)
+            } else {
+                x
+            }
+        };
         let emb = encoder.embed(&x, true, cfg.precision).view([b, 5, -1]);
         let sample = (cfg.sample_every > 0 && (step + 1).is_multiple_of(cfg.sample_every)).then(|| {
-            let frame = (h * w * 3) as usize;
+            // the first tuple's frames as the model saw them
+            let hwc = x.narrow(0, 0, 5).permute([0, 2, 3, 1]).contiguous().to_device(Device::Cpu);
             let e0 = emb.get(0).detach().to_device(Device::Cpu);
             crate::syncs::note();
+            let (side_h, side_w) = (x.size()[2], x.size()[3]);
+            let frames: Vec<u8> = Vec::try_from(hwc.view([-1])).unwrap_or_default();
+            let frame = (side_h * side_w * 3) as usize;
             let d = r3m_model::analysis::distance_matrix(&e0).contiguous().view([-1]);
             TupleSample {
-                frames: (0..5).map(|i| batch.data[i * frame..(i + 1) * frame].to_vec()).collect(),
-                width: batch.width,
-                height: batch.height,
+                frames: frames.chunks(frame.max(1)).map(<[u8]>::to_vec).collect(),
+                width: side_w as u32,
+                height: side_h as u32,
                 distances: Vec::<f32>::try_from(d).unwrap_or_default(),
             }
         });
