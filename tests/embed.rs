@@ -225,6 +225,52 @@ fn shards_cover_every_frame_once_and_resume_after_a_kill() {
     let (a, b) = (r3m_export::read_embeddings(&out).unwrap(), r3m_export::read_embeddings(&straight).unwrap());
     assert_eq!((a.len(), &a.video, &a.frame_index, &a.index), (b.len(), &b.video, &b.frame_index, &b.index));
     assert_eq!(a.values, b.values);
+
+    // SIGTERM and SIGUSR1 (a scheduler's stop) once a piece is done: exit 130, every finished
+    // piece whole and readable, no temporary left, no final file; --resume gives the same rows
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGUSR1, "SIGUSR1")] {
+        let termed = d.path().join(format!("{name}.parquet"));
+        let tpieces = d.path().join(format!("{name}.parquet.pieces"));
+        let targs = [&base[..], &["--out", s(&termed), "--piece-frames", "5", "--workers", "1", "--batch-frames", "2"]]
+            .concat();
+        let child = Command::new(r3m_bin()).arg("embed").args(&targs).stderr(Stdio::piped()).spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        let pieces_done = || {
+            std::fs::read_dir(&tpieces)
+                .map(|r| r.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("piece-")).count())
+                .unwrap_or(0)
+        };
+        while pieces_done() < 1 && t0.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // SAFETY: signals the child this test started
+        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        let o = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&o.stderr);
+        if o.status.code() == Some(130) {
+            assert!(log.contains("interrupted; finished pieces are kept"), "{name}: {log}");
+            assert!(!termed.exists(), "{name}: no final file after a stop");
+            for e in std::fs::read_dir(&tpieces).unwrap().flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                assert!(!n.contains(".tmp-"), "{name}: a temporary was left: {n}");
+                if n.starts_with("piece-") {
+                    assert!(
+                        r3m_export::read_embeddings(&e.path()).is_ok_and(|p| !p.is_empty()),
+                        "{name}: {n} unreadable"
+                    );
+                }
+            }
+            eprintln!("{name}: stopped with {} finished piece(s)", pieces_done());
+            let (ok, log) = embed(&[&targs[..], &["--resume"]].concat());
+            assert!(ok && log.contains("reused"), "{name}: {log}");
+        } else {
+            // the job finished before the signal arrived
+            assert!(o.status.success(), "{name}: {log}");
+        }
+        let t = r3m_export::read_embeddings(&termed).unwrap();
+        assert_eq!((t.len(), &t.video, &t.frame_index), (b.len(), &b.video, &b.frame_index), "{name}");
+        assert_eq!(t.values, b.values, "{name}");
+    }
 }
 
 /// Overwrites `len` bytes of `path` from `at` with seeded noise.

@@ -149,3 +149,47 @@ fn embed_on_a_full_disk_keeps_its_pieces_and_resumes_to_the_same_rows() {
     assert_eq!(a.frame_index, b.frame_index);
     assert_eq!(a.values, b.values, "the resumed file holds the same rows");
 }
+
+/// `eval bc` on a disk that fills up after its cells: the error names the file it could not
+/// write, the finished cells stay whole, nothing is left half-written, and once there is room
+/// `--resume` writes the tables without running a cell again.
+#[test]
+fn eval_bc_on_a_full_disk_keeps_its_cells_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    // 3 pages: the lock file and the two cells; results.json finds no room
+    let fs = Tmpfs::mount(&d.path().join("disk"), "12k");
+    let out = fs.0.join("eval");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/metaworld");
+    let eval = |extra: &[&str]| {
+        Command::new(r3m_bin())
+            .args(["eval", "bc", "--data"])
+            .arg(&data)
+            .args(["--task", "drawer-open-v3", "--encoders", "proprio", "--demos", "2", "--num-seeds", "2"])
+            .args(["--policy-steps", "50", "--eval-every", "50", "--rollouts", "2", "--max-episode-steps", "30"])
+            .args(["--envs", "1", "--heldout", "1", "--device", "cpu", "-q", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = eval(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("No space left on device") && err.contains(&*out.to_string_lossy()), "{err}");
+    let cells: Vec<_> = std::fs::read_dir(out.join("cells")).unwrap().flatten().map(|e| e.path()).collect();
+    let names: Vec<String> = cells.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.iter().filter(|n| !n.starts_with('.')).count(), 2, "both cells kept: {names:?}");
+    for c in cells.iter().filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.')) {
+        assert!(r3m_bc::report::read_cell(c).is_ok(), "{} is whole", c.display());
+    }
+    assert!(hidden(&out).iter().all(|n| n == ".r3m.lock") && hidden(&out.join("cells")).is_empty(), "temporaries left");
+    assert!(!out.join("results.json").exists(), "no half-written results");
+    fs.resize("256k");
+    let o = eval(&["--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(j["complete"], true);
+    assert_eq!(j["cells"].as_array().unwrap().len(), 2);
+}

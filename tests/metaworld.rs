@@ -481,24 +481,30 @@ fn state_and_proprio_rows_and_cell_level_resume() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("results.json"), "{err}");
 
-    // Ctrl-C: stops, keeps the finished cells, writes an incomplete table and exits 130
-    let c = d.path().join("c");
-    let child = eval(&c, &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let t0 = Instant::now();
-    while !c.join("cells").join("state.demos-2.seed-0.json").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(300), "no cell written");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let o = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c.join("results.json")).unwrap()).unwrap();
-    if o.status.code() == Some(130) {
-        assert_eq!(j["complete"], false, "{err}");
-        assert!(err.contains("--resume"), "{err}");
-    } else {
-        // the run finished before the signal arrived
-        assert!(o.status.success() && j["complete"] == true, "{err}");
+    // Ctrl-C and SIGTERM (a scheduler's stop): each stops, keeps the finished cells, writes an
+    // incomplete table and exits 130
+    for signal in ["-INT", "-TERM"] {
+        let c = d.path().join(format!("c{signal}"));
+        let child =
+            eval(&c, &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let t0 = Instant::now();
+        while !c.join("cells").join("state.demos-2.seed-0.json").exists() {
+            assert!(t0.elapsed() < Duration::from_secs(300), "no cell written");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(c.join("results.json")).unwrap()).unwrap();
+        if o.status.code() == Some(130) {
+            assert_eq!(j["complete"], false, "{signal}: {err}");
+            assert!(err.contains("--resume"), "{signal}: {err}");
+            assert!(!j["cells"].as_array().unwrap().is_empty(), "{signal}: the finished cells are kept");
+        } else {
+            // the run finished before the signal arrived
+            assert!(o.status.success() && j["complete"] == true, "{signal}: {err}");
+        }
     }
 }
 

@@ -846,9 +846,10 @@ fn a_large_manifest_keeps_checkpoint_configs_small() {
     assert_eq!(std::fs::read_to_string(run.join("clips.txt")).unwrap().lines().count(), 200_000);
 }
 
-/// SIGTERM (a scheduler preempting the job) at seeded random moments: each time `r3m train` writes
-/// a checkpoint at the step it reached and exits 130, losing no step; `--resume` then ends with
-/// weights bit-identical to an uninterrupted run.
+/// SIGTERM, SIGUSR1 and SIGINT (a scheduler preempting the job, Slurm's `--signal`, Ctrl-C) at
+/// seeded random moments: each time `r3m train` writes a checkpoint at the step it reached and
+/// exits 130, losing no step; `--resume` then ends with weights bit-identical to an uninterrupted
+/// run.
 #[test]
 fn sigterm_checkpoints_the_current_step_and_resume_is_exact() {
     use std::time::{Duration, Instant};
@@ -895,15 +896,18 @@ fn sigterm_checkpoints_the_current_step_and_resume_is_exact() {
             }
             std::thread::sleep(extra);
             if child.try_wait().unwrap().is_none() {
+                // SIGTERM (Slurm, Kubernetes, torchrun), SIGUSR1 (Slurm's --signal), SIGINT
+                let (sig, name) =
+                    [(libc::SIGTERM, "SIGTERM"), (libc::SIGUSR1, "SIGUSR1"), (libc::SIGINT, "SIGINT")][termed];
                 // SAFETY: signals the child this test started
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                unsafe { libc::kill(child.id() as libc::pid_t, sig) };
                 let status = child.wait().unwrap();
-                assert_eq!(status.code(), Some(130), "SIGTERM while training: {status}");
+                assert_eq!(status.code(), Some(130), "{name} while training: {status}");
                 termed += 1;
                 // the checkpoint is at the step reached: every step in metrics.csv is in it
                 let latest = std::fs::read_to_string(run.join("latest")).unwrap();
                 let done = rows(&run);
-                assert_eq!(latest.trim(), format!("step-{done:08}"), "SIGTERM after {done} steps");
+                assert_eq!(latest.trim(), format!("step-{done:08}"), "{name} after {done} steps");
                 continue;
             }
         }
@@ -913,8 +917,8 @@ fn sigterm_checkpoints_the_current_step_and_resume_is_exact() {
             break;
         }
     }
-    eprintln!("SIGTERM points that stopped training cleanly: {termed} (runs: {tries})");
-    assert_eq!(termed, 3, "SIGTERMs that landed while training ran");
+    eprintln!("SIGTERM, SIGUSR1 and SIGINT points that stopped training cleanly: {termed} (runs: {tries})");
+    assert_eq!(termed, 3, "signals that landed while training ran");
     let (a, b) = (weights(&straight), weights(&run));
     assert_same_weights(&a, &b);
 }

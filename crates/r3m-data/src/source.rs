@@ -155,8 +155,10 @@ fn is_video(p: &Path) -> bool {
 }
 
 /// Every file with a video extension under `root`, recursively, sorted, hidden entries skipped.
+/// A link that leads nowhere readable (dangling, a loop) is kept, so that probing it fails and it
+/// is skipped and counted with the reason like any broken file, not dropped unseen.
 pub fn find_videos(root: &Path) -> Vec<PathBuf> {
-    walk_files(root, is_video)
+    walk(root, is_video, true)
 }
 
 /// The files under `root` that `keep` accepts, sorted by path: the one directory walk of this
@@ -164,13 +166,21 @@ pub fn find_videos(root: &Path) -> Vec<PathBuf> {
 /// directories are not followed (a link loop would never end), symlinked files are kept; folders
 /// that cannot be read are left out.
 pub fn walk_files(root: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    walk(root, keep, false)
+}
+
+fn walk(root: &Path, keep: impl Fn(&Path) -> bool, broken_links: bool) -> Vec<PathBuf> {
     walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.')))
         .flatten()
-        .filter(|e| !e.file_type().is_dir() && keep(e.path()) && e.path().is_file())
+        .filter(|e| {
+            let p = e.path();
+            let broken = broken_links && e.path_is_symlink() && std::fs::metadata(p).is_err();
+            !e.file_type().is_dir() && keep(p) && (p.is_file() || broken)
+        })
         .map(walkdir::DirEntry::into_path)
         .collect()
 }
@@ -393,6 +403,33 @@ mod cache_tests {
         std::fs::write(r.join("sub/t.parquet"), b"").unwrap();
         crate::lerobot::parquet_files(r, &mut parquet);
         assert_eq!(parquet, vec![r.join("sub/t.parquet")]);
+    }
+
+    /// Links to nothing readable (dangling, a loop) are skipped and counted with their reason,
+    /// like broken files, not dropped unseen; a link to a folder is not a video.
+    #[test]
+    fn unreadable_videos_are_skipped_and_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/synthetic/clip0.mp4");
+        std::fs::copy(&sample, r.join("ok.mp4")).unwrap();
+        std::os::unix::fs::symlink(r.join("nowhere/x.mp4"), r.join("dangling.mp4")).unwrap();
+        std::os::unix::fs::symlink(r.join("loop.mp4"), r.join("loop.mp4")).unwrap();
+        std::fs::create_dir_all(r.join("folder")).unwrap();
+        std::os::unix::fs::symlink(r.join("folder"), r.join("folder-link.mp4")).unwrap();
+        let ds = scan_videos(r, &mut ProbeCache::default()).unwrap();
+        assert_eq!(ds.clips.len(), 1);
+        let skipped: Vec<(String, String)> = ds
+            .skipped
+            .iter()
+            .map(|s| (s.path.file_name().unwrap().to_string_lossy().into_owned(), s.reason.clone()))
+            .collect();
+        assert_eq!(
+            skipped.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+            ["dangling.mp4", "loop.mp4"],
+            "{skipped:?}"
+        );
+        assert!(skipped.iter().all(|(_, why)| !why.is_empty()), "{skipped:?}");
     }
 
     #[test]

@@ -8,8 +8,20 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// All record batches of a Parquet file.
+/// All record batches of a Parquet file. A corrupt file that makes the Parquet or Arrow reader
+/// panic is an error like any other.
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet_inner(path))).unwrap_or_else(|e| {
+        let why = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        Err(format!("a corrupt Parquet file (the reader failed: {why})"))
+    })
+}
+
+fn read_parquet_inner(path: &Path) -> Result<Vec<RecordBatch>, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("not a Parquet file ({e})"))?

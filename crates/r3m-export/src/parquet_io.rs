@@ -256,8 +256,29 @@ impl Embeddings {
     }
 }
 
+/// Runs `f`, a read of the Parquet file at `path`, turning a panic of the Parquet or Arrow reader
+/// (a corrupt file can make them panic, e.g. on a malformed embedded Arrow schema) into an error
+/// that names the file.
+fn no_panic<T>(path: &Path, f: impl FnOnce() -> Result<T, ExportError>) -> Result<T, ExportError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            Err(fmt_err(path, format!("a corrupt Parquet file (the reader failed: {why})")))
+        }
+    }
+}
+
 /// Reads an embeddings file (ours, or any Parquet file with that schema) whole.
 pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
+    no_panic(path, || read_embeddings_inner(path))
+}
+
+fn read_embeddings_inner(path: &Path) -> Result<Embeddings, ExportError> {
     let mut out: Option<Embeddings> = None;
     let (metadata, dim, episodes) = for_each_chunk(path, |c| {
         let o = out.get_or_insert_with(|| Embeddings {
@@ -283,8 +304,10 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings, ExportError> {
 
 /// An embeddings file's key-value metadata and row count, without reading its rows.
 pub fn read_embeddings_metadata(path: &Path) -> Result<(HashMap<String, String>, u64), ExportError> {
-    let (builder, metadata) = open_parquet(path)?;
-    Ok((metadata, builder.metadata().file_metadata().num_rows().max(0) as u64))
+    no_panic(path, || {
+        let (builder, metadata) = open_parquet(path)?;
+        Ok((metadata, builder.metadata().file_metadata().num_rows().max(0) as u64))
+    })
 }
 
 /// Opens a Parquet file for reading and returns its key-value metadata.
@@ -305,6 +328,13 @@ fn open_parquet(path: &Path) -> Result<(ParquetRecordBatchReaderBuilder<File>, H
 /// `f` sees each batch as an [`Embeddings`] without metadata. Returns the file's metadata, the
 /// embedding size and whether it has `episode_index`.
 pub fn for_each_chunk(
+    path: &Path,
+    f: impl FnMut(&Embeddings) -> Result<(), ExportError>,
+) -> Result<(HashMap<String, String>, usize, bool), ExportError> {
+    no_panic(path, || for_each_chunk_inner(path, f))
+}
+
+fn for_each_chunk_inner(
     path: &Path,
     mut f: impl FnMut(&Embeddings) -> Result<(), ExportError>,
 ) -> Result<(HashMap<String, String>, usize, bool), ExportError> {
