@@ -183,6 +183,24 @@ fn user_inputs_survive_mutation() {
             }),
         ));
 
+        // ... and a Parquet manifest (written by pyarrow, as users make them)
+        let pm = m.join("manifest.parquet");
+        let o = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, pyarrow as pa, pyarrow.parquet as pq; pq.write_table(pa.table({'path': ['clip0.mp4', \
+                 'clip0.mp4'], 'start': [0.0, 1.0], 'end': [1.5, None], 'text': ['open the drawer', None]}), sys.argv[1])",
+            ])
+            .arg(&pm)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "pyarrow: {}", String::from_utf8_lossy(&o.stderr));
+        let pq_seed = std::fs::read(&pm).unwrap();
+        tried.push((
+            "manifest.parquet",
+            fuzz("manifest-parquet", &pm, &pq_seed, usize::MAX, 9, |p| r3m_data::manifest::read_manifest(p).is_ok()),
+        ));
+
         // 2. a LeRobot dataset's meta/info.json and meta/episodes.jsonl, opened as --lerobot opens
         // them (the data and videos are the shipped sample's)
         let lr = d.path().join("lerobot");
