@@ -71,9 +71,12 @@ pub fn cpu_has_bf16_units() -> bool {
 }
 
 extern "C" {
-    fn r3m_autocast_enter(device: i32) -> i32;
-    fn r3m_autocast_exit(device: i32, prev: i32) -> i32;
+    fn r3m_autocast_enter(device: i32, prev_dtype: *mut i32) -> i32;
+    fn r3m_autocast_exit(device: i32, prev: i32, prev_dtype: i32) -> i32;
     fn r3m_autocast_enabled(device: i32) -> i32;
+    fn r3m_autocast_dtype(device: i32) -> i32;
+    #[cfg(test)]
+    fn r3m_autocast_set_dtype(device: i32, dtype: i32) -> i32;
 }
 
 fn device_code(device: Device) -> i32 {
@@ -86,15 +89,22 @@ pub fn autocast_enabled(device: Device) -> bool {
     unsafe { r3m_autocast_enabled(device_code(device)) == 1 }
 }
 
+/// The autocast dtype for `device`'s type right now, as libtorch's ScalarType number.
+pub fn autocast_dtype(device: Device) -> i32 {
+    // SAFETY: the shim takes and returns plain integers and catches every C++ exception.
+    unsafe { r3m_autocast_dtype(device_code(device)) }
+}
+
 struct AutocastGuard {
     device: i32,
     prev: i32,
+    prev_dtype: i32,
 }
 
 impl Drop for AutocastGuard {
     fn drop(&mut self) {
         // SAFETY: as above; pairs with the enter call that made this guard.
-        unsafe { r3m_autocast_exit(self.device, self.prev) };
+        unsafe { r3m_autocast_exit(self.device, self.prev, self.prev_dtype) };
     }
 }
 
@@ -107,9 +117,11 @@ pub fn autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) 
     }
     let code = device_code(device);
     // SAFETY: as above.
-    let prev = unsafe { r3m_autocast_enter(code) };
+    let mut prev_dtype = 0i32;
+    // SAFETY: as above; prev_dtype is a live local the shim writes once.
+    let prev = unsafe { r3m_autocast_enter(code, &mut prev_dtype) };
     assert!(prev >= 0, "enabling libtorch autocast failed");
-    let _guard = AutocastGuard { device: code, prev };
+    let _guard = AutocastGuard { device: code, prev, prev_dtype };
     f()
 }
 
@@ -146,6 +158,25 @@ pub fn vars_to_channels_last(vs: &nn::VarStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn autocast_restores_the_callers_state_and_dtype() {
+        // a caller's own autocast setting (fp16, off) survives an r3m bf16 region, nested too
+        const HALF: i32 = 5; // c10::ScalarType::Half
+                             // SAFETY: plain integers
+        assert_eq!(unsafe { r3m_autocast_set_dtype(0, HALF) }, 0);
+        let before = (autocast_enabled(Device::Cpu), autocast_dtype(Device::Cpu));
+        assert_eq!(before, (false, HALF));
+        autocast(Device::Cpu, Precision::Bf16, || {
+            assert!(autocast_enabled(Device::Cpu));
+            assert_eq!(autocast_dtype(Device::Cpu), 15, "bf16 (ScalarType 15) inside");
+            autocast(Device::Cpu, Precision::Bf16, || assert!(autocast_enabled(Device::Cpu)));
+            assert!(autocast_enabled(Device::Cpu), "still on after the inner region");
+        });
+        assert_eq!((autocast_enabled(Device::Cpu), autocast_dtype(Device::Cpu)), before);
+        // SAFETY: plain integers; back to libtorch's CPU default
+        unsafe { r3m_autocast_set_dtype(0, 15) };
+    }
     use tch::Kind;
 
     #[test]

@@ -310,7 +310,18 @@ impl Converter {
             unsafe { ffi::sws_freeContext(self.sws) };
             self.sws = ptr::null_mut();
         }
-        // SAFETY: plain constructor calls; the format value came from a decoded frame.
+        // a runtime FFmpeg newer than the bindings can hand over a format they do not name;
+        // turning that number into the enum would be undefined, so it is an error instead
+        let known = ffi::AVPixelFormat::AV_PIX_FMT_NB as i32;
+        if !(0..known).contains(&key.fmt) {
+            return Err(format!(
+                "pixel format {} is not one this r3m's FFmpeg bindings know (0 to {}): the FFmpeg at run time is newer than the one r3m was built with",
+                key.fmt,
+                known - 1
+            ));
+        }
+        // SAFETY: plain constructor calls; the format value is in 0..AV_PIX_FMT_NB, and the
+        // bindings' enum names every value from AV_PIX_FMT_NONE (-1) to AV_PIX_FMT_NB without a gap.
         unsafe {
             let src_fmt: ffi::AVPixelFormat = std::mem::transmute(key.fmt);
             self.sws = ffi::sws_getContext(
