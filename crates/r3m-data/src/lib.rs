@@ -12,6 +12,7 @@
 //! picks by what the path is.
 
 pub mod augment;
+pub mod batch;
 pub mod lerobot;
 pub mod loader;
 pub mod manifest;

@@ -29,7 +29,7 @@ use r3m_video::{DecodeOptions, DecodePool, Frame, Request, VideoReader};
 use rayon::prelude::*;
 
 use crate::augment::Augment;
-use crate::loader::{
+use crate::batch::{
     cumulative, redraw_around_lost, tuple_images, weighted, Batch, GroupMsg, LoaderConfig, LoaderState,
 };
 use crate::rng::Rng;

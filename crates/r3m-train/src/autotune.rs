@@ -9,8 +9,7 @@
 //! measured 1.35× the PyTorch recipe and bf16 1.17×, yet "bf16 where the CPU has it" picked bf16.
 //!
 //! The steps run on random pixels: the loader is the same whatever the mode, so it is left out
-//! of the timing. The model is its own copy, built like the run's ([`crate::trainer`]'s
-//! `build_model`); the run seeds libtorch before building its model and keeps its other random
+//! of the timing. The model is its own copy, built like the run's ([`crate::model::build_model`]); the run seeds libtorch before building its model and keeps its other random
 //! streams in its own generators, so measuring does not change what the run computes.
 
 use std::collections::BTreeMap;
@@ -24,6 +23,7 @@ use r3m_model::{ObjectiveInput, Precision};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::modes::{Choice, Mode, Timing};
 use crate::{Adam, TrainConfig};
 
 /// Cache file format tag.
@@ -38,79 +38,6 @@ pub const WARMUP_STEPS: usize = 2;
 /// remains is one measurement in six running 20–30% slower throughout, which more steps do not
 /// remove: modes within a few percent of each other are a tie that either choice settles.
 pub const TIMED_STEPS: usize = 7;
-
-/// One arithmetic and memory layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mode {
-    /// `fp32` or `bf16`.
-    #[serde(with = "precision_name")]
-    pub precision: Precision,
-    /// Channels-last images and weights.
-    pub channels_last: bool,
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.precision, if self.channels_last { "channels-last" } else { "NCHW" })
-    }
-}
-
-/// [`Precision`] as its command-line name.
-mod precision_name {
-    use r3m_model::Precision;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(p: &Precision, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(p.name())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// A mode's measured time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Timing {
-    /// The mode.
-    pub mode: Mode,
-    /// Median seconds per training step (compute only).
-    pub step_s: f64,
-    /// Steps timed (0 in caches of older r3m, which are not read).
-    #[serde(default)]
-    pub steps: usize,
-    /// Slowest over fastest timed step: how steady the machine was while measuring.
-    #[serde(default)]
-    pub spread: f64,
-}
-
-/// What `auto` chose and why; kept in the run config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Choice {
-    /// The fastest mode.
-    pub mode: Mode,
-    /// Every candidate's time.
-    pub timings: Vec<Timing>,
-    /// The machine and shape the timings belong to.
-    pub key: String,
-    /// Whether the timings came from the cache (measured by an earlier run).
-    pub cached: bool,
-}
-
-impl Choice {
-    /// One line for the log: the choice and every candidate's time.
-    pub fn summary(&self) -> String {
-        let t: Vec<String> = self.timings.iter().map(|t| format!("{} {:.3} s/step", t.mode, t.step_s)).collect();
-        let steps = self.timings.first().map_or(0, |t| t.steps);
-        format!(
-            "auto: {} ({}: {}; median of {steps} steps per mode; {})",
-            self.mode,
-            if self.cached { "cached measurement" } else { "measured" },
-            t.join(", "),
-            self.key
-        )
-    }
-}
 
 /// The candidate modes. `precision` / `channels_last` given: only modes with that value (an
 /// explicit flag wins). bf16 is a candidate on CUDA and on CPUs with bf16 units; elsewhere it is
@@ -189,7 +116,7 @@ impl Candidate {
     fn new(cfg: &TrainConfig, mode: Mode) -> Candidate {
         let (b, s) = (cfg.batch as i64, i64::from(cfg.size));
         let vs = nn::VarStore::new(cfg.device);
-        let (encoder, objective, params) = crate::trainer::build_model(cfg, &vs, LANG_DIM, mode.channels_last);
+        let (encoder, objective, params) = crate::model::build_model(cfg, &vs, LANG_DIM, mode.channels_last);
         let adam = Adam::new(params, cfg.lr);
         let pixels = Tensor::randint(256, [b * 5, s, s, 3], (Kind::Uint8, Device::Cpu)).permute([0, 3, 1, 2]);
         Candidate { mode, vs, encoder, objective, adam, pixels, times: Vec::new() }

@@ -12,9 +12,12 @@
 pub mod adam;
 pub mod autotune;
 pub mod budget;
+pub mod config;
 pub mod device_augment;
 pub mod dist;
 pub mod metrics;
+pub mod model;
+pub mod modes;
 pub mod policy;
 pub mod run;
 pub mod syncs;
@@ -22,6 +25,8 @@ pub mod trainer;
 
 pub use adam::Adam;
 pub use budget::Budget;
+pub use config::TrainConfig;
 pub use dist::{Dist, DistEnv, GlobalBatch};
+pub use run::latest_checkpoint;
 pub use run::{prepare_run_dir, RunConfig};
-pub use trainer::{check_resume, latest_checkpoint, train, StepMetrics, TrainConfig, TupleSample};
+pub use trainer::{check_resume, train, StepMetrics, TupleSample};

@@ -184,7 +184,7 @@ pub struct RunConfig {
     /// `--precision auto` / `--memory-format auto`: the measured choice (see
     /// [`crate::autotune`]); absent when the flags were given or the static rule decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub autotune: Option<crate::autotune::Choice>,
+    pub autotune: Option<crate::modes::Choice>,
     /// How the loader derives its random streams ([`r3m_data::rng::STREAMS`]); configs written
     /// before the field existed used derivation 1. A resume needs the same derivation: another one
     /// draws other batches.
@@ -412,7 +412,7 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
     // run, and the writer's lock is the caller's own
     let entries: Vec<std::path::PathBuf> =
         entries.into_iter().filter(|p| p.file_name().is_none_or(|n| n != LOG_FILE && n != r3m_fs::LOCK_FILE)).collect();
-    let no_checkpoint = is_run_dir(out) && crate::trainer::latest_checkpoint(out).is_none();
+    let no_checkpoint = is_run_dir(out) && latest_checkpoint(out).is_none();
     if resume {
         if !is_run_dir(out) {
             bail!("--resume: {} is not a run directory (no metrics.csv, latest or checkpoints/)", out.display());
@@ -456,6 +456,13 @@ pub fn prepare_run_dir(out: &Path, resume: bool, overwrite: bool) -> Result<usiz
         r.map_err(|e| anyhow::anyhow!("--overwrite: removing {}: {e}", p.display()))?;
     }
     Ok(entries.len())
+}
+
+/// Name of the newest checkpoint in `run`, if any.
+pub fn latest_checkpoint(run: &Path) -> Option<std::path::PathBuf> {
+    let name = std::fs::read_to_string(run.join("latest")).ok()?;
+    let dir = run.join("checkpoints").join(name.trim());
+    dir.join(r3m_model::checkpoint::CONFIG_FILE).exists().then_some(dir)
 }
 
 #[cfg(test)]
