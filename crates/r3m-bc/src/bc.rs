@@ -222,7 +222,7 @@ pub struct BcConfig {
     pub eval_seed_base: u64,
     /// Architecture for `random` and `scratch`.
     pub arch: Arch,
-    /// Set from outside (Ctrl-C) to stop the cell at the next step with [`Interrupted`].
+    /// Set from outside (Ctrl-C) to stop the cell at the next step ([`CellOutcome::Interrupted`]).
     pub stop: Option<Arc<AtomicBool>>,
 }
 
@@ -522,8 +522,37 @@ fn gaussian(rng: &mut Rng) -> f64 {
 /// Trains and evaluates one cell. `train` are the demos to learn from, `heldout` demos only
 /// measure action MSE; frames must be prepared ([`prepare_demos`]) for image rows.
 /// `on_progress(what)` reports progress.
+/// How a cell ended: finished, or stopped through [`BcConfig::stop`] (nothing of it is kept).
+#[derive(Debug, Clone)]
+pub enum CellOutcome {
+    /// The cell ran to its end.
+    Done(CellResult),
+    /// The stop flag was set; the cell was abandoned.
+    Interrupted,
+}
+
+/// Trains and evaluates one cell (encoder × demos × seed); a stop through [`BcConfig::stop`] is
+/// [`CellOutcome::Interrupted`], an error anything that went wrong.
 #[allow(clippy::too_many_arguments)]
 pub fn run_cell(
+    kind: &EncoderKind,
+    train: &[&Demo],
+    heldout: &[&Demo],
+    seed: u64,
+    cfg: &BcConfig,
+    envs: &mut [Box<dyn Env>],
+    on_progress: impl FnMut(&str),
+    observer: &mut dyn FnMut(&RolloutStep),
+) -> Result<CellOutcome> {
+    match run_cell_inner(kind, train, heldout, seed, cfg, envs, on_progress, observer) {
+        Ok(r) => Ok(CellOutcome::Done(r)),
+        Err(e) if e.is::<Interrupted>() => Ok(CellOutcome::Interrupted),
+        Err(e) => Err(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cell_inner(
     kind: &EncoderKind,
     train: &[&Demo],
     heldout: &[&Demo],

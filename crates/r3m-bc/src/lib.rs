@@ -18,8 +18,8 @@ pub mod shallow;
 pub mod stats;
 
 pub use bc::{
-    embed_prepared, frames_tensor, prepare_demos, rollouts, run_cell, wilson, BcConfig, CellResult, EncoderKind,
-    EvalPoint, FramePrep, Interrupted, RolloutStep, Timing, BUILTIN_ENCODERS,
+    embed_prepared, frames_tensor, prepare_demos, rollouts, run_cell, wilson, BcConfig, CellOutcome, CellResult,
+    EncoderKind, EvalPoint, FramePrep, Interrupted, RolloutStep, Timing, BUILTIN_ENCODERS,
 };
 pub use bridge::{BridgeConfig, Env, MetaWorldBridge, Observation};
 pub use demos::{load_demos, render_info, Demo, RenderInfo};

@@ -454,8 +454,8 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 &mut observe,
             );
             let r = match r {
-                Ok(r) => r,
-                Err(e) if e.is::<r3m_bc::Interrupted>() => {
+                Ok(r3m_bc::CellOutcome::Done(r)) => r,
+                Ok(r3m_bc::CellOutcome::Interrupted) => {
                     interrupted = true;
                     break;
                 }
