@@ -411,3 +411,62 @@ pub fn resummarise(out: &Path) -> Result<String> {
     write_atomic(&out.join("results.md"), &md)?;
     Ok(md)
 }
+
+/// What an evaluation run leaves for its tables: the cells of this run and the kept ones.
+pub struct Finished<'a> {
+    /// The protocol of every cell.
+    pub protocol: Protocol,
+    /// Checkpoint of each checkpoint row.
+    pub checkpoints: BTreeMap<String, PathBuf>,
+    /// Row names: this run's rows in their order, then kept rows.
+    pub names: &'a [String],
+    /// This run's `--demos`, in order.
+    pub demos: &'a [usize],
+    /// The `--vs` rows.
+    pub vs: &'a [String],
+    /// Rows kept from earlier invocations that this run does not list.
+    pub kept_names: &'a [String],
+    /// Every finished cell (this run's and kept ones), in any order.
+    pub cells: Vec<CellResult>,
+    /// Every planned cell of this run finished.
+    pub complete: bool,
+    /// The sentence on time spent.
+    pub total: String,
+}
+
+/// Writes `OUT/results.json` and `OUT/results.md` for `f` and returns the table: cells in plan order
+/// (row, demos, seed; kept rows after), `--demos` first and the kept cells' other demos after,
+/// ascending.
+pub fn write_results(out: &Path, f: Finished) -> Result<String> {
+    let Finished { protocol, checkpoints, names, demos, vs, kept_names, mut cells, complete, total } = f;
+    let mut all_demos = demos.to_vec();
+    let mut more: Vec<usize> = cells.iter().map(|c| c.demos).filter(|d| !demos.contains(d)).collect();
+    more.sort_unstable();
+    more.dedup();
+    all_demos.extend(more);
+    cells.sort_by_key(|c| {
+        let k = names.iter().position(|k| *k == c.encoder).unwrap_or(usize::MAX);
+        let d = all_demos.iter().position(|&d| d == c.demos).unwrap_or(usize::MAX);
+        (k, d, c.seed)
+    });
+    let rows = summarise(names, &all_demos, &cells, vs);
+    let mut md = table(&protocol, &rows, vs, &checkpoints, &total, complete);
+    if !kept_names.is_empty() {
+        md.push_str(&format!(
+            "\nKept from earlier invocations in this directory (not in this run's --encoders): {}.\n",
+            kept_names.join(", ")
+        ));
+    }
+    let results = Results {
+        format: RESULTS_FORMAT.into(),
+        intervals: Some(stats::METHOD_ID.into()),
+        protocol,
+        checkpoints,
+        rows,
+        cells,
+        complete,
+    };
+    write_atomic(&out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
+    write_atomic(&out.join("results.md"), &md)?;
+    Ok(md)
+}

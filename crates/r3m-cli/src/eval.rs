@@ -6,8 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use r3m_bc::report::{
-    cell_file, kept_cells, mismatch, read_cell, row_of, summarise, table, write_atomic, CellFile, Protocol, Results,
-    CELL_FORMAT, RESULTS_FORMAT,
+    cell_file, kept_cells, mismatch, read_cell, row_of, write_atomic, CellFile, Protocol, CELL_FORMAT,
 };
 use r3m_bc::{BcConfig, BridgeConfig, CellResult, EncoderKind, Env, MetaWorldBridge};
 use r3m_model::Arch;
@@ -490,38 +489,20 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.num_seeds as usize;
     let finished = done.len();
     done.extend(kept.into_iter().map(|(c, _)| c));
-    // --demos in order, then other demos of kept cells, ascending
-    let mut all_demos = args.demos.clone();
-    let mut more: Vec<usize> = done.iter().map(|c| c.demos).filter(|d| !args.demos.contains(d)).collect();
-    more.sort_unstable();
-    more.dedup();
-    all_demos.extend(more);
-    // results in plan order (encoder, demos, seed), kept rows after, whatever order cells finished in
-    let order = |c: &CellResult| {
-        let k = names.iter().position(|k| *k == c.encoder).unwrap_or(usize::MAX);
-        let d = all_demos.iter().position(|&d| d == c.demos).unwrap_or(usize::MAX);
-        (k, d, c.seed)
-    };
-    done.sort_by_key(order);
-    let rows = summarise(&names, &all_demos, &done, &vs);
-    let mut md = table(&protocol, &rows, &vs, &checkpoints, &format!("Total {elapsed:.0} s this run."), complete);
-    if !kept_names.is_empty() {
-        md.push_str(&format!(
-            "\nKept from earlier invocations in this directory (not in this run's --encoders): {}.\n",
-            kept_names.join(", ")
-        ));
-    }
-    let results = Results {
-        format: RESULTS_FORMAT.into(),
-        intervals: Some(r3m_bc::stats::METHOD_ID.into()),
-        protocol,
-        checkpoints,
-        rows,
-        cells: done,
-        complete,
-    };
-    write_atomic(&args.out.join("results.json"), &serde_json::to_string_pretty(&results)?)?;
-    write_atomic(&args.out.join("results.md"), &md)?;
+    let md = r3m_bc::report::write_results(
+        &args.out,
+        r3m_bc::report::Finished {
+            protocol,
+            checkpoints,
+            names: &names,
+            demos: &args.demos,
+            vs: &vs,
+            kept_names: &kept_names,
+            cells: done,
+            complete,
+            total: format!("Total {elapsed:.0} s this run."),
+        },
+    )?;
     println!("{md}");
     if interrupted {
         tracing::info!(
