@@ -470,3 +470,86 @@ pub fn write_results(out: &Path, f: Finished) -> Result<String> {
     write_atomic(&out.join("results.md"), &md)?;
     Ok(md)
 }
+
+/// What an evaluation invocation finds in its output folder and has to do.
+pub struct Plan {
+    /// Cells of this invocation's plan already finished (read back on `--resume`).
+    pub done: Vec<CellResult>,
+    /// Cells to run: row, demos, seed, in plan order.
+    pub to_run: Vec<(EncoderKind, usize, u64)>,
+    /// Other finished cells in the folder that stay in the tables (rows, demos or seeds this
+    /// invocation does not list), with their checkpoints.
+    pub kept: Vec<(CellResult, Option<PathBuf>)>,
+    /// Rows among `kept` that this invocation does not list, sorted.
+    pub kept_names: Vec<String>,
+    /// Finished cells left out of the tables, a line each with why.
+    pub left_out: Vec<String>,
+}
+
+/// The plan of an evaluation of `kinds` × `demos` × `num_seeds` seeds in `out`: which cells are
+/// done (with `resume`; a cell of another protocol, checkpoint or fine-tune mode is an error
+/// naming it), which to run, and which other finished cells (`existing`: the cell files found)
+/// stay in the tables; kept rows' checkpoints are added to `checkpoints`.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    out: &Path,
+    kinds: &[EncoderKind],
+    demos: &[usize],
+    num_seeds: u64,
+    resume: bool,
+    protocol: &Protocol,
+    checkpoints: &mut BTreeMap<String, PathBuf>,
+    existing: &[PathBuf],
+) -> Result<Plan> {
+    let mut done = Vec::new();
+    let mut to_run = Vec::new();
+    for kind in kinds {
+        for &n in demos {
+            for seed in 0..num_seeds {
+                let path = cell_file(out, kind.name(), n, seed);
+                if resume && path.exists() {
+                    let f = read_cell(&path)?;
+                    if let Some(why) = mismatch(&f, protocol, Some(row_of(kind, checkpoints))) {
+                        anyhow::bail!(
+                            "{}: {why}; use the same flags and rows, another --out, or --overwrite",
+                            path.display()
+                        );
+                    }
+                    done.push(f.cell);
+                } else {
+                    to_run.push((kind.clone(), n, seed));
+                }
+            }
+        }
+    }
+    // the other finished cells in OUT (rows this invocation does not list, seeds or demos it
+    // does not ask for) stay in the tables: a resume that adds or re-runs some rows never drops
+    // what is done
+    let (kept, left_out) = if resume {
+        // the cells of this invocation's plan (read above, or to run) by their file names
+        let have: Vec<PathBuf> = kinds
+            .iter()
+            .flat_map(|k| demos.iter().flat_map(move |&n| (0..num_seeds).map(move |s| (k, n, s))))
+            .map(|(k, n, s)| cell_file(out, k.name(), n, s))
+            .collect();
+        let listed: BTreeMap<&str, (Option<&PathBuf>, bool)> =
+            kinds.iter().map(|k| (k.name(), row_of(k, checkpoints))).collect();
+        kept_cells(existing, &have, &listed, protocol)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let mut kept_names: Vec<String> = Vec::new();
+    for (c, ck) in &kept {
+        if kinds.iter().any(|k| k.name() == c.encoder) {
+            continue;
+        }
+        if !kept_names.contains(&c.encoder) {
+            kept_names.push(c.encoder.clone());
+        }
+        if let Some(ck) = ck {
+            checkpoints.insert(c.encoder.clone(), ck.clone());
+        }
+    }
+    kept_names.sort();
+    Ok(Plan { done, to_run, kept, kept_names, left_out })
+}

@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use r3m_bc::report::{
-    cell_file, kept_cells, mismatch, read_cell, row_of, write_atomic, CellFile, Protocol, CELL_FORMAT,
-};
-use r3m_bc::{BcConfig, BridgeConfig, CellResult, EncoderKind, Env, MetaWorldBridge};
+use r3m_bc::report::{cell_file, write_atomic, CellFile, Protocol, CELL_FORMAT};
+use r3m_bc::{BcConfig, BridgeConfig, EncoderKind, Env, MetaWorldBridge};
 use r3m_model::Arch;
 
 /// `r3m eval` subcommands.
@@ -300,53 +298,16 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     // temporaries of a killed run (never those of a run still going)
     r3m_fs::clean_stale(&cells_dir)?;
     r3m_fs::clean_stale(&args.out)?;
-    let mut done: Vec<CellResult> = Vec::new();
-    let mut plan = Vec::new();
-    for kind in &kinds {
-        for &n in &args.demos {
-            for seed in 0..args.num_seeds {
-                let path = cell_file(&args.out, kind.name(), n, seed);
-                if args.resume && path.exists() {
-                    let f = read_cell(&path)?;
-                    if let Some(why) = mismatch(&f, &protocol, Some(row_of(kind, &checkpoints))) {
-                        bail!("{}: {why}; use the same flags and rows, another --out, or --overwrite", path.display());
-                    }
-                    done.push(f.cell);
-                } else {
-                    plan.push((kind.clone(), n, seed));
-                }
-            }
-        }
-    }
-    // the other finished cells in OUT (rows this invocation does not list, seeds or demos it
-    // does not ask for) stay in the tables: a resume that adds or re-runs some rows never drops
-    // what is done
-    let (kept, left_out) = if args.resume {
-        // the cells of this invocation's plan (read above, or to run) by their file names
-        let have: Vec<PathBuf> = kinds
-            .iter()
-            .flat_map(|k| args.demos.iter().flat_map(move |&n| (0..args.num_seeds).map(move |s| (k, n, s))))
-            .map(|(k, n, s)| cell_file(&args.out, k.name(), n, s))
-            .collect();
-        let listed: std::collections::BTreeMap<&str, (Option<&PathBuf>, bool)> =
-            kinds.iter().map(|k| (k.name(), row_of(k, &checkpoints))).collect();
-        kept_cells(&existing, &have, &listed, &protocol)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let mut kept_names: Vec<String> = Vec::new();
-    for (c, ck) in &kept {
-        if kinds.iter().any(|k| k.name() == c.encoder) {
-            continue;
-        }
-        if !kept_names.contains(&c.encoder) {
-            kept_names.push(c.encoder.clone());
-        }
-        if let Some(ck) = ck {
-            checkpoints.insert(c.encoder.clone(), ck.clone());
-        }
-    }
-    kept_names.sort();
+    let r3m_bc::report::Plan { mut done, to_run: plan, kept, kept_names, left_out } = r3m_bc::report::plan(
+        &args.out,
+        &kinds,
+        &args.demos,
+        args.num_seeds,
+        args.resume,
+        &protocol,
+        &mut checkpoints,
+        &existing,
+    )?;
     let names: Vec<String> = kinds.iter().map(|k| k.name().to_string()).chain(kept_names.iter().cloned()).collect();
     for v in &vs {
         if !names.contains(v) {
