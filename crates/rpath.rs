@@ -5,9 +5,9 @@
 //! bench of the package, so `r3m` runs without `LD_LIBRARY_PATH`, and we record the libtorch version
 //! (read from the `torch/version.py` next to that directory) for `r3m doctor`.
 //!
-//! A package with `src/shim.cpp` (r3m-model's autocast switches, r3m-train's c10d process group)
-//! gets it compiled with the system C++ compiler against the headers of that same libtorch and
-//! linked as a static library.
+//! A package with `src/shim.cpp` (r3m-model's autocast switches, r3m-train's c10d process groups
+//! and fused Adam) gets it compiled by the `cc` crate (warnings on for the shim; the headers of
+//! libtorch, Gloo and CUDA as system headers) against that same libtorch and linked statically.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -42,11 +42,7 @@ fn compile_shim(lib: &str) {
         return;
     }
     println!("cargo:rerun-if-changed={}", src.display());
-    println!("cargo:rerun-if-env-changed=CXX");
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     let include = std::path::Path::new(lib).join("..").join("include");
-    let obj = out.join("r3m_shim.o");
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
     // c10d's Gloo process group (r3m-train's data-parallel shim) needs Gloo's headers, which the
     // PyPI wheel lacks: Debian's libgloo-dev (scripts/setup.sh installs it) or $GLOO_INCLUDE
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
@@ -61,24 +57,27 @@ fn compile_shim(lib: &str) {
         );
     }
     let nccl_flags = nccl_flags(lib);
-    let status = std::process::Command::new(&cxx)
-        .args(["-std=c++17", "-O2", "-fPIC", "-w", "-c"])
-        .args(&gloo_flags)
-        .args(&nccl_flags)
-        .arg(format!("-I{}", include.display()))
-        .arg(format!("-I{}", include.join("torch/csrc/api/include").display()))
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .unwrap_or_else(|e| panic!("running {cxx} for {}: {e} (install g++)", src.display()));
-    assert!(status.success(), "{cxx} failed on {}", src.display());
-    let archive = out.join("libr3m_shim.a");
-    let _ = std::fs::remove_file(&archive);
-    let status = std::process::Command::new("ar").arg("crs").arg(&archive).arg(&obj).status().expect("running ar");
-    assert!(status.success(), "ar failed on {}", obj.display());
-    println!("cargo:rustc-link-search=native={}", out.display());
-    println!("cargo:rustc-link-lib=static=r3m_shim");
+    // the cc crate, warnings on for our code; libtorch's, Gloo's and CUDA's headers as system
+    // headers, so their own warnings stay out
+    let mut build = cc::Build::new();
+    build.cpp(true).file(&src).flag("-std=c++17").warnings(true).extra_warnings(true);
+    for dir in [include.clone(), include.join("torch/csrc/api/include")] {
+        build.flag("-isystem").flag(dir.to_string_lossy().as_ref());
+    }
+    for f in gloo_flags.iter().chain(&nccl_flags) {
+        match f.strip_prefix("-I") {
+            // the compiler's own system folder stays where it is (naming it again breaks
+            // libstdc++'s #include_next)
+            Some("/usr/include") => {}
+            Some(dir) => {
+                build.flag("-isystem").flag(dir);
+            }
+            None => {
+                build.flag(f.as_str());
+            }
+        }
+    }
+    build.compile("r3m_shim");
 }
 
 /// Flags that build the NCCL process group into a shim that asks for it (`R3M_WANTS_NCCL` in its
