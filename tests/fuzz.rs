@@ -25,15 +25,14 @@ fn iters() -> usize {
     std::env::var("R3M_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(150)
 }
 
-/// splitmix64.
-struct Rng(u64);
+/// r3m's generator, with `below` as `next % n` (0 for an empty range).
+struct Rng(r3m_data::Rng);
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(r3m_data::Rng::new(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
         if n == 0 {
@@ -121,7 +120,7 @@ fn fuzz(
     salt: u64,
     parse: impl Fn(&Path) -> bool,
 ) -> (usize, usize) {
-    let mut rng = Rng(0xF022 ^ salt);
+    let mut rng = Rng::new(0xF022 ^ salt);
     std::fs::write(file, seed).unwrap();
     assert!(parse(file), "{name}: the unmutated seed is rejected");
     let n = iters();
@@ -133,14 +132,7 @@ fn fuzz(
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| parse(file)));
         let took = t0.elapsed();
         accepted += usize::from(matches!(r, Ok(true)));
-        let why = match &r {
-            Err(e) => e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_default(),
-            Ok(_) => String::new(),
-        };
+        let why = r.as_ref().err().map(|e| r3m_data::table::panic_message(e.as_ref())).unwrap_or_default();
         if r.is_err() || took > Duration::from_secs(10) {
             let dir = root().join("target/fuzz-crashes");
             std::fs::create_dir_all(&dir).unwrap();
@@ -331,8 +323,7 @@ fn user_inputs_survive_mutation() {
     }));
     std::panic::set_hook(hook);
     if let Err(e) = result {
-        let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()));
-        panic!("{}", msg.unwrap_or_else(|| "a fuzz target panicked".into()));
+        panic!("{}", r3m_data::table::panic_message(e.as_ref()));
     }
     let rss = max_rss_mb();
     let total: usize = tried.iter().map(|(_, (n, _))| n).sum();

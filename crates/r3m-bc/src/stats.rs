@@ -225,18 +225,14 @@ mod tests {
 
     // --- coverage by simulation ---------------------------------------------------------------
 
-    /// splitmix64 with Box–Muller normals: the simulation needs no crate beyond std.
-    struct Sim(u64);
+    /// r3m's generator with Box–Muller normals.
+    struct Sim(r3m_data::Rng);
     impl Sim {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
+        fn new(seed: u64) -> Sim {
+            Sim(r3m_data::Rng::new(seed))
         }
         fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+            self.0.unit()
         }
         fn normal(&mut self) -> f64 {
             let (u, v) = (1.0 - self.unit(), self.unit());
@@ -303,7 +299,7 @@ mod tests {
     ) -> (f64, f64) {
         let sigma = (seed_sd * seed_sd + layout_sd * layout_sd).sqrt();
         let (p, p_better) = (truth(mu, sigma), truth(mu + 0.5, sigma));
-        let mut rng = Sim(seed);
+        let mut rng = Sim::new(seed);
         let (mut hit, mut hit_diff) = (0, 0);
         for _ in 0..SIMS {
             let layouts: Vec<f64> = (0..LAYOUTS).map(|_| layout_sd * rng.normal()).collect();
@@ -317,6 +313,11 @@ mod tests {
         (hit as f64 / SIMS as f64, hit_diff as f64 / SIMS as f64)
     }
 
+    /// [`coverage`] of this module's intervals.
+    fn coverage_here(sc: (f64, f64, f64), seeds: usize, seed: u64) -> (f64, f64) {
+        coverage(&|m| crossed_mean(m).unwrap(), &|a, b| paired_difference(a, b).unwrap(), sc, seeds, seed)
+    }
+
     #[test]
     fn intervals_cover_the_truth_at_the_nominal_rate() {
         // 2,000 simulated evaluations of 5 seeds × 50 layouts per scenario; a 95% interval must
@@ -326,13 +327,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(k, &sc)| {
-                let (m, d) = coverage(
-                    &|m| crossed_mean(m).unwrap(),
-                    &|a, b| paired_difference(a, b).unwrap(),
-                    sc,
-                    SEEDS,
-                    1000 + k as u64,
-                );
+                let (m, d) = coverage_here(sc, SEEDS, 1000 + k as u64);
                 (sc, m, d)
             })
             .collect();
@@ -355,13 +350,7 @@ mod tests {
         // with fewer seeds the t quantile grows (df 1: 12.7) and the interval stays honest, if wide
         for seeds in [2, 3] {
             for (k, &sc) in SCENARIOS.iter().enumerate().take(3) {
-                let (m, d) = coverage(
-                    &|m| crossed_mean(m).unwrap(),
-                    &|a, b| paired_difference(a, b).unwrap(),
-                    sc,
-                    seeds,
-                    2000 + k as u64,
-                );
+                let (m, d) = coverage_here(sc, seeds, 2000 + k as u64);
                 assert!(m >= 0.93 && d >= 0.93, "{seeds} seeds, {sc:?}: coverage {m} and {d}");
             }
         }
@@ -387,7 +376,7 @@ mod tests {
     #[test]
     #[ignore = "slow: 2,000 × 1,000 bootstrap replicates per scenario; run with --ignored"]
     fn coverage_of_the_crossed_bootstrap() {
-        let rng = std::cell::RefCell::new(Sim(7));
+        let rng = std::cell::RefCell::new(Sim::new(7));
         for (k, &sc) in SCENARIOS.iter().enumerate() {
             let (m, d) = coverage(
                 &|m| bootstrap_mean(m, 1000, &mut rng.borrow_mut()),

@@ -11,14 +11,26 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 /// All record batches of a Parquet file. A corrupt file that makes the Parquet or Arrow reader
 /// panic is an error like any other.
 pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet_inner(path))).unwrap_or_else(|e| {
-        let why = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-            .unwrap_or_else(|| "unknown".into());
-        Err(format!("a corrupt Parquet file (the reader failed: {why})"))
-    })
+    no_panic(|| read_parquet_inner(path)).map_err(|why| why.unwrap_or_else(|e| e))
+}
+
+/// Runs `f`, a read of a Parquet file: `Ok` with its value, `Err(Ok(reason))` when the Parquet
+/// or Arrow reader panicked (a corrupt file can make them, e.g. with a malformed embedded Arrow
+/// schema), `Err(Err(e))` for `f`'s own error. Shared by every Parquet reader of r3m.
+pub fn no_panic<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, Result<String, E>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(Err),
+        Err(e) => Err(Ok(format!("a corrupt Parquet file (the reader failed: {})", panic_message(e.as_ref())))),
+    }
+}
+
+/// The message a panic carried (`panic!` with a string or a format), or "unknown".
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn read_parquet_inner(path: &Path) -> Result<Vec<RecordBatch>, String> {

@@ -260,17 +260,7 @@ impl Embeddings {
 /// (a corrupt file can make them panic, e.g. on a malformed embedded Arrow schema) into an error
 /// that names the file.
 fn no_panic<T>(path: &Path, f: impl FnOnce() -> Result<T, ExportError>) -> Result<T, ExportError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(e) => {
-            let why = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_else(|| "unknown".into());
-            Err(fmt_err(path, format!("a corrupt Parquet file (the reader failed: {why})")))
-        }
-    }
+    r3m_data::table::no_panic(f).map_err(|e| e.map_or_else(|own| own, |why| fmt_err(path, why)))
 }
 
 /// Reads an embeddings file (ours, or any Parquet file with that schema) whole.
