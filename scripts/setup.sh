@@ -5,6 +5,7 @@
 #   - Debian packages: FFmpeg 5.1 dev libs + CLI, clang/libclang (bindgen), pkg-config, Mesa EGL
 #   - a Python venv with PyTorch 2.13.0 (libtorch for tch), torchvision, PyAV, pyarrow,
 #     Meta-World + MuJoCo and rerun-sdk (scripts/requirements.txt)
+#   - a second venv with LeRobot and torchcodec over the first (scripts/requirements-lerobot.txt)
 # and writes $R3M_CACHE/env.sh, which the other scripts source: it puts the venv first on PATH,
 # sets LIBTORCH_USE_PYTORCH=1 for tch and points CARGO_TARGET_DIR at a cache outside the clone, so a
 # second run and a second clone reuse the venv and the build.
@@ -54,6 +55,22 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 
+# --- LeRobot's venv (tests and benchmark peers): the main venv's packages plus LeRobot's pins --
+LEROBOT_VENV="$R3M_CACHE/lerobot"
+LREQ="$ROOT/scripts/requirements-lerobot.txt"
+LSTAMP="$LEROBOT_VENV/.r3m-requirements.sha256"
+lwant="$(cat "$REQ" "$LREQ" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$LSTAMP" 2>/dev/null || true)" != "$lwant" ]; then
+  log "installing LeRobot's venv $LEROBOT_VENV"
+  [ -x "$LEROBOT_VENV/bin/python" ] || "$PY" -m venv "$LEROBOT_VENV"
+  main_site="$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+  lr_site="$("$LEROBOT_VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+  # after its own packages, so LeRobot's pins win over the main venv's versions
+  echo "$main_site" > "$lr_site/zz_r3m_main.pth"
+  "$LEROBOT_VENV/bin/python" -m pip install -q --no-deps -r "$LREQ"
+  echo "$lwant" > "$LSTAMP"
+fi
+
 # --- Environment for cargo / tch ------------------------------------------------------------
 cat > "$R3M_CACHE/env.sh" <<ENV
 # written by scripts/setup.sh
@@ -61,6 +78,7 @@ export R3M_CACHE="$R3M_CACHE"
 export PATH="$VENV/bin:\$PATH"
 export VIRTUAL_ENV="$VENV"
 export LIBTORCH_USE_PYTORCH=1
+export R3M_LEROBOT_PYTHON="$LEROBOT_VENV/bin/python"
 export CARGO_TARGET_DIR="\${CARGO_TARGET_DIR:-$R3M_CACHE/target}"
 export MUJOCO_GL="\${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="\${PYOPENGL_PLATFORM:-egl}"

@@ -1,4 +1,5 @@
-//! `r3m embed`: a frozen encoder's per-frame embeddings to Parquet.
+//! `r3m embed`: a frozen encoder's per-frame embeddings to Parquet, or into a copy of a LeRobot
+//! dataset ([`crate::into_dataset`]).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -8,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Options for `r3m embed`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("output").required(true).args(["out", "into_dataset"])))]
 pub struct Args {
     /// Checkpoint directory, or a run directory (its latest checkpoint).
     #[arg(help_heading = "Essentials", long, value_name = "RUN|DIR")]
@@ -15,11 +17,31 @@ pub struct Args {
     /// Output: a .parquet file, or a directory that receives part-I-of-N.parquet (always a
     /// directory with --shard).
     #[arg(help_heading = "Essentials", long, value_name = "PATH")]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Instead of a Parquet file: write a copy of the --lerobot dataset at OUT (same format
+    /// version) whose frames carry the embedding as a feature LeRobot's policies read (--feature).
+    /// The source dataset is only read; OUT is refused if it exists, unless --overwrite.
+    #[arg(
+        help_heading = "LeRobot dataset output",
+        long,
+        value_name = "OUT",
+        conflicts_with = "out",
+        requires = "lerobot"
+    )]
+    into_dataset: Option<PathBuf>,
+    /// The feature name the embeddings get in the dataset (ACT and Diffusion Policy read a state
+    /// vector from observation.environment_state).
+    #[arg(help_heading = "LeRobot dataset output", long, value_name = "NAME", default_value = r3m_export::lerobot_out::DEFAULT_FEATURE, requires = "into_dataset")]
+    feature: String,
+    /// Leave the videos out of the copy, so a policy trains on the features alone (by default they
+    /// are hard-linked from the source, or copied where a link cannot be made).
+    #[arg(help_heading = "LeRobot dataset output", long, requires = "into_dataset")]
+    drop_videos: bool,
     /// Continue an interrupted job: finished pieces of the part are kept.
     #[arg(help_heading = "Essentials", long)]
     resume: bool,
-    /// Replace an output that already exists (by default a finished part is skipped).
+    /// Replace an output that already exists (by default a finished part is skipped; an existing
+    /// --into-dataset folder is refused).
     #[arg(help_heading = "Essentials", long, conflicts_with = "resume")]
     overwrite: bool,
     #[command(flatten, next_help_heading = "Input")]
@@ -73,16 +95,35 @@ pub fn run(args: Args) -> Result<i32> {
     if args.batch_frames == 0 {
         bail!("--batch-frames must be ≥ 1");
     }
+    let into = match &args.into_dataset {
+        Some(dest) => Some(crate::into_dataset::Target::check(
+            dest,
+            &args.source,
+            args.every,
+            args.fps,
+            args.overwrite,
+            &args.feature,
+        )?),
+        None => None,
+    };
+    let out_dir = match (&into, &args.out) {
+        (Some(t), _) => t.staging.clone(),
+        (None, Some(o)) => o.clone(),
+        (None, None) => bail!("give --out PATH or --into-dataset OUT"),
+    };
     let out = match shard {
-        Some((i, n)) => args.out.join(format!("part-{i}-of-{n}.parquet")),
-        None if args.out.extension().is_some_and(|e| e == "parquet") => args.out.clone(),
-        None => args.out.join("part-0-of-1.parquet"),
+        Some((i, n)) => out_dir.join(format!("part-{i}-of-{n}.parquet")),
+        None if into.is_none() && out_dir.extension().is_some_and(|e| e == "parquet") => out_dir.clone(),
+        None => out_dir.join("part-0-of-1.parquet"),
     };
     // one writer per output part (shards of one job write different parts side by side)
     let _lock = r3m_fs::OutputLock::acquire_file(&out)?;
     if out.exists() && !args.overwrite {
         tracing::info!("{} exists: finished, skipping (--overwrite to redo it)", out.display());
-        return Ok(0);
+        return match &into {
+            Some(t) => t.assemble_if_complete(shard.map_or(1, |s| s.1), &args.feature, args.drop_videos),
+            None => Ok(0),
+        };
     }
     let (dev, precision) = args.compute.resolve()?;
     // inference: channels-last measured 1.36x NCHW fp32 on this CPU (benches/embed.rs), and it pays with bf16 too
@@ -202,5 +243,8 @@ pub fn run(args: Args) -> Result<i32> {
         if report.pieces_reused > 0 { format!(", {} piece(s) reused", report.pieces_reused) } else { String::new() },
         out.display()
     );
-    Ok(0)
+    match &into {
+        Some(t) => t.assemble_if_complete(shard.map_or(1, |s| s.1), &args.feature, args.drop_videos),
+        None => Ok(0),
+    }
 }

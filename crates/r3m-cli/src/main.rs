@@ -10,6 +10,7 @@ mod doctor;
 mod embed;
 mod eval;
 mod interrupt;
+mod into_dataset;
 mod log;
 mod probe;
 mod source;
@@ -54,7 +55,8 @@ enum Command {
     /// clips for every batch.
     Train(Box<train::Args>),
     /// Write a frozen encoder's per-frame embeddings to Parquet (video / episode_index,
-    /// frame_index, timestamp, index, embedding), streaming, resumable, shardable with --shard I/N.
+    /// frame_index, timestamp, index, embedding), streaming, resumable, shardable with --shard I/N;
+    /// or into a copy of a LeRobot dataset as a feature its policies read (--into-dataset).
     Embed(embed::Args),
     /// Evaluate an encoder: `r3m eval bc` trains few-demo policies on its frozen features and
     /// reports closed-loop success on Meta-World beside baselines.

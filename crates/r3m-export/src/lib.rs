@@ -2,19 +2,22 @@
 //!
 //! Per-frame embedding export: the Parquet format (arrow/parquet 58) with its writer and reader
 //! ([`parquet_io`]), and the streaming engine behind `r3m embed` ([`embed`]): decode → frozen
-//! encoder → rows, written to a temp file and renamed, resumable by pieces, shardable.
+//! encoder → rows, written to a temp file and renamed, resumable by pieces, shardable; and a copy
+//! of a LeRobot dataset with the embeddings as a feature LeRobot's policies read ([`lerobot_out`]).
 //!
 //! It does not train and owns no model code (encoders come from `r3m-model`), and decodes only
 //! through `r3m-video`.
 
 pub mod embed;
+pub mod lerobot_out;
 pub mod meta;
 pub mod parquet_io;
 
 pub use embed::{embed_clips, select_frames, shard, EmbedConfig, EmbedReport};
 pub use meta::{EmbedMeta, EMBED_FORMAT};
 pub use parquet_io::{
-    for_each_chunk, read_embeddings, read_embeddings_metadata, schema, EmbeddingWriter, Embeddings, ExportError,
+    for_each_chunk, read_embeddings, read_embeddings_metadata, schema, ChunkReader, EmbeddingWriter, Embeddings,
+    ExportError,
 };
 
 /// Hex SHA-256 of `bytes`.

@@ -328,59 +328,98 @@ fn for_each_chunk_inner(
     path: &Path,
     mut f: impl FnMut(&Embeddings) -> Result<(), ExportError>,
 ) -> Result<(HashMap<String, String>, usize, bool), ExportError> {
-    let (builder, metadata) = open_parquet(path)?;
-    let schema = builder.schema().clone();
-    let dim = match schema.field_with_name("embedding").map(|f| f.data_type().clone()) {
-        Ok(DataType::FixedSizeList(_, d)) => d as usize,
-        Ok(other) => {
-            return Err(fmt_err(path, format!("column 'embedding' is {other}, not a fixed-size list of float32")))
-        }
-        Err(_) => return Err(fmt_err(path, "no 'embedding' column: not an r3m embeddings file")),
-    };
-    let episodes = schema.field_with_name("episode_index").is_ok();
-    let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| fmt_err(path, e))?;
-    for batch in reader {
-        let b = batch.map_err(|e| fmt_err(path, e))?;
-        let mut out = Embeddings { dim, episode_index: episodes.then(Vec::new), ..Default::default() };
-        let col =
-            |name: &str| b.column_by_name(name).cloned().ok_or_else(|| fmt_err(path, format!("no '{name}' column")));
-        let video = col("video")?;
-        let video = video.as_string_opt::<i32>().ok_or_else(|| fmt_err(path, "column 'video' is not utf8"))?;
-        out.video.extend((0..video.len()).map(|i| video.value(i).to_string()));
-        if let Some(ep) = out.episode_index.as_mut() {
-            let a = col("episode_index")?;
-            ep.extend(
-                a.as_primitive_opt::<Int64Type>()
-                    .ok_or_else(|| fmt_err(path, "episode_index is not int64"))?
-                    .values()
-                    .iter(),
-            );
-        }
-        let a = col("frame_index")?;
-        out.frame_index.extend(
-            a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "frame_index is not int64"))?.values().iter(),
-        );
-        let a = col("timestamp")?;
-        out.timestamp.extend(
-            a.as_primitive_opt::<Float64Type>()
-                .ok_or_else(|| fmt_err(path, "timestamp is not float64"))?
+    let mut reader = ChunkReader::open(path)?;
+    while let Some(chunk) = reader.next_chunk()? {
+        f(&chunk)?;
+    }
+    Ok((reader.metadata, reader.dim, reader.episodes))
+}
+
+/// Reads an embeddings file one record batch at a time, on demand (the pull form of
+/// [`for_each_chunk`]): memory is one batch.
+pub struct ChunkReader {
+    path: PathBuf,
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    /// The file's key-value metadata.
+    pub metadata: HashMap<String, String>,
+    /// Embedding size.
+    pub dim: usize,
+    /// Whether the file has `episode_index`.
+    pub episodes: bool,
+}
+
+impl ChunkReader {
+    /// Opens `path` and checks that it is an embeddings file.
+    pub fn open(path: &Path) -> Result<ChunkReader, ExportError> {
+        no_panic(path, || {
+            let (builder, metadata) = open_parquet(path)?;
+            let schema = builder.schema().clone();
+            let dim = match schema.field_with_name("embedding").map(|f| f.data_type().clone()) {
+                Ok(DataType::FixedSizeList(_, d)) => d as usize,
+                Ok(other) => {
+                    return Err(fmt_err(
+                        path,
+                        format!("column 'embedding' is {other}, not a fixed-size list of float32"),
+                    ))
+                }
+                Err(_) => return Err(fmt_err(path, "no 'embedding' column: not an r3m embeddings file")),
+            };
+            let episodes = schema.field_with_name("episode_index").is_ok();
+            let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| fmt_err(path, e))?;
+            Ok(ChunkReader { path: path.to_path_buf(), reader, metadata, dim, episodes })
+        })
+    }
+
+    /// The next record batch as [`Embeddings`] (without metadata); `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Embeddings>, ExportError> {
+        let path = self.path.clone();
+        let (dim, episodes) = (self.dim, self.episodes);
+        let reader = &mut self.reader;
+        no_panic(&path, || match reader.next() {
+            None => Ok(None),
+            Some(batch) => chunk_of(&path, &batch.map_err(|e| fmt_err(&path, e))?, dim, episodes).map(Some),
+        })
+    }
+}
+
+fn chunk_of(path: &Path, b: &RecordBatch, dim: usize, episodes: bool) -> Result<Embeddings, ExportError> {
+    let mut out = Embeddings { dim, episode_index: episodes.then(Vec::new), ..Default::default() };
+    let col = |name: &str| b.column_by_name(name).cloned().ok_or_else(|| fmt_err(path, format!("no '{name}' column")));
+    let video = col("video")?;
+    let video = video.as_string_opt::<i32>().ok_or_else(|| fmt_err(path, "column 'video' is not utf8"))?;
+    out.video.extend((0..video.len()).map(|i| video.value(i).to_string()));
+    if let Some(ep) = out.episode_index.as_mut() {
+        let a = col("episode_index")?;
+        ep.extend(
+            a.as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| fmt_err(path, "episode_index is not int64"))?
                 .values()
                 .iter(),
         );
-        let a = col("index")?;
-        out.index.extend(
-            a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "index is not int64"))?.values().iter(),
-        );
-        let a = col("embedding")?;
-        let list = a.as_fixed_size_list_opt().ok_or_else(|| fmt_err(path, "embedding is not a fixed-size list"))?;
-        let vals = list.values();
-        let vals =
-            vals.as_primitive_opt::<Float32Type>().ok_or_else(|| fmt_err(path, "embedding items are not float32"))?;
-        let start = list.offset() * dim;
-        out.values.extend_from_slice(&vals.values()[start..start + list.len() * dim]);
-        f(&out)?;
     }
-    Ok((metadata, dim, episodes))
+    let a = col("frame_index")?;
+    out.frame_index.extend(
+        a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "frame_index is not int64"))?.values().iter(),
+    );
+    let a = col("timestamp")?;
+    out.timestamp.extend(
+        a.as_primitive_opt::<Float64Type>().ok_or_else(|| fmt_err(path, "timestamp is not float64"))?.values().iter(),
+    );
+    let a = col("index")?;
+    out.index
+        .extend(a.as_primitive_opt::<Int64Type>().ok_or_else(|| fmt_err(path, "index is not int64"))?.values().iter());
+    let a = col("embedding")?;
+    let list = a.as_fixed_size_list_opt().ok_or_else(|| fmt_err(path, "embedding is not a fixed-size list"))?;
+    let vals = list.values();
+    let vals =
+        vals.as_primitive_opt::<Float32Type>().ok_or_else(|| fmt_err(path, "embedding items are not float32"))?;
+    let start = list.offset() * dim;
+    let end = start + list.len() * dim;
+    if end > vals.len() {
+        return Err(fmt_err(path, "embedding column shorter than its rows"));
+    }
+    out.values.extend_from_slice(&vals.values()[start..end]);
+    Ok(out)
 }
 
 #[cfg(test)]
