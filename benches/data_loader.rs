@@ -2,7 +2,7 @@
 //! path, five pre-extracted JPEGs per tuple read by torchvision, measured in the same run; and how
 //! diverse each mode's batches are.
 //!
-//! `bash scripts/bench.sh data_loader`. Makes 64 clips of 150 frames (400x224) with the ffmpeg CLI
+//! `bash scripts/bench.sh data_loader` (`-- --lerobot-only`: only the LeRobot table). Makes 64 clips of 150 frames (400x224) with the ffmpeg CLI
 //! twice: H.264 with x264's defaults (long GOP: one keyframe per clip) and AV1 with a keyframe
 //! every 2 frames (libsvtav1 `-g 2`, LeRobot's setting: short GOP); the peer's JPEGs (`-q:v 2`) are
 //! extracted from the H.264 clips. Both sides draw R3M tuples (batch 16) and apply one
@@ -23,6 +23,11 @@
 //! nothing is decoded) and from the grouped modes' definition (`batch` distinct clips drawn
 //! uniformly per group), for several pool sizes with the memory each costs at 224-px training
 //! (frames decoded at 256×256).
+//!
+//! A third table draws R3M tuples from a LeRobot v3.0 dataset that LeRobot's own writer made from
+//! the H.264 clips (its AV1 encoding, episodes sharing mp4 files), with LeRobot's loader as the
+//! peer (`LeRobotDataset`'s video path: torchcodec, approximate seeks, its decoder cache), per
+//! CPU-second and with each side's RSS growth.
 #![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::collections::HashSet;
@@ -31,9 +36,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use r3m_data::{
-    reservoir, scan_videos, Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, ProbeCache, Rng,
-    TupleSampler,
+    reservoir, scan_lerobot, scan_videos, Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, ProbeCache,
+    Rng, TupleSampler,
 };
+use r3m_suite::measure::{cpu_seconds, rss_growth_mb, start_rss};
 use r3m_video::{DecodeOptions, Resize};
 
 const CLIPS: usize = 64;
@@ -53,14 +59,6 @@ fn dir_size(p: &Path) -> u64 {
         .flatten()
         .map(|e| if e.path().is_dir() { dir_size(&e.path()) } else { e.metadata().unwrap().len() })
         .sum()
-}
-
-/// user + system CPU seconds of this process so far (from /proc/self/stat, in clock ticks of 1/100 s).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
 /// Makes `dir` with one mp4 per clip encoded with `codec` (ffmpeg output options), atomically (a
@@ -135,6 +133,66 @@ fn grouped_clips(n: usize, k: usize, batches: usize, seed: u64) -> Vec<Vec<usize
     out
 }
 
+fn lerobot_python() -> String {
+    std::env::var("R3M_LEROBOT_PYTHON").expect("R3M_LEROBOT_PYTHON: LeRobot's venv (scripts/setup.sh)")
+}
+
+/// R3M tuples from a LeRobot v3.0 dataset that LeRobot's own writer made from the H.264 clips
+/// (its AV1 encoding, all episodes in shared mp4s): LeRobot's loader (`_query_videos` with
+/// torchcodec and its decoder cache, `benches/peers/bench_lerobot_loader.py`) against r3m-data's
+/// loader on the same dataset, with memory.
+fn lerobot_table(base: &Path, clips_dir: &Path) {
+    let root = base.join("lerobot-v30");
+    if !root.exists() {
+        let tmp = base.join("lerobot-v30.tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/make_lerobot_v30.py");
+        let out = Command::new(lerobot_python()).arg(script).arg(clips_dir).arg(&tmp).arg("30").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::rename(&tmp, &root).unwrap();
+    }
+    let mp4s = dir_size(&root.join("videos"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_lerobot_loader.py");
+    let out = Command::new(lerobot_python()).arg(script).arg(&root).arg(TUPLES.to_string()).arg("1").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let peer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = |k: &str| peer[k].as_f64().unwrap();
+    let (peer_wall, peer_cpu) = (f("tuples") / f("seconds"), f("tuples") / f("cpu_seconds"));
+    println!(
+        "\nR3M tuples from a LeRobot v3.0 dataset written by LeRobot 0.4.4 ({CLIPS} episodes x {FRAMES} frames, 400x224 AV1 g=2 crf 30 in shared mp4s, {:.1} MB), batch {BATCH}, {TUPLES} tuples per row:\n",
+        mp4s as f64 / 1e6
+    );
+    println!("| loader | tuples/s (wall) | tuples per CPU-second | vs LeRobot (per CPU-s) | RSS growth (MB) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| LeRobot 0.4.4 `LeRobotDataset` video path (torchcodec 0.17, approximate seek, decoder cache) + RandomResizedCrop | {peer_wall:.0} | {peer_cpu:.0} | 1.00× | {:.0} |",
+        f("rss_growth_mb")
+    );
+    let clips: Vec<Clip> = scan_lerobot(&root, None, &mut ProbeCache::default()).unwrap().clips;
+    let dec = DecodeOptions { resize: Resize::Native, threads: 1, ..Default::default() };
+    let slots = reservoir::pool_slots(&clips, &dec, 16, BATCH, RESERVOIR_MB);
+    for (label, k, mode) in [
+        ("grouped K=1 (R3M's sampling)".to_string(), 1, LoaderMode::Grouped),
+        (
+            format!("reservoir K=16, {RESERVOIR_MB} MB ({} of {CLIPS} episodes held)", slots.min(CLIPS)),
+            16,
+            LoaderMode::Reservoir { slots },
+        ),
+    ] {
+        let rss0 = start_rss();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let n = Loader::new(clips.clone(), config(k, mode)).take(TUPLES / BATCH).count() * BATCH;
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+        println!(
+            "| r3m-data {label} | {:.0} | {:.0} | {:.2}× | {:.0} |",
+            n as f64 / wall,
+            n as f64 / cpu,
+            n as f64 / cpu / peer_cpu,
+            rss_growth_mb(rss0)
+        );
+    }
+}
+
 fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().unwrap();
     let base =
@@ -159,6 +217,10 @@ fn main() {
         std::fs::rename(&tmp, &jpegs).unwrap();
     }
 
+    if std::env::args().any(|a| a == "--lerobot-only") {
+        lerobot_table(&base, &h264);
+        return;
+    }
     // peer: R3M's JPEG loader
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_r3m_jpeg_loader.py");
     let out = Command::new("python3").arg(script).arg(&jpegs).arg(TUPLES.to_string()).arg("1").output().unwrap();
@@ -205,6 +267,8 @@ fn main() {
             );
         }
     }
+
+    lerobot_table(&base, &h264);
 
     // diversity at a realistic dataset size, from the schedules alone
     let n = 100_000usize;

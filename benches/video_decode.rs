@@ -10,6 +10,12 @@
 //!   clip does), and PyAV seeking to each requested frame.
 //!
 //! All at the same thread count. Prints a markdown table and writes JSON next to the videos.
+//!
+//! A second table puts r3m-video beside torchcodec (CPU, `seek_mode="approximate"`, decoder-native
+//! bilinear resize to 224x224 RGB, as LeRobot uses it; `benches/peers/bench_torchcodec.py` in
+//! LeRobot's venv) per CPU-second, with each side's RSS growth and the pixel difference between
+//! the two decodes: sequential, R3M tuples one call each, all tuples' frames in one call, and many
+//! short LeRobot-encoded AV1 clips (a decoder per clip, one tuple each).
 #![allow(clippy::unwrap_used)] // tests and benchmarks: a failure is a failed run
 
 use std::path::{Path, PathBuf};
@@ -17,6 +23,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use r3m_suite::measure::{cpu_seconds, rss_growth_mb, start_rss};
 use r3m_video::{probe, DecodeOptions, DecodePool, Request, Resize, VideoReader};
 
 struct Video {
@@ -200,6 +207,205 @@ fn ours_pool(path: &Path, tuples: &[Vec<usize>], workers: usize, per_request: us
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// One measured run: frames, wall seconds, CPU seconds, RSS growth (MB).
+#[derive(Clone, Copy, Default)]
+struct Run {
+    frames: f64,
+    secs: f64,
+    cpu: f64,
+    rss: f64,
+}
+
+impl Run {
+    fn per_cpu(&self) -> f64 {
+        self.frames / self.cpu.max(1e-9)
+    }
+    fn per_wall(&self) -> f64 {
+        self.frames / self.secs.max(1e-9)
+    }
+}
+
+/// Runs `f` (returns frames) under the clock, the CPU clock and the RSS high-water mark.
+fn measured(f: impl FnOnce() -> usize) -> Run {
+    let rss0 = start_rss();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    let frames = f() as f64;
+    Run { frames, secs: t0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0, rss: rss_growth_mb(rss0) }
+}
+
+/// The best of `runs` by frames per CPU-second.
+fn best_run(runs: usize, mut f: impl FnMut() -> Run) -> Run {
+    (0..runs).map(|_| f()).max_by(|a, b| a.per_cpu().total_cmp(&b.per_cpu())).unwrap_or_default()
+}
+
+fn lerobot_python() -> String {
+    std::env::var("R3M_LEROBOT_PYTHON").expect("R3M_LEROBOT_PYTHON: LeRobot's venv with torchcodec (scripts/setup.sh)")
+}
+
+fn torchcodec(args: &[&str]) -> Run {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_torchcodec.py");
+    let out = Command::new(lerobot_python()).arg(script).args(args).output().expect("LeRobot's python");
+    assert!(out.status.success(), "torchcodec: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = |k: &str| v[k].as_f64().unwrap();
+    Run { frames: f("frames"), secs: f("seconds"), cpu: f("cpu_seconds"), rss: f("rss_growth_mb") }
+}
+
+/// Mean and max |difference| (0-255 levels) between r3m-video's and torchcodec's decodes of the
+/// frames `ix` of `path` at 224x224 RGB.
+fn pixel_diff(path: &Path, ix: &[usize], scratch: &Path) -> (f64, u8) {
+    let opts = DecodeOptions { resize: Resize::square(224), threads: 1, ..Default::default() };
+    let ours: Vec<u8> =
+        VideoReader::open(path, opts).unwrap().read_frames(ix).unwrap().into_iter().flat_map(|f| f.data).collect();
+    let raw = scratch.join("torchcodec-frames.raw");
+    let mut args = vec!["dump".to_string(), path.display().to_string(), "224".into(), raw.display().to_string()];
+    args.extend(ix.iter().map(usize::to_string));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_torchcodec.py");
+    let st = Command::new(lerobot_python()).arg(script).args(&refs).status().unwrap();
+    assert!(st.success());
+    let theirs = std::fs::read(&raw).unwrap();
+    assert_eq!(ours.len(), theirs.len(), "the same frames at the same size");
+    let (mut sum, mut max) = (0u64, 0u8);
+    for (a, b) in ours.iter().zip(&theirs) {
+        let d = a.abs_diff(*b);
+        sum += u64::from(d);
+        max = max.max(d);
+    }
+    (sum as f64 / ours.len() as f64, max)
+}
+
+/// Short clips encoded LeRobot's way (libsvtav1, GOP 2, CRF 30, yuv420p): `n` of `frames` frames
+/// at 400x224, cached under `dir`.
+fn lerobot_clips(dir: &Path, n: usize, frames: usize) -> Vec<PathBuf> {
+    let set = dir.join(format!("lerobot-av1-{n}x{frames}"));
+    if !set.exists() {
+        let tmp = set.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        for i in 0..n {
+            let src = format!("testsrc2=size=400x224:rate=30,hue=h={}", i * 360 / n);
+            let p = tmp.join(format!("episode_{i:06}.mp4"));
+            r3m_suite::ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                &src,
+                "-frames:v",
+                &frames.to_string(),
+                "-pix_fmt",
+                "yuv420p",
+                "-c:v",
+                "libsvtav1",
+                "-g",
+                "2",
+                "-crf",
+                "30",
+                "-preset",
+                "8",
+                p.to_str().unwrap(),
+            ]);
+        }
+        std::fs::rename(&tmp, &set).unwrap();
+    }
+    (0..n).map(|i| set.join(format!("episode_{i:06}.mp4"))).collect()
+}
+
+/// The torchcodec table: r3m-video and torchcodec on the same work, per CPU-second.
+fn torchcodec_table(dir: &Path, threads: usize, runs: usize, only: Option<&String>) -> Vec<serde_json::Value> {
+    println!("\nagainst torchcodec (CPU): frames per CPU-second, best of {runs} by that figure; RSS growth during the work\n");
+    println!("| video | work | r3m frames/s (wall) | r3m per CPU-s | torchcodec frames/s (wall) | torchcodec per CPU-s | r3m / torchcodec per CPU-s | RSS growth r3m / torchcodec (MB) | pixels vs r3m (mean, max levels) |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    let t = threads.to_string();
+    let mut json = Vec::new();
+    let mut row = |video: &str, work: &str, ours: Run, theirs: Run, diff: (f64, u8)| {
+        println!(
+            "| {video} | {work} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.0} / {:.0} | {:.2}, {} |",
+            ours.per_wall(),
+            ours.per_cpu(),
+            theirs.per_wall(),
+            theirs.per_cpu(),
+            ours.per_cpu() / theirs.per_cpu(),
+            ours.rss,
+            theirs.rss,
+            diff.0,
+            diff.1
+        );
+        json.push(serde_json::json!({
+            "video": video, "work": work, "threads": threads,
+            "r3m": {"frames": ours.frames, "seconds": ours.secs, "cpu_seconds": ours.cpu, "rss_growth_mb": ours.rss},
+            "torchcodec": {"frames": theirs.frames, "seconds": theirs.secs, "cpu_seconds": theirs.cpu, "rss_growth_mb": theirs.rss},
+            "pixel_diff": {"mean": diff.0, "max": diff.1},
+        }));
+    };
+    for v in VIDEOS.iter().filter(|v| only.is_none_or(|o| v.file.contains(o.as_str()))) {
+        let path = make(dir, v);
+        let p = path.to_str().unwrap();
+        let info = probe(&path).unwrap();
+        let tuples = r3m_tuples(info.frame_count(), TUPLES, 42);
+        let spec = dir.join(format!("{}.tuples.json", v.file));
+        std::fs::write(&spec, serde_json::json!({"pts": info.pts, "tuples": tuples}).to_string()).unwrap();
+        let diff = pixel_diff(&path, &tuples[0], dir);
+        let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
+        let seq = best_run(runs, || {
+            measured(|| {
+                let mut r = VideoReader::open(&path, opts).unwrap();
+                let mut n = 0;
+                r.for_each_frame(|f| {
+                    std::hint::black_box(&f.data);
+                    n += 1;
+                    std::ops::ControlFlow::Continue(())
+                })
+                .unwrap();
+                n
+            })
+        });
+        let tc = best_run(runs, || torchcodec(&["seq", p, &t, "224"]));
+        row(v.name, "sequential → 224² RGB", seq, tc, diff);
+        let one = best_run(runs, || {
+            measured(|| {
+                let mut r = VideoReader::open(&path, opts).unwrap();
+                tuples.iter().map(|tu| r.read_frames(tu).unwrap().len()).sum()
+            })
+        });
+        let tc = best_run(runs, || torchcodec(&["tuples", p, &t, "224", spec.to_str().unwrap()]));
+        row(v.name, &format!("{TUPLES} R3M tuples, one call each (one reader / one decoder)"), one, tc, diff);
+        let all = best_run(runs, || {
+            measured(|| {
+                let mut r = VideoReader::open(&path, opts).unwrap();
+                r.read_many(&tuples).unwrap().iter().map(Vec::len).sum()
+            })
+        });
+        let tc = best_run(runs, || torchcodec(&["frames", p, &t, "224", spec.to_str().unwrap()]));
+        row(v.name, &format!("{TUPLES} R3M tuples' frames in one call"), all, tc, diff);
+    }
+    // many short episode files, a decoder each, one R3M tuple each
+    if only.is_none_or(|o| "lerobot".contains(o.as_str()) || "av1".contains(o.as_str())) {
+        let clips = lerobot_clips(dir, 48, 90);
+        let jobs: Vec<(PathBuf, Vec<usize>)> =
+            clips.iter().enumerate().map(|(i, c)| (c.clone(), r3m_tuples(90, 1, i as u64).remove(0))).collect();
+        let list = dir.join("lerobot-clips.json");
+        let js: Vec<serde_json::Value> = jobs.iter().map(|(c, f)| serde_json::json!([c, f])).collect();
+        std::fs::write(&list, serde_json::to_string(&js).unwrap()).unwrap();
+        let diff = pixel_diff(&jobs[0].0, &jobs[0].1, dir);
+        let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
+        let ours = best_run(runs, || {
+            measured(|| {
+                jobs.iter().map(|(c, f)| VideoReader::open(c, opts).unwrap().read_frames(f).unwrap().len()).sum()
+            })
+        });
+        let tc = best_run(runs, || torchcodec(&["many", list.to_str().unwrap(), &t, "224"]));
+        row(
+            "48 clips × 90 frames, 400x224 AV1 g=2 (LeRobot's encoding)",
+            "one R3M tuple per clip, a reader / decoder per clip",
+            ours,
+            tc,
+            diff,
+        );
+    }
+    json
+}
+
 fn best<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
     (0..runs).map(|_| f()).fold(0.0, f64::max)
 }
@@ -214,7 +420,8 @@ fn main() {
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     let mut json = Vec::new();
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
-    for v in VIDEOS.iter().filter(|v| only.as_ref().is_none_or(|o| v.file.contains(o.as_str()))) {
+    let skip_pyav = std::env::args().any(|a| a == "--torchcodec-only");
+    for v in VIDEOS.iter().filter(|v| !skip_pyav && only.as_ref().is_none_or(|o| v.file.contains(o.as_str()))) {
         let path = make(&dir, v);
         let p = path.to_str().unwrap();
         let t = threads.to_string();
@@ -269,7 +476,12 @@ fn main() {
                        "skip_ref_loop_filter_error": {"mean": mae, "max": max_err, "psnr_db": psnr, "frames_differ": differ}, "r3m_pool": ours_p, "r3m_batched": ours_b, "r3m_pool_batched": ours_pm, "pyav_seek": py_r},
         }));
     }
+    let tc = torchcodec_table(&dir, threads, runs, only.as_ref());
     let out = dir.join("video_decode.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&serde_json::json!({"pyav_cli": json, "torchcodec": tc})).unwrap(),
+    )
+    .unwrap();
     println!("\nraw numbers: {}", out.display());
 }

@@ -84,3 +84,37 @@ pub fn rrd_contents(rrd: &Path) -> std::collections::BTreeMap<String, (usize, st
     }
     map
 }
+
+/// Process CPU time and memory for the benchmarks' per-CPU-second and memory columns, read from
+/// `/proc` (Linux).
+pub mod measure {
+    /// User + system CPU seconds of this process so far, all threads (`/proc/self/stat`, clock
+    /// ticks of 1/100 s).
+    pub fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+    }
+
+    fn status_mb(key: &str) -> f64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// Resets the peak RSS to the current RSS (`/proc/self/clear_refs`) and returns the current RSS
+    /// in MB: [`rss_growth_mb`] after the work is then the work's peak.
+    pub fn start_rss() -> f64 {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        status_mb("VmRSS:")
+    }
+
+    /// The peak RSS since [`start_rss`] minus the RSS it returned, in MB.
+    pub fn rss_growth_mb(start: f64) -> f64 {
+        (status_mb("VmHWM:") - start).max(0.0)
+    }
+}

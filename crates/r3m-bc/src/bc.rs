@@ -663,6 +663,90 @@ fn stopped(cfg: &BcConfig) -> bool {
     cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
 }
 
+/// The policy and how it reads observations, for [`evaluate`].
+struct PolicyView<'a> {
+    policy: &'a Policy,
+    adim: i64,
+    input_for: &'a mut dyn FnMut(&[&crate::bridge::Observation]) -> Result<Tensor>,
+}
+
+/// Closed-loop evaluation at policy step `step`: one rollout per seed in `seeds`.
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    step: u64,
+    cfg: &BcConfig,
+    envs: &mut [Box<dyn Env>],
+    seeds: &[u64],
+    view: PolicyView,
+    on_progress: &mut dyn FnMut(&str),
+    observer: &mut dyn FnMut(&RolloutStep),
+    timing: &mut Timing,
+) -> Result<EvalPoint> {
+    let PolicyView { policy, adim, input_for } = view;
+    let clock = Instant::now();
+    let mut done = 0usize;
+    let mut ok = 0usize;
+    let total = seeds.len();
+    let (outcomes, env_steps) = rollouts(
+        envs,
+        seeds,
+        |obs| {
+            if stopped(cfg) {
+                return Err(Interrupted.into());
+            }
+            let x = input_for(obs)?;
+            let a = tch::no_grad(|| policy.forward_t(&x, false)).to_device(Device::Cpu).to_kind(Kind::Float);
+            let a: Vec<f32> = Vec::<f32>::try_from(a.flatten(0, -1)).context("reading actions")?;
+            Ok(a.chunks(adim as usize).map(<[f32]>::to_vec).collect())
+        },
+        |s, steps| {
+            done += 1;
+            ok += usize::from(s);
+            let rate = steps as f64 / clock.elapsed().as_secs_f64().max(1e-9);
+            on_progress(&format!("eval @ step {step}: rollout {done}/{total} ({ok} succeeded), {rate:.0} env steps/s"));
+        },
+        |rollout, t, frame, action, success, done| {
+            observer(&RolloutStep { eval_step: step, rollout, t, frame, action, success, done });
+        },
+    )?;
+    timing.rollout_seconds += clock.elapsed().as_secs_f64();
+    timing.env_steps += env_steps;
+    Ok(EvalPoint { step, successes: outcomes.iter().filter(|&&s| s).count(), rollouts: outcomes.len(), outcomes })
+}
+
+/// The policy's mean squared error on the held-out demos' actions; `None` without held-out demos.
+fn heldout_mse(
+    features: &Features,
+    policy: &Policy,
+    heldout: &[&Demo],
+    seed: u64,
+    cfg: &BcConfig,
+) -> Result<Option<f64>> {
+    if heldout.is_empty() {
+        return Ok(None);
+    }
+    let dev = cfg.device;
+    let hp = stack_rows(heldout, |d| &d.proprio, dev);
+    let ha = stack_rows(heldout, |d| &d.actions, dev);
+    let hframes: Vec<&[u8]> = heldout.iter().flat_map(|d| d.frames.iter().map(Vec::as_slice)).collect();
+    let f = match features {
+        Features::Visual(v) => {
+            let parts: Vec<Tensor> = hframes
+                .chunks(64)
+                .map(|c| tch::no_grad(|| v.embed(&frames_tensor(c, cfg.size, dev), false, cfg.precision)))
+                .collect();
+            Some(Tensor::cat(&parts, 0))
+        }
+        Features::State(view) => Some(view.rows(heldout, &mut Rng::stream(seed, 0x4E1D), dev)?),
+        Features::Nothing => None,
+    };
+    let x = match f {
+        Some(f) => Tensor::cat(&[f, hp], 1),
+        None => hp,
+    };
+    Ok(Some(tch::no_grad(|| policy.forward_t(&x, false).mse_loss(&ha, tch::Reduction::Mean).double_value(&[]))))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_with_features(
     kind: &EncoderKind,
@@ -797,68 +881,12 @@ fn run_with_features(
         }
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
             timing.train_seconds += train_clock.elapsed().as_secs_f64();
-            let clock = Instant::now();
-            let mut done = 0usize;
-            let mut ok = 0usize;
-            let total = seeds.len();
-            let (outcomes, env_steps) = rollouts(
-                envs,
-                &seeds,
-                |obs| {
-                    if stopped(cfg) {
-                        return Err(Interrupted.into());
-                    }
-                    let x = input_for(obs)?;
-                    let a = tch::no_grad(|| policy.forward_t(&x, false)).to_device(Device::Cpu).to_kind(Kind::Float);
-                    let a: Vec<f32> = Vec::<f32>::try_from(a.flatten(0, -1)).context("reading actions")?;
-                    Ok(a.chunks(adim as usize).map(<[f32]>::to_vec).collect())
-                },
-                |s, steps| {
-                    done += 1;
-                    ok += usize::from(s);
-                    let rate = steps as f64 / clock.elapsed().as_secs_f64().max(1e-9);
-                    on_progress(&format!(
-                        "eval @ step {step}: rollout {done}/{total} ({ok} succeeded), {rate:.0} env steps/s"
-                    ));
-                },
-                |rollout, t, frame, action, success, done| {
-                    observer(&RolloutStep { eval_step: step, rollout, t, frame, action, success, done });
-                },
-            )?;
-            timing.rollout_seconds += clock.elapsed().as_secs_f64();
-            timing.env_steps += env_steps;
-            evals.push(EvalPoint {
-                step,
-                successes: outcomes.iter().filter(|&&s| s).count(),
-                rollouts: outcomes.len(),
-                outcomes,
-            });
+            let view = PolicyView { policy: &policy, adim, input_for: &mut input_for };
+            evals.push(evaluate(step, cfg, envs, &seeds, view, on_progress, observer, &mut timing)?);
             train_clock = Instant::now();
         }
     }
-    let heldout_mse = if heldout.is_empty() {
-        None
-    } else {
-        let hp = stack_rows(heldout, |d| &d.proprio, dev);
-        let ha = stack_rows(heldout, |d| &d.actions, dev);
-        let hframes: Vec<&[u8]> = heldout.iter().flat_map(|d| d.frames.iter().map(Vec::as_slice)).collect();
-        let f = match features {
-            Features::Visual(v) => {
-                let parts: Vec<Tensor> = hframes
-                    .chunks(64)
-                    .map(|c| tch::no_grad(|| v.embed(&frames_tensor(c, cfg.size, dev), false, cfg.precision)))
-                    .collect();
-                Some(Tensor::cat(&parts, 0))
-            }
-            Features::State(view) => Some(view.rows(heldout, &mut Rng::stream(seed, 0x4E1D), dev)?),
-            Features::Nothing => None,
-        };
-        let x = match f {
-            Some(f) => Tensor::cat(&[f, hp], 1),
-            None => hp,
-        };
-        Some(tch::no_grad(|| policy.forward_t(&x, false).mse_loss(&ha, tch::Reduction::Mean).double_value(&[])))
-    };
+    let heldout_mse = heldout_mse(features, &policy, heldout, seed, cfg)?;
     timing.seconds = t0.elapsed().as_secs_f64();
     timing.env_steps_per_s = timing.env_steps as f64 / timing.rollout_seconds.max(1e-9);
     Ok(CellResult {

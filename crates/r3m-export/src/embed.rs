@@ -200,28 +200,12 @@ pub fn embed_clips(
         let path = pieces_dir.join(format!("piece-{pi:05}.parquet"));
         piece_paths.push(path.clone());
         let piece_frames: usize = counts[range.clone()].iter().sum();
-        if resume && path.exists() {
-            if let Ok((meta, rows)) = crate::read_embeddings_metadata(&path) {
-                if meta.get("r3m.piece").map(String::as_str) == Some(fingerprint.as_str()) {
-                    if let Some(lost) =
-                        meta.get(LOST_KEY).and_then(|l| serde_json::from_str::<Vec<(String, Vec<i64>)>>(l).ok())
-                    {
-                        report.lost.extend(lost);
-                    }
-                    if let Some(failed) =
-                        meta.get(FAILED_KEY).and_then(|l| serde_json::from_str::<Vec<(PathBuf, String)>>(l).ok())
-                    {
-                        report.failed.extend(failed);
-                    }
-                    report.pieces_reused += 1;
-                    report.rows += rows;
-                    report.clips += range.len();
-                    if !on_progress(piece_frames as u64) {
-                        return Ok(report);
-                    }
-                    continue;
-                }
+        if resume && reuse_piece(&path, &fingerprint, &mut report) {
+            report.clips += range.len();
+            if !on_progress(piece_frames as u64) {
+                return Ok(report);
             }
+            continue;
         }
         let mut meta = metadata.to_vec();
         meta.push(("r3m.piece".into(), fingerprint.clone()));
@@ -311,12 +295,44 @@ pub fn embed_clips(
         report.failed.extend(piece_failed);
         report.rows += writer.finish()?;
     }
-    // assemble the part from its pieces, one record batch at a time, renumbering `index` globally
+    assemble_part(out, dim, episodes, metadata, &report, &piece_paths)?;
+    std::fs::remove_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
+    Ok(report)
+}
+
+/// Whether the finished piece at `path` was made with the same settings and inputs
+/// (`fingerprint`); if so its rows, lost frames and failed clips are counted into `report`.
+fn reuse_piece(path: &Path, fingerprint: &str, report: &mut EmbedReport) -> bool {
+    let Ok((meta, rows)) = crate::read_embeddings_metadata(path) else { return false };
+    if meta.get("r3m.piece").map(String::as_str) != Some(fingerprint) {
+        return false;
+    }
+    if let Some(lost) = meta.get(LOST_KEY).and_then(|l| serde_json::from_str::<Vec<(String, Vec<i64>)>>(l).ok()) {
+        report.lost.extend(lost);
+    }
+    if let Some(failed) = meta.get(FAILED_KEY).and_then(|l| serde_json::from_str::<Vec<(PathBuf, String)>>(l).ok()) {
+        report.failed.extend(failed);
+    }
+    report.pieces_reused += 1;
+    report.rows += rows;
+    true
+}
+
+/// Assembles the part `out` from its pieces, one record batch at a time, renumbering `index`
+/// globally.
+fn assemble_part(
+    out: &Path,
+    dim: usize,
+    episodes: bool,
+    metadata: &[(String, String)],
+    report: &EmbedReport,
+    pieces: &[PathBuf],
+) -> Result<(), ExportError> {
     let mut meta = metadata.to_vec();
     meta.push(("r3m.rows".into(), report.rows.to_string()));
     meta.push((LOST_KEY.into(), serde_json::to_string(&report.lost).unwrap_or_default()));
     let mut writer = EmbeddingWriter::create(out, dim, episodes, &meta)?;
-    for p in &piece_paths {
+    for p in pieces {
         crate::for_each_chunk(p, |e| {
             for i in 0..e.len() {
                 writer.push(
@@ -331,8 +347,7 @@ pub fn embed_clips(
         })?;
     }
     writer.finish()?;
-    std::fs::remove_dir_all(&pieces_dir).map_err(io(&pieces_dir))?;
-    Ok(report)
+    Ok(())
 }
 
 /// Runs the frozen encoder (eval mode, no grad, `precision`, optionally channels-last) over square
