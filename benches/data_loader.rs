@@ -2,7 +2,8 @@
 //! path, five pre-extracted JPEGs per tuple read by torchvision, measured in the same run; and how
 //! diverse each mode's batches are.
 //!
-//! `bash scripts/bench.sh data_loader` (`-- --lerobot-only`: only the LeRobot table). Makes 64 clips of 150 frames (400x224) with the ffmpeg CLI
+//! `bash scripts/bench.sh data_loader` (`-- --lerobot-only`: only the LeRobot table; `-- --many-files
+//! N`: only the memory table on N mp4 files). Makes 64 clips of 150 frames (400x224) with the ffmpeg CLI
 //! twice: H.264 with x264's defaults (long GOP: one keyframe per clip) and AV1 with a keyframe
 //! every 2 frames (libsvtav1 `-g 2`, LeRobot's setting: short GOP); the peer's JPEGs (`-q:v 2`) are
 //! extracted from the H.264 clips. Both sides draw R3M tuples (batch 16) and apply one
@@ -193,6 +194,66 @@ fn lerobot_table(base: &Path, clips_dir: &Path) {
     }
 }
 
+/// Memory on a dataset of `n` mp4 files (hard links to the AV1 clips, one episode each): RSS
+/// growth after each tenth of the tuples, r3m-data's loader (grouped K=1) against LeRobot's
+/// `decode_video_frames` with its decoder cache.
+fn many_files_table(base: &Path, clips_dir: &Path, n: usize) {
+    let dir = base.join(format!("many-{n}"));
+    if !dir.exists() {
+        let tmp = base.join(format!("many-{n}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        for i in 0..n {
+            let src = clips_dir.join(format!("clip{:02}.mp4", i % CLIPS));
+            std::fs::hard_link(&src, tmp.join(format!("episode_{i:06}.mp4"))).unwrap();
+        }
+        std::fs::rename(&tmp, &dir).unwrap();
+    }
+    let tuples = 4 * n;
+    let clips: Vec<Clip> = scan_videos(&dir, &mut ProbeCache::default()).unwrap().clips;
+    let list = base.join(format!("many-{n}.json"));
+    let js: Vec<serde_json::Value> = clips.iter().map(|c| serde_json::json!([c.video.path, c.end - c.start])).collect();
+    std::fs::write(&list, serde_json::to_string(&js).unwrap()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_lerobot_loader.py");
+    let out = Command::new(lerobot_python())
+        .arg(script)
+        .args(["--files", list.to_str().unwrap(), &tuples.to_string(), "1", "30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let peer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // ours: the same number of tuples, RSS growth after each tenth
+    let rss0 = start_rss();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    let mut ours = Vec::new();
+    let mut touched = HashSet::new();
+    let per = (tuples / BATCH / 10).max(1);
+    for (b, batch) in Loader::new(clips.clone(), config(1, LoaderMode::Grouped)).take(tuples / BATCH).enumerate() {
+        touched.extend(batch.clips);
+        if (b + 1) % per == 0 {
+            ours.push(((b + 1) * BATCH, rss_growth_mb(rss0), touched.len()));
+        }
+    }
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    println!(
+        "\n{n} mp4 files, one episode each ({tuples} R3M tuples): RSS growth (MB) after each tenth of the tuples\n"
+    );
+    let head: Vec<String> = ours.iter().map(|(t, _, f)| format!("{t} tuples ({f} files)")).collect();
+    println!("| loader | tuples per CPU-s | {} |", head.join(" | "));
+    println!("| --- | ---: |{}", " ---: |".repeat(head.len()));
+    let theirs: Vec<String> = peer["rss_growth_mb_at"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| format!("{:.0} ({} files)", v[1].as_f64().unwrap(), v[2]))
+        .collect();
+    let pc = peer["tuples"].as_f64().unwrap() / peer["cpu_seconds"].as_f64().unwrap();
+    println!("| LeRobot 0.4.4 `decode_video_frames` (torchcodec, decoder cache) | {pc:.0} | {} |", theirs.join(" | "));
+    let mine: Vec<String> = ours.iter().map(|(_, m, _)| format!("{m:.0}")).collect();
+    println!("| r3m-data grouped K=1 | {:.0} | {} |", tuples as f64 / cpu, mine.join(" | "));
+    let _ = wall;
+}
+
 fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().unwrap();
     let base =
@@ -217,6 +278,10 @@ fn main() {
         std::fs::rename(&tmp, &jpegs).unwrap();
     }
 
+    if let Some(n) = std::env::args().skip_while(|a| a != "--many-files").nth(1) {
+        many_files_table(&base, &av1, n.parse().expect("--many-files N"));
+        return;
+    }
     if std::env::args().any(|a| a == "--lerobot-only") {
         lerobot_table(&base, &h264);
         return;

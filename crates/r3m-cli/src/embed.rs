@@ -84,8 +84,9 @@ fn parse_shard(s: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
-pub fn run(args: Args) -> Result<i32> {
-    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+/// Checks the flags and says where the part goes: `--out`'s file or folder, or the staging folder
+/// of `--into-dataset` (with its target).
+fn output_of(args: &Args, shard: Option<(usize, usize)>) -> Result<(Option<crate::into_dataset::Target>, PathBuf)> {
     if args.every == 0 {
         bail!("--every must be ≥ 1");
     }
@@ -116,6 +117,12 @@ pub fn run(args: Args) -> Result<i32> {
         None if into.is_none() && out_dir.extension().is_some_and(|e| e == "parquet") => out_dir.clone(),
         None => out_dir.join("part-0-of-1.parquet"),
     };
+    Ok((into, out))
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let (into, out) = output_of(&args, shard)?;
     // one writer per output part (shards of one job write different parts side by side)
     let _lock = r3m_fs::OutputLock::acquire_file(&out)?;
     if out.exists() && !args.overwrite {
