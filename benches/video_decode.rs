@@ -406,6 +406,46 @@ fn torchcodec_table(dir: &Path, threads: usize, runs: usize, only: Option<&Strin
     json
 }
 
+/// Where the AV1 sequential time goes: r3m-video and torchcodec at 1 and 2 threads, at the native
+/// size (decode + conversion to RGB) and resized to 224x224, per CPU-second and per wall-second.
+fn av1_breakdown(dir: &Path, runs: usize) {
+    let v = VIDEOS.iter().find(|v| v.file.starts_with("av1")).unwrap();
+    let path = make(dir, v);
+    let p = path.to_str().unwrap();
+    println!("\n{}: sequential decode, best of {runs} by frames per CPU-second\n", v.name);
+    println!("| threads | output | r3m frames/s (wall) | r3m per CPU-s | torchcodec frames/s (wall) | torchcodec per CPU-s | r3m / torchcodec per CPU-s |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    for threads in [1usize, 2] {
+        for (label, resize, size) in
+            [("native 640x480 RGB", Resize::Native, "0"), ("224x224 RGB", Resize::square(224), "224")]
+        {
+            let opts = DecodeOptions { resize, threads, ..Default::default() };
+            let ours = best_run(runs, || {
+                measured(|| {
+                    let mut r = VideoReader::open(&path, opts).unwrap();
+                    let mut n = 0;
+                    r.for_each_frame(|f| {
+                        std::hint::black_box(&f.data);
+                        n += 1;
+                        std::ops::ControlFlow::Continue(())
+                    })
+                    .unwrap();
+                    n
+                })
+            });
+            let tc = best_run(runs, || torchcodec(&["seq", p, &threads.to_string(), size]));
+            println!(
+                "| {threads} | {label} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× |",
+                ours.per_wall(),
+                ours.per_cpu(),
+                tc.per_wall(),
+                tc.per_cpu(),
+                ours.per_cpu() / tc.per_cpu()
+            );
+        }
+    }
+}
+
 fn best<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
     (0..runs).map(|_| f()).fold(0.0, f64::max)
 }
@@ -419,6 +459,10 @@ fn main() {
     println!("| video | work | r3m-video (frames/s) | ffmpeg CLI | PyAV | r3m / CLI | r3m / PyAV |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     let mut json = Vec::new();
+    if std::env::args().any(|a| a == "--av1-breakdown") {
+        av1_breakdown(&dir, runs);
+        return;
+    }
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let skip_pyav = std::env::args().any(|a| a == "--torchcodec-only");
     for v in VIDEOS.iter().filter(|v| !skip_pyav && only.as_ref().is_none_or(|o| v.file.contains(o.as_str()))) {

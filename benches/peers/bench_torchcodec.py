@@ -10,6 +10,7 @@ usage: bench_torchcodec.py seq VIDEO THREADS SIZE
                                                                    a decoder per video, as for many
                                                                    short episode files
        bench_torchcodec.py dump VIDEO SIZE OUT.raw FRAME...         frames as raw RGB, for the pixel check
+SIZE 0 keeps the native size (no resize).
 Prints one JSON line: {"frames", "seconds", "cpu_seconds", "rss_growth_mb"}; cpu_seconds is the
 process's user + system time over the work (all threads), rss_growth_mb its peak RSS during the
 work minus its RSS before (the interpreter and torch are loaded before).
@@ -33,8 +34,8 @@ def rss_mb():
 
 def decoder(path, threads, size):
     return VideoDecoder(
-        path, seek_mode="approximate", num_ffmpeg_threads=threads, transforms=[Resize((size, size))],
-        dimension_order="NHWC",
+        path, seek_mode="approximate", num_ffmpeg_threads=threads,
+        transforms=[Resize((size, size))] if size else None, dimension_order="NHWC",
     )
 
 

@@ -196,3 +196,30 @@ pub fn load_demos(root: &Path, task: Option<&str>, camera: Option<&str>) -> Resu
     }
     Ok(out)
 }
+
+/// The first `demos + heldout` demonstrations of Meta-World task `task` from camera `camera` in
+/// the LeRobot dataset at `root`, their frames prepared for an encoder of input side `frames` when
+/// given ([`crate::prepare_demos`]). Too few is an error that says how to make more.
+pub fn load_task_demos(
+    root: &Path,
+    task: &str,
+    camera: &str,
+    demos: usize,
+    heldout: usize,
+    frames: Option<u32>,
+) -> Result<Vec<Demo>> {
+    let mut all = load_demos(root, Some(task), Some(&format!("observation.images.{camera}")))?;
+    if all.len() < demos {
+        anyhow::bail!(
+            "{}: {} demonstrations of {task}, --demos asks for {demos} (make more with python/r3m_tools/metaworld_demos.py --tasks {task} --episodes {})",
+            root.display(),
+            all.len(),
+            demos + heldout
+        );
+    }
+    all.truncate(demos + heldout);
+    if let Some(size) = frames {
+        crate::prepare_demos(&mut all, size)?;
+    }
+    Ok(all)
+}

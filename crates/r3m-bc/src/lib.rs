@@ -22,5 +22,5 @@ pub use bc::{
     EncoderKind, EvalPoint, FramePrep, Interrupted, RolloutStep, Timing, BUILTIN_ENCODERS,
 };
 pub use bridge::{BridgeConfig, Env, MetaWorldBridge, Observation};
-pub use demos::{load_demos, render_info, Demo, RenderInfo};
+pub use demos::{load_demos, load_task_demos, render_info, Demo, RenderInfo};
 pub use policy::Policy;

@@ -553,3 +553,37 @@ pub fn plan(
     kept_names.sort();
     Ok(Plan { done, to_run, kept, kept_names, left_out })
 }
+
+/// Prepares the output folder `out` of an evaluation (the caller holds its lock): with `overwrite`
+/// removes its cells and results; refuses finished cells without `resume`; creates `out/cells`
+/// and removes the temporaries of a killed run. Returns the finished cell files.
+pub fn prepare_out(out: &Path, overwrite: bool, resume: bool) -> Result<Vec<PathBuf>> {
+    let cells_dir = out.join("cells");
+    if overwrite {
+        for p in [cells_dir.clone(), out.join("results.json"), out.join("results.md")] {
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+            } else if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+    }
+    let existing: Vec<PathBuf> = match std::fs::read_dir(&cells_dir) {
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    if !existing.is_empty() && !resume {
+        anyhow::bail!(
+            "{} already holds {} finished cell(s): pass --resume to continue that evaluation or --overwrite to start over",
+            out.display(),
+            existing.len()
+        );
+    }
+    std::fs::create_dir_all(&cells_dir).with_context(|| format!("creating {}", cells_dir.display()))?;
+    // temporaries of a killed run (never those of a run still going)
+    r3m_fs::clean_stale(&cells_dir)?;
+    r3m_fs::clean_stale(out)?;
+    Ok(existing)
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use r3m_bc::report::{cell_file, write_atomic, CellFile, Protocol, CELL_FORMAT};
 use r3m_bc::{BcConfig, BridgeConfig, EncoderKind, Env, MetaWorldBridge};
@@ -146,67 +146,12 @@ pub struct BcArgs {
 pub fn run(cmd: EvalCommand) -> Result<i32> {
     let args = match cmd {
         EvalCommand::Bc(args) => args,
-        EvalCommand::Summary(a) => {
-            let results = a.out.join("results.json");
-            if !results.is_file() {
-                bail!("{}: no such file (give the --out folder of an `r3m eval bc` run)", results.display());
-            }
-            let _lock = r3m_fs::OutputLock::acquire_dir(&a.out)?;
-            println!("{}", r3m_bc::report::resummarise(&a.out)?);
-            return Ok(0);
-        }
+        EvalCommand::Summary(a) => return summary(&a),
     };
     let (dev, precision) = args.compute.resolve()?;
-    if args.demos.is_empty() || args.demos.contains(&0) {
-        bail!("--demos: give positive numbers, e.g. 5,10,25");
-    }
-    if args.rollouts == 0
-        || args.envs == 0
-        || args.policy_steps == 0
-        || args.num_seeds == 0
-        || args.policy_batch == 0
-        || args.max_episode_steps == 0
-    {
-        bail!("--rollouts, --envs, --policy-steps, --num-seeds, --policy-batch and --max-episode-steps must be ≥ 1");
-    }
-    if let Some(s) = args.size {
-        if !(16..=1024).contains(&s) {
-            bail!("--size {s}: give an encoder input side between 16 and 1024 pixels");
-        }
-    }
-    let encoders: Vec<String> = if args.encoders.is_empty() {
-        if args.checkpoint.is_some() {
-            vec!["pretrained".into(), "random".into()]
-        } else {
-            vec!["random".into()]
-        }
-    } else {
-        args.encoders.clone()
-    };
-    let mut kinds: Vec<EncoderKind> = Vec::new();
-    for e in &encoders {
-        let k = EncoderKind::parse(e, args.checkpoint.as_deref())?;
-        if kinds.iter().any(|o| o.name() == k.name()) {
-            bail!("--encoders: '{}' is listed twice", k.name());
-        }
-        kinds.push(k);
-    }
-    let vs: Vec<String> = args.vs.iter().filter(|v| *v != "random").cloned().collect();
-    let mut checkpoints = std::collections::BTreeMap::new();
-    let mut ck_cfg = None;
-    let mut ck_arch = None;
-    for k in &kinds {
-        if let EncoderKind::Pretrained { name, path, .. } = k {
-            let dir = r3m_model::checkpoint::resolve(path)?;
-            let cfg = r3m_model::checkpoint::EncoderConfig::read(&dir)?;
-            let arch: Option<Arch> = cfg.architecture().ok();
-            if ck_arch.is_none() {
-                ck_arch = arch.filter(|a| *a != Arch::Shallow);
-            }
-            ck_cfg.get_or_insert(cfg);
-            checkpoints.insert(name.clone(), dir);
-        }
-    }
+    check_flags(&args)?;
+    let (kinds, vs) = rows_of(&args)?;
+    let (mut checkpoints, ck_cfg, ck_arch) = checkpoints_of(&kinds)?;
     let render = r3m_bc::render_info(&args.data);
     let camera =
         args.camera.clone().or_else(|| render.as_ref().map(|r| r.camera.clone())).unwrap_or_else(|| "corner4".into());
@@ -219,21 +164,8 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
 
     let max_demos = args.demos.iter().max().copied().unwrap_or(0);
     tracing::info!("loading demonstrations of {} from {} ...", args.task, args.data.display());
-    let mut demos = r3m_bc::load_demos(&args.data, Some(&args.task), Some(&format!("observation.images.{camera}")))?;
-    if demos.len() < max_demos {
-        bail!(
-            "{}: {} demonstrations of {}, --demos asks for {max_demos} (make more with python/r3m_tools/metaworld_demos.py --tasks {} --episodes {})",
-            args.data.display(),
-            demos.len(),
-            args.task,
-            args.task,
-            max_demos + args.heldout
-        );
-    }
-    demos.truncate(max_demos + args.heldout);
-    if kinds.iter().any(EncoderKind::uses_frames) {
-        r3m_bc::prepare_demos(&mut demos, size)?;
-    }
+    let frames = kinds.iter().any(EncoderKind::uses_frames).then_some(size);
+    let demos = r3m_bc::load_task_demos(&args.data, &args.task, &camera, max_demos, args.heldout, frames)?;
     let longest_demo = demos.iter().map(|d| d.actions.len()).max().unwrap_or(0);
     let protocol = Protocol {
         task: args.task.clone(),
@@ -272,32 +204,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     // the output directory and finished cells; one evaluation writes it at a time
     let _lock = r3m_fs::OutputLock::acquire_dir(&args.out)?;
     let cells_dir = args.out.join("cells");
-    if args.overwrite {
-        for p in [cells_dir.clone(), args.out.join("results.json"), args.out.join("results.md")] {
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
-            } else if p.exists() {
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-            }
-        }
-    }
-    let existing: Vec<PathBuf> = match std::fs::read_dir(&cells_dir) {
-        Ok(rd) => {
-            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()
-        }
-        Err(_) => Vec::new(),
-    };
-    if !existing.is_empty() && !args.resume {
-        bail!(
-            "{} already holds {} finished cell(s): pass --resume to continue that evaluation or --overwrite to start over",
-            args.out.display(),
-            existing.len()
-        );
-    }
-    std::fs::create_dir_all(&cells_dir).with_context(|| format!("creating {}", cells_dir.display()))?;
-    // temporaries of a killed run (never those of a run still going)
-    r3m_fs::clean_stale(&cells_dir)?;
-    r3m_fs::clean_stale(&args.out)?;
+    let existing = r3m_bc::report::prepare_out(&args.out, args.overwrite, args.resume)?;
     let r3m_bc::report::Plan { mut done, to_run: plan, kept, kept_names, left_out } = r3m_bc::report::plan(
         &args.out,
         &kinds,
@@ -309,33 +216,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
         &existing,
     )?;
     let names: Vec<String> = kinds.iter().map(|k| k.name().to_string()).chain(kept_names.iter().cloned()).collect();
-    for v in &vs {
-        if !names.contains(v) {
-            bail!(
-                "--vs {v}: not a row of this run (rows: {}{})",
-                names.join(","),
-                if left_out.is_empty() { String::new() } else { format!("; left out: {}", left_out.join("; ")) }
-            );
-        }
-    }
-    if !done.is_empty() || !kept.is_empty() {
-        tracing::info!("resuming: {} finished cell(s) in {}, {} to run", done.len(), cells_dir.display(), plan.len());
-    }
-    if !kept.is_empty() {
-        tracing::info!(
-            "keeping {} other finished cell(s) in {}{}",
-            kept.len(),
-            cells_dir.display(),
-            if kept_names.is_empty() {
-                String::new()
-            } else {
-                format!(", rows not in --encoders: {}", kept_names.join(", "))
-            }
-        );
-    }
-    for l in &left_out {
-        tracing::warn!("left out of the tables: {l}");
-    }
+    announce_plan(&vs, &names, &left_out, done.len(), plan.len(), &kept, &kept_names, &cells_dir)?;
 
     let stop = crate::interrupt::stop_flag()?;
     let mut interrupted = false;
@@ -343,24 +224,6 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     let viz =
         args.rerun.as_ref().map(|s| r3m_viz::Viz::open("r3m_eval_bc", s)).transpose().map_err(anyhow::Error::msg)?;
     if !plan.is_empty() {
-        let bridge = BridgeConfig {
-            python: args.python.clone(),
-            script: args.bridge.clone().unwrap_or_else(BridgeConfig::default_script),
-            task: args.task.clone(),
-            camera: camera.clone(),
-            size: render_size,
-            max_episode_steps: args.max_episode_steps,
-            timeout: Duration::from_secs(args.env_timeout),
-        };
-        tracing::info!(
-            "starting {} Meta-World environment(s) ({}, {camera}, {render_size} px, encoder input {size} px) ...",
-            args.envs,
-            args.task
-        );
-        let mut envs: Vec<Box<dyn Env>> = Vec::new();
-        for _ in 0..args.envs {
-            envs.push(Box::new(MetaWorldBridge::start(&bridge)?));
-        }
         let cfg = BcConfig {
             steps: args.policy_steps,
             eval_every: args.eval_every,
@@ -375,77 +238,12 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             arch,
             stop: Some(stop.clone()),
         };
-        let multi = MultiProgress::new();
-        let overall = multi.add(ProgressBar::new(plan.len() as u64));
-        overall.set_style(
-            ProgressStyle::with_template("cells {bar:20} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
-                .expect("valid template"),
-        );
-        let detail = multi.add(ProgressBar::new_spinner());
-        for (kind, n, seed) in &plan {
-            let (n, seed) = (*n, *seed);
-            let train: Vec<&r3m_bc::Demo> = demos.iter().take(n).collect();
-            let heldout: Vec<&r3m_bc::Demo> = demos.iter().skip(n).take(args.heldout).collect();
-            detail.set_message(format!("{} × {n} demos × seed {seed}", kind.name()));
-            let prefix = format!("{}/demos_{n}/seed_{seed}", kind.name());
-            let mut observe = |s: &r3m_bc::RolloutStep| {
-                if let Some(v) = &viz {
-                    if s.rollout < args.rerun_rollouts && !s.frame.is_empty() {
-                        let side = ((s.frame.len() / 3) as f64).sqrt() as u32;
-                        if let Err(e) =
-                            v.rollout_step(&prefix, s.eval_step, s.rollout, s.t, s.frame, side, s.action, s.success)
-                        {
-                            detail.println(format!("warning: {e}"));
-                        }
-                    }
-                }
-            };
-            let r = r3m_bc::run_cell(
-                kind,
-                &train,
-                &heldout,
-                seed,
-                &cfg,
-                &mut envs,
-                |m| {
-                    detail.set_message(format!("{} × {n} demos × seed {seed}: {m}", kind.name()));
-                    detail.tick();
-                },
-                &mut observe,
-            );
-            let r = match r {
-                Ok(r3m_bc::CellOutcome::Done(r)) => r,
-                Ok(r3m_bc::CellOutcome::Interrupted) => {
-                    interrupted = true;
-                    break;
-                }
-                Err(e) => return Err(e.context(format!("cell {} × {n} demos × seed {seed}", kind.name()))),
-            };
-            let file = CellFile {
-                format: CELL_FORMAT.into(),
-                protocol: protocol.clone(),
-                checkpoint: checkpoints.get(kind.name()).cloned(),
-                finetune: matches!(kind, EncoderKind::Pretrained { finetune: true, .. }),
-                cell: r.clone(),
-            };
-            write_atomic(&cell_file(&args.out, kind.name(), n, seed), &serde_json::to_string_pretty(&file)?)?;
-            done.push(r);
-            overall.inc(1);
-        }
-        detail.finish_and_clear();
-        overall.finish();
+        let cells = Cells { args: &args, protocol: &protocol, checkpoints: &checkpoints, cfg: &cfg, viz: viz.as_ref() };
+        interrupted = cells.run(&plan, &demos, &mut done)?;
     }
     let elapsed = t0.elapsed().as_secs_f64();
     if let Some(v) = viz {
-        let evaluations: Vec<String> = done
-            .iter()
-            .flat_map(|r| {
-                r.evals.iter().map(move |e| format!("{}/demos_{}/seed_{}/step_{}", r.encoder, r.demos, r.seed, e.step))
-            })
-            .collect();
-        v.send_blueprint(r3m_viz::eval_blueprint(&evaluations, args.rerun_rollouts.min(args.rollouts)))
-            .map_err(anyhow::Error::msg)?;
-        v.finish().map_err(anyhow::Error::msg)?;
+        finish_viz(v, &done, args.rerun_rollouts.min(args.rollouts))?;
     }
     let complete = !interrupted && done.len() == kinds.len() * args.demos.len() * args.num_seeds as usize;
     let finished = done.len();
@@ -474,4 +272,240 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
     }
     tracing::info!("results in {}", args.out.display());
     Ok(0)
+}
+
+/// `r3m eval summary OUT`: the tables of a finished evaluation, recomputed.
+fn summary(a: &SummaryArgs) -> Result<i32> {
+    let results = a.out.join("results.json");
+    if !results.is_file() {
+        bail!("{}: no such file (give the --out folder of an `r3m eval bc` run)", results.display());
+    }
+    let _lock = r3m_fs::OutputLock::acquire_dir(&a.out)?;
+    println!("{}", r3m_bc::report::resummarise(&a.out)?);
+    Ok(0)
+}
+
+fn check_flags(args: &BcArgs) -> Result<()> {
+    if args.demos.is_empty() || args.demos.contains(&0) {
+        bail!("--demos: give positive numbers, e.g. 5,10,25");
+    }
+    if args.rollouts == 0
+        || args.envs == 0
+        || args.policy_steps == 0
+        || args.num_seeds == 0
+        || args.policy_batch == 0
+        || args.max_episode_steps == 0
+    {
+        bail!("--rollouts, --envs, --policy-steps, --num-seeds, --policy-batch and --max-episode-steps must be ≥ 1");
+    }
+    if let Some(s) = args.size {
+        if !(16..=1024).contains(&s) {
+            bail!("--size {s}: give an encoder input side between 16 and 1024 pixels");
+        }
+    }
+    Ok(())
+}
+
+/// The rows to run (`--encoders`, or pretrained + random with a checkpoint) and `--vs`'s rows
+/// other than `random`.
+fn rows_of(args: &BcArgs) -> Result<(Vec<EncoderKind>, Vec<String>)> {
+    let encoders: Vec<String> = if args.encoders.is_empty() {
+        if args.checkpoint.is_some() {
+            vec!["pretrained".into(), "random".into()]
+        } else {
+            vec!["random".into()]
+        }
+    } else {
+        args.encoders.clone()
+    };
+    let mut kinds: Vec<EncoderKind> = Vec::new();
+    for e in &encoders {
+        let k = EncoderKind::parse(e, args.checkpoint.as_deref())?;
+        if kinds.iter().any(|o| o.name() == k.name()) {
+            bail!("--encoders: '{}' is listed twice", k.name());
+        }
+        kinds.push(k);
+    }
+    Ok((kinds, args.vs.iter().filter(|v| *v != "random").cloned().collect()))
+}
+
+/// The checkpoint folder of each pretrained row, the first one's config and the first ResNet
+/// architecture among them.
+#[allow(clippy::type_complexity)]
+fn checkpoints_of(
+    kinds: &[EncoderKind],
+) -> Result<(std::collections::BTreeMap<String, PathBuf>, Option<r3m_model::checkpoint::EncoderConfig>, Option<Arch>)> {
+    let mut checkpoints = std::collections::BTreeMap::new();
+    let (mut ck_cfg, mut ck_arch) = (None, None);
+    for k in kinds {
+        if let EncoderKind::Pretrained { name, path, .. } = k {
+            let dir = r3m_model::checkpoint::resolve(path)?;
+            let cfg = r3m_model::checkpoint::EncoderConfig::read(&dir)?;
+            let arch: Option<Arch> = cfg.architecture().ok();
+            if ck_arch.is_none() {
+                ck_arch = arch.filter(|a| *a != Arch::Shallow);
+            }
+            ck_cfg.get_or_insert(cfg);
+            checkpoints.insert(name.clone(), dir);
+        }
+    }
+    Ok((checkpoints, ck_cfg, ck_arch))
+}
+
+/// Checks `--vs` against the rows and says what is resumed, kept and left out.
+#[allow(clippy::too_many_arguments)]
+fn announce_plan(
+    vs: &[String],
+    names: &[String],
+    left_out: &[String],
+    done: usize,
+    to_run: usize,
+    kept: &[(r3m_bc::CellResult, Option<PathBuf>)],
+    kept_names: &[String],
+    cells_dir: &std::path::Path,
+) -> Result<()> {
+    for v in vs {
+        if !names.contains(v) {
+            bail!(
+                "--vs {v}: not a row of this run (rows: {}{})",
+                names.join(","),
+                if left_out.is_empty() { String::new() } else { format!("; left out: {}", left_out.join("; ")) }
+            );
+        }
+    }
+    if done > 0 || !kept.is_empty() {
+        tracing::info!("resuming: {done} finished cell(s) in {}, {to_run} to run", cells_dir.display());
+    }
+    if !kept.is_empty() {
+        tracing::info!(
+            "keeping {} other finished cell(s) in {}{}",
+            kept.len(),
+            cells_dir.display(),
+            if kept_names.is_empty() {
+                String::new()
+            } else {
+                format!(", rows not in --encoders: {}", kept_names.join(", "))
+            }
+        );
+    }
+    for l in left_out {
+        tracing::warn!("left out of the tables: {l}");
+    }
+    Ok(())
+}
+
+/// What running the plan's cells needs.
+struct Cells<'a> {
+    args: &'a BcArgs,
+    protocol: &'a Protocol,
+    checkpoints: &'a std::collections::BTreeMap<String, PathBuf>,
+    cfg: &'a BcConfig,
+    viz: Option<&'a r3m_viz::Viz>,
+}
+
+impl Cells<'_> {
+    /// Starts the environments and runs `plan`'s cells in order, writing each finished cell's file
+    /// and adding it to `done`, with progress bars. Returns whether it was interrupted.
+    fn run(
+        &self,
+        plan: &[(EncoderKind, usize, u64)],
+        demos: &[r3m_bc::Demo],
+        done: &mut Vec<r3m_bc::CellResult>,
+    ) -> Result<bool> {
+        let (args, p) = (self.args, self.protocol);
+        let bridge = BridgeConfig {
+            python: args.python.clone(),
+            script: args.bridge.clone().unwrap_or_else(BridgeConfig::default_script),
+            task: args.task.clone(),
+            camera: p.camera.clone(),
+            size: p.render_size,
+            max_episode_steps: args.max_episode_steps,
+            timeout: Duration::from_secs(args.env_timeout),
+        };
+        tracing::info!(
+            "starting {} Meta-World environment(s) ({}, {}, {} px, encoder input {} px) ...",
+            args.envs,
+            args.task,
+            p.camera,
+            p.render_size,
+            p.size
+        );
+        let mut envs: Vec<Box<dyn Env>> = Vec::new();
+        for _ in 0..args.envs {
+            envs.push(Box::new(MetaWorldBridge::start(&bridge)?));
+        }
+        let multi = MultiProgress::new();
+        let overall = multi.add(ProgressBar::new(plan.len() as u64));
+        overall.set_style(
+            ProgressStyle::with_template("cells {bar:20} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
+                .expect("valid template"),
+        );
+        let detail = multi.add(ProgressBar::new_spinner());
+        let mut interrupted = false;
+        for (kind, n, seed) in plan {
+            let (n, seed) = (*n, *seed);
+            let train: Vec<&r3m_bc::Demo> = demos.iter().take(n).collect();
+            let heldout: Vec<&r3m_bc::Demo> = demos.iter().skip(n).take(args.heldout).collect();
+            detail.set_message(format!("{} × {n} demos × seed {seed}", kind.name()));
+            let prefix = format!("{}/demos_{n}/seed_{seed}", kind.name());
+            let mut observe = |s: &r3m_bc::RolloutStep| {
+                if let Some(v) = self.viz {
+                    if s.rollout < args.rerun_rollouts && !s.frame.is_empty() {
+                        let side = ((s.frame.len() / 3) as f64).sqrt() as u32;
+                        if let Err(e) =
+                            v.rollout_step(&prefix, s.eval_step, s.rollout, s.t, s.frame, side, s.action, s.success)
+                        {
+                            detail.println(format!("warning: {e}"));
+                        }
+                    }
+                }
+            };
+            let r = r3m_bc::run_cell(
+                kind,
+                &train,
+                &heldout,
+                seed,
+                self.cfg,
+                &mut envs,
+                |m| {
+                    detail.set_message(format!("{} × {n} demos × seed {seed}: {m}", kind.name()));
+                    detail.tick();
+                },
+                &mut observe,
+            );
+            let r = match r {
+                Ok(r3m_bc::CellOutcome::Done(r)) => r,
+                Ok(r3m_bc::CellOutcome::Interrupted) => {
+                    interrupted = true;
+                    break;
+                }
+                Err(e) => return Err(e.context(format!("cell {} × {n} demos × seed {seed}", kind.name()))),
+            };
+            let file = CellFile {
+                format: CELL_FORMAT.into(),
+                protocol: p.clone(),
+                checkpoint: self.checkpoints.get(kind.name()).cloned(),
+                finetune: matches!(kind, EncoderKind::Pretrained { finetune: true, .. }),
+                cell: r.clone(),
+            };
+            write_atomic(&cell_file(&args.out, kind.name(), n, seed), &serde_json::to_string_pretty(&file)?)?;
+            done.push(r);
+            overall.inc(1);
+        }
+        detail.finish_and_clear();
+        overall.finish();
+        Ok(interrupted)
+    }
+}
+
+/// Sends the evaluation's blueprint to the rerun recording and closes it.
+fn finish_viz(v: r3m_viz::Viz, done: &[r3m_bc::CellResult], rollouts: usize) -> Result<()> {
+    let evaluations: Vec<String> = done
+        .iter()
+        .flat_map(|r| {
+            r.evals.iter().map(move |e| format!("{}/demos_{}/seed_{}/step_{}", r.encoder, r.demos, r.seed, e.step))
+        })
+        .collect();
+    v.send_blueprint(r3m_viz::eval_blueprint(&evaluations, rollouts)).map_err(anyhow::Error::msg)?;
+    v.finish().map_err(anyhow::Error::msg)
 }
