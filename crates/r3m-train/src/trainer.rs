@@ -258,14 +258,7 @@ pub fn train(
     resume: bool,
     mut on_step: impl FnMut(&StepMetrics) -> bool,
 ) -> Result<u64> {
-    if let Some(c) = clips.iter().find(|c| c.len() < r3m_data::MIN_CLIP_FRAMES) {
-        bail!(
-            "{}: {} frame(s), a tuple needs {} (Dataset::for_tuples drops such clips)",
-            c.video.path.display(),
-            c.len(),
-            r3m_data::MIN_CLIP_FRAMES
-        );
-    }
+    check_clip_lengths(&clips)?;
     let dist = cfg.dist.clone();
     let rank = dist.as_ref().map_or(0, |d| d.rank);
     // rank 0 owns the run directory; the others read it
@@ -273,25 +266,7 @@ pub fn train(
     // the clip list and its hash, computed once (checkpoints keep the count and the hash)
     let data = data_fingerprint(&clips);
     let seed = dist.as_ref().map_or(cfg.seed, |d| crate::dist::rank_seed(cfg.seed, d.rank));
-    if resume {
-        check_resume(run, cfg, &clips)?;
-    } else if lead && (run.join("latest").exists() || run.join("metrics.csv").exists()) {
-        bail!(
-            "{} already holds a run: continue it with --resume, or clear it first (r3m train --overwrite)",
-            run.display()
-        );
-    }
-    if lead {
-        std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
-        // a killed run leaves temporaries of checkpoints it was writing: remove them
-        r3m_fs::clean_stale(run)?;
-        r3m_fs::clean_stale(&run.join("checkpoints"))?;
-        // the clip list, once per run (checkpoints keep its count and hash); a resume has checked
-        // that the clips are the same
-        if !run.join(crate::run::CLIPS_FILE).exists() || !resume {
-            data.write_list(run)?;
-        }
-    }
+    prepare_run(run, cfg, &clips, &data, resume, lead)?;
     if let Some(d) = &dist {
         d.barrier()?;
     }
@@ -302,159 +277,40 @@ pub fn train(
     }
     let mut vs = nn::VarStore::new(cfg.device);
     let lang_table = lang_table(&clips, cfg)?;
-    let lang_dim = lang_table.as_ref().map_or(LANG_DIM, |(t, _)| t.size()[1]);
-    // libtorch's generator is process-wide: seeding and initialising under one lock keeps the
-    // initial weights a function of the seed when several trainings share a process (tests run
-    // in threads). Concurrent trainings in one process still differ in another way: CONTRIBUTING.md,
-    // "Known issues".
-    let (encoder, mut objective, params) = {
-        let _guard = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        tch::manual_seed(cfg.seed as i64);
-        build_model(cfg, &vs, lang_dim, cfg.channels_last)
-    };
+    let (encoder, mut objective, params) = seeded_model(cfg, &vs, lang_table.as_ref());
     // what Adam updates: the gradients that are averaged over ranks
     let grad_params: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut adam = Adam::new(params, cfg.lr);
-    let mut step = 0u64;
-    let mut loader_state = None;
-    let mut neg = Rng::stream(seed, 0x004E_4547);
-    if resume {
-        let Some(dir) = latest_checkpoint(run) else { bail!("{}: nothing to resume (no checkpoint)", run.display()) };
-        let loaded = checkpoint::load(&dir, &mut vs)?;
-        let stored = RunConfig::from_json(loaded.config.clone(), &dir.join(checkpoint::CONFIG_FILE))?;
-        let state = objective.state();
-        if !state.is_empty() {
-            let file = dir.join(checkpoint::OBJECTIVE_FILE);
-            let saved = Tensor::read_safetensors(&file)
-                .with_context(|| format!("{}: the objective's state", file.display()))?;
-            objective.load_state(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        }
-        adam.load_state(&loaded.optimizer).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-        step = stored.step;
-        loader_state = Some(stored.loader_state);
-        neg = Rng::from_state(stored.negatives_rng);
-        if let Some(d) = &dist {
-            let mine = stored
-                .rank_states
-                .get(d.rank)
-                .with_context(|| format!("{}: no state for rank {}", dir.display(), d.rank))?;
-            loader_state = Some(mine.loader_state);
-            neg = Rng::from_state(mine.negatives_rng);
-        }
-    }
-    if let Some(d) = &dist {
-        // one model: parameters, buffers and the objective's heads from rank 0
-        let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        all.extend(objective.trainable());
-        all.extend(objective.momentum.variables().into_iter().map(|(n, t)| (format!("momentum.{n}"), t)));
-        d.broadcast_all(&mut all)?;
-    }
-    let metrics_path = run.join(crate::metrics::FILE);
-    // only rank 0 writes metrics; a resume first drops rows past the checkpoint (steps a crash
-    // lost), so the file has each step once
-    let mut metrics = if lead { Some(MetricsWriter::open(run, resume.then_some(step))?) } else { None };
-    // what the run has spent so far (budget.json), read once; each step adds to it
-    let mut tally = if lead {
-        let text =
-            std::fs::read_to_string(&metrics_path).with_context(|| format!("reading {}", metrics_path.display()))?;
-        Tally::from_csv(&text)?
+    let (mut step, loader_state, mut neg) = if resume {
+        let (step, state, neg) = restore(run, &mut vs, &mut objective, &mut adam, dist.as_deref())?;
+        (step, Some(state), neg)
     } else {
-        Tally::default()
+        (0u64, None, Rng::stream(seed, 0x004E_4547))
     };
-    let mut lc = loader_config(cfg, &clips);
-    lc.seed = seed;
-    if let (LoaderMode::Reservoir { slots }, true) = (lc.mode, lead) {
-        let mb = r3m_data::reservoir::clip_bytes(&clips, &lc.decode, lc.tuples_per_clip).unwrap_or(0.0)
-            * slots.min(clips.len()).max(lc.batch) as f64
-            / 1e6;
-        tracing::info!(
-            "reservoir: {} decoded clip(s) held, each serving {} tuple(s) (~{mb:.0} MB)",
-            slots.min(clips.len()).max(lc.batch),
-            lc.tuples_per_clip
-        );
+    if let Some(d) = &dist {
+        broadcast_model(d, &vs, &objective)?;
     }
-    let mut loader = Loader::resume(clips.clone(), lc, loader_state);
+    let (mut metrics, mut tally) =
+        if lead { open_metrics(run, resume.then_some(step))? } else { (None, Tally::default()) };
+    let mut loader = make_loader(&clips, cfg, seed, lead, loader_state);
     // the best checkpoint: lowest mean training loss over a checkpoint interval
     let best_dir = run.join("checkpoints").join("best");
-    let mut best_loss = checkpoint::read_config(&best_dir)
-        .ok()
-        .and_then(|v| RunConfig::from_json(v, &best_dir.join(checkpoint::CONFIG_FILE)).ok())
-        .and_then(|c| c.interval_mean_loss)
-        .unwrap_or(f64::INFINITY);
+    let mut best_loss = best_loss_of(&best_dir);
     let (mut interval_sum, mut interval_n) = (0.0f64, 0u64);
     let policy = CheckpointPolicy { every: cfg.checkpoint_every, steps: cfg.steps, keep_last: cfg.keep_last };
     // this process is one more invocation of the run
     let invocations = if resume { Budget::read(run).map_or(1, |b| b.invocations + 1) } else { 1 };
-    let device_name = match cfg.device {
-        Device::Cpu => "cpu".to_string(),
-        Device::Cuda(i) => format!("cuda:{i}"),
-        d => format!("{d:?}"),
-    };
-    let save = |step: u64,
-                loader: &Loader,
-                neg: &Rng,
-                adam: &Adam,
-                vs: &nn::VarStore,
-                objective: &Objective,
-                best: Option<f64>,
-                tally: &Tally|
-     -> Result<()> {
-        let name = crate::policy::step_name(step);
-        let dir = run.join("checkpoints").join(&name);
-        // the count and hash only: the lines are in clips.txt, hashed once per run
-        let mut config = run_config(cfg, step, (loader.state(), neg.state()), loader.clips(), data.without_lines());
-        if let Some(d) = &dist {
-            // BatchNorm running statistics from rank 0, so the checkpoint is every rank's model
-            let mut buffers: Vec<(String, Tensor)> =
-                vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
-            d.broadcast_all(&mut buffers)?;
-            // every rank's place in its streams, for an exact resume
-            let ls = loader.state();
-            let mine = [ls.rng as i64, ls.group as i64, ls.within as i64, neg.state() as i64];
-            let mut all = Tensor::zeros([d.world as i64, 4], (Kind::Int64, Device::Cpu));
-            all.get(d.rank as i64).copy_(&Tensor::from_slice(&mine));
-            d.allreduce_sum(&mut all)?;
-            let v: Vec<i64> = Vec::try_from(all.view([-1])).context("gathering rank states")?;
-            config.rank_states = v
-                .chunks(4)
-                .map(|c| crate::run::RankState {
-                    loader_state: LoaderState { rng: c[0] as u64, group: c[1] as u64, within: c[2] as usize },
-                    negatives_rng: c[3] as u64,
-                })
-                .collect();
-            if !lead {
-                return Ok(());
-            }
-        }
-        let state = objective.state();
-        let json = serde_json::to_value(&config).context("serialising the run config")?;
-        checkpoint::save_with(&dir, vs, &adam.state(), &json, &state)?;
-        r3m_fs::write(&run.join("latest"), name.as_bytes())?;
-        let world = dist.as_ref().map_or(1, |d| d.world);
-        Budget::from_tally(
-            tally,
-            cfg.batch,
-            world,
-            cfg.size,
-            clips.len(),
-            invocations,
-            &device_name,
-            cfg.precision.name(),
-        )
-        .write(run)?;
-        if let Some(mean) = best {
-            config.interval_mean_loss = Some(mean);
-            let json = serde_json::to_value(&config).context("serialising the run config")?;
-            checkpoint::save_with(&best_dir, vs, &adam.state(), &json, &state)?;
-        }
-        let existing: Vec<String> = std::fs::read_dir(run.join("checkpoints"))?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(String::from))
-            .collect();
-        for old in policy.to_remove(&existing, &name) {
-            let _ = std::fs::remove_dir_all(run.join("checkpoints").join(old));
-        }
-        Ok(())
+    let device_name = device_name(cfg.device);
+    let saver = Saver {
+        run,
+        cfg,
+        data: data.without_lines(),
+        dist: dist.as_deref(),
+        best_dir: &best_dir,
+        policy,
+        invocations,
+        device_name,
+        clips: clips.len(),
     };
     let mut last_saved = step;
     let mut reported = 0usize;
@@ -469,24 +325,9 @@ pub fn train(
     }
     let mut pending: Vec<Pending> = Vec::new();
     let (syncs_at_start, steps_at_start) = (crate::syncs::count(), step);
-    let lang_on = lang_table.is_some();
     while step < cfg.steps {
         let t0 = Instant::now();
-        let Some(batch) = loader.next() else {
-            if let Some(msg) = &loader.stats().panic {
-                bail!("the data loader failed: its thread panicked: {msg}");
-            }
-            let failed = &loader.stats().failed;
-            let reasons: Vec<String> =
-                failed.iter().take(10).map(|(c, why)| format!("\n  {}: {why}", clip_name(&clips, *c))).collect();
-            bail!(
-                "the loader ran out of usable clips: {} of {} failed to decode{}{}",
-                failed.len(),
-                clips.len(),
-                reasons.concat(),
-                if failed.len() > 10 { "\n  ..." } else { "" }
-            );
-        };
+        let Some(batch) = loader.next() else { return Err(loader_failure(&loader, &clips)) };
         let dropped: Vec<String> = loader.stats().failed[reported..]
             .iter()
             .map(|(c, why)| format!("{}: {why}", clip_name(&clips, *c)))
@@ -494,72 +335,16 @@ pub fn train(
         reported = loader.stats().failed.len();
         let wait_s = t0.elapsed().as_secs_f64();
         let b = batch.batch as i64;
-        let x = if batch.crops.is_empty() {
-            let (h, w) = (i64::from(batch.height), i64::from(batch.width));
-            upload_images(&batch.data, [b * 5, h, w, 3], cfg.device, cfg.channels_last)
-        } else {
-            // whole frames up, R3M's crops cut and resized on the device
-            let (h, w) = (i64::from(batch.height), i64::from(batch.width));
-            let whole =
-                upload(Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]), cfg.device).permute([0, 3, 1, 2]);
-            let x = crate::device_augment::crop_resize(&whole, &batch.crops, i64::from(cfg.size), |t| {
-                upload(t, cfg.device)
-            });
-            if cfg.channels_last {
-                channels_last(&x)
-            } else {
-                x
-            }
-        };
+        let x = batch_images(&batch, cfg);
         let emb = encoder.embed(&x, true, cfg.precision).view([b, 5, -1]);
-        let sample = (cfg.sample_every > 0 && (step + 1).is_multiple_of(cfg.sample_every)).then(|| {
-            // the first tuple's frames as the model saw them
-            let hwc = x.narrow(0, 0, 5).permute([0, 2, 3, 1]).contiguous().to_device(Device::Cpu);
-            let e0 = emb.get(0).detach().to_device(Device::Cpu);
-            crate::syncs::note();
-            let (side_h, side_w) = (x.size()[2], x.size()[3]);
-            let frames: Vec<u8> = Vec::try_from(hwc.view([-1])).unwrap_or_default();
-            let frame = (side_h * side_w * 3) as usize;
-            let d = r3m_model::analysis::distance_matrix(&e0).contiguous().view([-1]);
-            TupleSample {
-                frames: frames.chunks(frame.max(1)).map(<[u8]>::to_vec).collect(),
-                width: side_w as u32,
-                height: side_h as u32,
-                distances: Vec::<f32>::try_from(d).unwrap_or_default(),
-            }
-        });
-        // the negatives' permutations (R3M: k for each of the two negative terms, and three
-        // other clips for each of the language term's three terms), the clip ids and the
-        // language term's direction flags: one upload of int64 rows
+        let sample =
+            (cfg.sample_every > 0 && (step + 1).is_multiple_of(cfg.sample_every)).then(|| tuple_sample(&x, &emb));
         let k = cfg.objective.r3m.num_negatives;
-        let n_perm = 2 * k + if lang_on { 9 } else { 0 };
-        let mut rows: Vec<i64> = Vec::with_capacity((n_perm + 2) * b as usize);
-        for _ in 0..n_perm {
-            rows.extend(neg.permutation(b as usize).into_iter().map(|i| i as i64));
-        }
-        rows.extend(batch.clips.iter().map(|&c| c as i64));
-        rows.extend(batch.tuples.iter().map(|t| i64::from(t[2] > t[4])));
-        let ints = upload(Tensor::from_slice(&rows).view([n_perm as i64 + 2, b]), cfg.device);
-        let row = |i: usize| ints.get(i as i64);
-        let p0: Vec<Tensor> = (0..k).map(row).collect();
-        let p2: Vec<Tensor> = (k..2 * k).map(row).collect();
-        let clip_ids = row(n_perm);
-        let lang = lang_table.as_ref().map(|(table, mask)| {
-            (
-                table.index_select(0, &clip_ids),
-                mask.index_select(0, &clip_ids),
-                (2 * k..n_perm).map(row).collect::<Vec<Tensor>>(),
-                row(n_perm + 1).to_kind(Kind::Bool),
-            )
-        });
+        let StepInts { p0, p2, clip_ids, lang } = step_ints(&batch, &mut neg, k, lang_table.as_ref(), cfg.device);
         // data-parallel global negatives: every rank's embeddings, as a leaf whose gradient
         // `backward_global` sums over ranks and sends back through this rank's rows
         let global = match (&dist, cfg.objective.global_negatives && cfg.objective.kind.has_global_negatives()) {
-            (Some(d), true) => {
-                let e = emb.to_kind(Kind::Float);
-                let g = d.gather_global(&e)?;
-                Some((e, g, d.all_gather(&clip_ids)?))
-            }
+            (Some(d), true) => Some(gather_global(d, &emb, &clip_ids)?),
             _ => None,
         };
         let loss = objective.loss(&ObjectiveInput {
@@ -577,35 +362,13 @@ pub fn train(
             objective.gather_pending_keys(|k| d.all_gather(k))?;
         }
         // the step's numbers, still on the device
-        let mut terms = vec![
-            loss.total.shallow_clone(),
-            loss.tcn.shallow_clone(),
-            loss.main.shallow_clone(),
-            loss.main_acc.shallow_clone(),
-            loss.l1.shallow_clone(),
-            loss.l2.shallow_clone(),
-            loss.aligned.shallow_clone(),
-        ];
-        if let Some((l, a)) = &loss.lang {
-            terms.push(l.shallow_clone());
-            terms.push(a.shallow_clone());
-        }
-        let values =
-            Tensor::stack(&terms.iter().map(|t| t.detach().to_kind(Kind::Double).view([])).collect::<Vec<_>>(), 0);
+        let values = loss_values(&loss);
         adam.zero_grad();
-        if let Some(d) = &dist {
-            // 0·Σp gives every parameter a gradient (zeros where unused), so all ranks send the same buffer
-            let zero = grad_params
-                .iter()
-                .fold(Tensor::zeros([], (Kind::Float, cfg.device)), |acc, p| acc + p.sum(Kind::Float) * 0.0);
-            let total = &loss.total + zero;
-            match &global {
-                Some((e, g, _)) => d.backward_global(&total, e, g)?,
-                None => total.backward(),
+        match &dist {
+            Some(d) => {
+                backward_dist(d, &loss.total, global.as_ref().map(|(e, g, _)| (e, g)), &grad_params, cfg.device)?
             }
-            d.average_grads(&grad_params)?;
-        } else {
-            loss.total.backward();
+            None => loss.total.backward(),
         }
         adam.step();
         objective.after_step(&vs);
@@ -625,59 +388,10 @@ pub fn train(
             continue;
         }
         // one read of the pending steps' numbers
-        let done: Vec<Pending> = std::mem::take(&mut pending);
-        let vals =
-            Tensor::stack(&done.iter().map(|p| p.values.shallow_clone()).collect::<Vec<_>>(), 0).to_device(Device::Cpu);
-        crate::syncs::note();
-        let vals: Vec<f64> = Vec::try_from(vals.view([-1])).context("reading the step metrics")?;
-        let width = vals.len() / done.len();
-        let mut non_finite: Option<(u64, f64)> = None;
-        let mut go_on = true;
-        for (p, v) in done.into_iter().zip(vals.chunks(width)) {
-            if !v[0].is_finite() {
-                non_finite = Some((p.step, v[0]));
-                break;
-            }
-            let m = StepMetrics {
-                step: p.step,
-                loss: v[0],
-                tcn: v[1],
-                objective: v[2],
-                objective_acc: v[3],
-                l1: v[4],
-                l2: v[5],
-                aligned: v[6],
-                lang: (width > 7).then(|| (v[7], v[8])),
-                wait_s: p.wait_s,
-                step_s: p.step_s,
-                sample: p.sample,
-                dropped: p.dropped,
-                dropped_total: p.dropped_total,
-                redrawn_total: p.redrawn_total,
-            };
-            if let Some(metrics) = metrics.as_mut() {
-                metrics.write(&MetricsRow {
-                    step: m.step,
-                    loss: m.loss,
-                    tcn: m.tcn,
-                    l1: m.l1,
-                    l2: m.l2,
-                    aligned: m.aligned,
-                    wait_s: m.wait_s,
-                    step_s: m.step_s,
-                    objective: m.objective,
-                    objective_acc: m.objective_acc,
-                    lang: m.lang.map(|(l, _)| l),
-                    lang_acc: m.lang.map(|(_, a)| a),
-                    dropped_clips: m.dropped_total as u64,
-                })?;
-                tally.push(m.step, m.wait_s, m.step_s);
-            }
-            interval_sum += m.loss;
-            interval_n += 1;
-            // every step's callback runs (progress), a stop from any of them counts
-            go_on &= on_step(&m);
-        }
+        let f = flush(std::mem::take(&mut pending), metrics.as_mut(), &mut tally, &mut on_step)?;
+        let (non_finite, go_on) = (f.non_finite, f.go_on);
+        interval_sum += f.loss_sum;
+        interval_n += f.steps;
         // a non-finite loss or a stop (Ctrl-C, a callback) on any rank stops every rank at the
         // same step: one collective for both
         let (bad, stop) = match &dist {
@@ -685,24 +399,12 @@ pub fn train(
             None => (non_finite.is_some(), !go_on),
         };
         if bad {
-            let late = match non_finite {
-                Some((at, _)) if at < step => format!(
-                    " (metrics are read every {sync_every} steps: {} more step(s) ran and are discarded)",
-                    step - at
-                ),
-                _ => String::new(),
-            };
-            bail!(
-                "loss became {} at step {}{late}: stopping; the last good checkpoint is {}",
-                non_finite.map_or_else(|| "non-finite on another rank".to_string(), |(_, v)| v.to_string()),
-                non_finite.map_or(step, |(at, _)| at),
-                latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
-            );
+            return Err(non_finite_error(non_finite, step, sync_every, run));
         }
         if policy.due(step, stop) {
             let mean = interval_sum / interval_n as f64;
             let best = CheckpointPolicy::is_best(mean, best_loss).then_some(mean);
-            save(step, &loader, &neg, &adam, &vs, &objective, best, &tally)?;
+            saver.save(step, &loader, &neg, &adam, &vs, &objective, best, &tally)?;
             if best.is_some() {
                 best_loss = mean;
             }
@@ -713,22 +415,12 @@ pub fn train(
             break;
         }
     }
-    let trained = step - steps_at_start;
-    if trained > 0 {
-        let syncs = crate::syncs::count() - syncs_at_start;
-        tracing::debug!(
-            "host synchronisations: {syncs} in {trained} steps ({:.2} per step; metrics read every {sync_every} steps)",
-            syncs as f64 / trained as f64
-        );
-    }
+    report_syncs(step - steps_at_start, crate::syncs::count() - syncs_at_start, sync_every);
     if last_saved != step {
-        save(step, &loader, &neg, &adam, &vs, &objective, None, &tally)?;
+        saver.save(step, &loader, &neg, &adam, &vs, &objective, None, &tally)?;
     }
     if let Some(d) = &dist {
-        // one number per rank to compare: the ranks must hold the same weights
-        let sum: f64 =
-            grad_params.iter().map(|p| p.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[])).sum();
-        tracing::info!("rank {} of {}: {step} steps, parameter checksum {sum:.17e}", d.rank, d.world);
+        report_checksum(d, &grad_params, step);
     }
     Ok(step)
 }
@@ -791,4 +483,478 @@ fn lang_table(clips: &[Clip], cfg: &TrainConfig) -> Result<Option<(Tensor, Tenso
         Tensor::from_slice(&rows).view([n, dim as i64]).to_device(cfg.device),
         Tensor::from_slice(&mask).to_device(cfg.device),
     )))
+}
+
+/// Checks that `run` may be written (a new run, or `resume` of a matching one) and, on rank 0
+/// (`lead`), makes its folders, removes a killed run's temporaries and writes the clip list.
+fn prepare_run(
+    run: &Path,
+    cfg: &TrainConfig,
+    clips: &[Clip],
+    data: &DataFingerprint,
+    resume: bool,
+    lead: bool,
+) -> Result<()> {
+    if resume {
+        check_resume(run, cfg, clips)?;
+    } else if lead && (run.join("latest").exists() || run.join("metrics.csv").exists()) {
+        bail!(
+            "{} already holds a run: continue it with --resume, or clear it first (r3m train --overwrite)",
+            run.display()
+        );
+    }
+    if lead {
+        std::fs::create_dir_all(run.join("checkpoints")).with_context(|| format!("creating {}", run.display()))?;
+        // a killed run leaves temporaries of checkpoints it was writing: remove them
+        r3m_fs::clean_stale(run)?;
+        r3m_fs::clean_stale(&run.join("checkpoints"))?;
+        // the clip list, once per run (checkpoints keep its count and hash); a resume has checked
+        // that the clips are the same
+        if !run.join(crate::run::CLIPS_FILE).exists() || !resume {
+            data.write_list(run)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads `run`'s latest checkpoint into `vs`, `objective` and `adam`, and returns the step and this
+/// rank's place in the loader's and the negatives' streams.
+fn restore(
+    run: &Path,
+    vs: &mut nn::VarStore,
+    objective: &mut Objective,
+    adam: &mut Adam,
+    dist: Option<&crate::dist::Dist>,
+) -> Result<(u64, LoaderState, Rng)> {
+    let Some(dir) = latest_checkpoint(run) else { bail!("{}: nothing to resume (no checkpoint)", run.display()) };
+    let loaded = checkpoint::load(&dir, vs)?;
+    let stored = RunConfig::from_json(loaded.config.clone(), &dir.join(checkpoint::CONFIG_FILE))?;
+    let state = objective.state();
+    if !state.is_empty() {
+        let file = dir.join(checkpoint::OBJECTIVE_FILE);
+        let saved =
+            Tensor::read_safetensors(&file).with_context(|| format!("{}: the objective's state", file.display()))?;
+        objective.load_state(&saved).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    }
+    adam.load_state(&loaded.optimizer).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    match dist {
+        Some(d) => {
+            let mine = stored
+                .rank_states
+                .get(d.rank)
+                .with_context(|| format!("{}: no state for rank {}", dir.display(), d.rank))?;
+            Ok((stored.step, mine.loader_state, Rng::from_state(mine.negatives_rng)))
+        }
+        None => Ok((stored.step, stored.loader_state, Rng::from_state(stored.negatives_rng))),
+    }
+}
+
+/// The batch's images on the device, `[5B, 3, size, size]`: uploaded as they are, or whole
+/// frames up with R3M's crops cut and resized on the device.
+fn batch_images(batch: &r3m_data::Batch, cfg: &TrainConfig) -> Tensor {
+    let b = batch.batch as i64;
+    let (h, w) = (i64::from(batch.height), i64::from(batch.width));
+    if batch.crops.is_empty() {
+        return upload_images(&batch.data, [b * 5, h, w, 3], cfg.device, cfg.channels_last);
+    }
+    let whole = upload(Tensor::from_slice(&batch.data).view([b * 5, h, w, 3]), cfg.device).permute([0, 3, 1, 2]);
+    let x = crate::device_augment::crop_resize(&whole, &batch.crops, i64::from(cfg.size), |t| upload(t, cfg.device));
+    if cfg.channels_last {
+        channels_last(&x)
+    } else {
+        x
+    }
+}
+
+/// The first tuple's frames as the model saw them, and their embeddings' distances.
+fn tuple_sample(x: &Tensor, emb: &Tensor) -> TupleSample {
+    let hwc = x.narrow(0, 0, 5).permute([0, 2, 3, 1]).contiguous().to_device(Device::Cpu);
+    let e0 = emb.get(0).detach().to_device(Device::Cpu);
+    crate::syncs::note();
+    let (side_h, side_w) = (x.size()[2], x.size()[3]);
+    let frames: Vec<u8> = Vec::try_from(hwc.view([-1])).unwrap_or_default();
+    let frame = (side_h * side_w * 3) as usize;
+    let d = r3m_model::analysis::distance_matrix(&e0).contiguous().view([-1]);
+    TupleSample {
+        frames: frames.chunks(frame.max(1)).map(<[u8]>::to_vec).collect(),
+        width: side_w as u32,
+        height: side_h as u32,
+        distances: Vec::<f32>::try_from(d).unwrap_or_default(),
+    }
+}
+
+/// A step's integer inputs on the device.
+struct StepInts {
+    /// R3M's negatives' permutations for the two negative terms (k each).
+    p0: Vec<Tensor>,
+    p2: Vec<Tensor>,
+    clip_ids: Tensor,
+    /// The language term's text embeddings, mask, permutations and direction flags.
+    lang: Option<(Tensor, Tensor, Vec<Tensor>, Tensor)>,
+}
+
+/// The negatives' permutations (R3M: `k` for each of the two negative terms, and three other clips
+/// for each of the language term's three terms), the clip ids and the language term's direction
+/// flags: one upload of int64 rows.
+fn step_ints(
+    batch: &r3m_data::Batch,
+    neg: &mut Rng,
+    k: usize,
+    lang_table: Option<&(Tensor, Tensor)>,
+    device: Device,
+) -> StepInts {
+    let b = batch.batch as i64;
+    let n_perm = 2 * k + if lang_table.is_some() { 9 } else { 0 };
+    let mut rows: Vec<i64> = Vec::with_capacity((n_perm + 2) * b as usize);
+    for _ in 0..n_perm {
+        rows.extend(neg.permutation(b as usize).into_iter().map(|i| i as i64));
+    }
+    rows.extend(batch.clips.iter().map(|&c| c as i64));
+    rows.extend(batch.tuples.iter().map(|t| i64::from(t[2] > t[4])));
+    let ints = upload(Tensor::from_slice(&rows).view([n_perm as i64 + 2, b]), device);
+    let row = |i: usize| ints.get(i as i64);
+    let clip_ids = row(n_perm);
+    let lang = lang_table.map(|(table, mask)| {
+        (
+            table.index_select(0, &clip_ids),
+            mask.index_select(0, &clip_ids),
+            (2 * k..n_perm).map(row).collect::<Vec<Tensor>>(),
+            row(n_perm + 1).to_kind(Kind::Bool),
+        )
+    });
+    StepInts { p0: (0..k).map(row).collect(), p2: (k..2 * k).map(row).collect(), clip_ids, lang }
+}
+
+/// What [`flush`] read.
+struct Flushed {
+    /// The first step whose loss was not finite, and that loss.
+    non_finite: Option<(u64, f64)>,
+    /// Whether every step's callback wanted to go on.
+    go_on: bool,
+    /// The finite steps' losses summed, and their count.
+    loss_sum: f64,
+    steps: u64,
+}
+
+/// Reads the pending steps' numbers in one host synchronisation, writes them to `metrics.csv` and
+/// the tally (rank 0) and shows each to `on_step`, up to the first non-finite loss.
+fn flush(
+    done: Vec<Pending>,
+    mut metrics: Option<&mut MetricsWriter>,
+    tally: &mut Tally,
+    on_step: &mut impl FnMut(&StepMetrics) -> bool,
+) -> Result<Flushed> {
+    let vals =
+        Tensor::stack(&done.iter().map(|p| p.values.shallow_clone()).collect::<Vec<_>>(), 0).to_device(Device::Cpu);
+    crate::syncs::note();
+    let vals: Vec<f64> = Vec::try_from(vals.view([-1])).context("reading the step metrics")?;
+    let width = vals.len() / done.len().max(1);
+    let mut out = Flushed { non_finite: None, go_on: true, loss_sum: 0.0, steps: 0 };
+    for (p, v) in done.into_iter().zip(vals.chunks(width.max(1))) {
+        if !v[0].is_finite() {
+            out.non_finite = Some((p.step, v[0]));
+            break;
+        }
+        let m = StepMetrics {
+            step: p.step,
+            loss: v[0],
+            tcn: v[1],
+            objective: v[2],
+            objective_acc: v[3],
+            l1: v[4],
+            l2: v[5],
+            aligned: v[6],
+            lang: (width > 7).then(|| (v[7], v[8])),
+            wait_s: p.wait_s,
+            step_s: p.step_s,
+            sample: p.sample,
+            dropped: p.dropped,
+            dropped_total: p.dropped_total,
+            redrawn_total: p.redrawn_total,
+        };
+        if let Some(metrics) = metrics.as_deref_mut() {
+            metrics.write(&MetricsRow {
+                step: m.step,
+                loss: m.loss,
+                tcn: m.tcn,
+                l1: m.l1,
+                l2: m.l2,
+                aligned: m.aligned,
+                wait_s: m.wait_s,
+                step_s: m.step_s,
+                objective: m.objective,
+                objective_acc: m.objective_acc,
+                lang: m.lang.map(|(l, _)| l),
+                lang_acc: m.lang.map(|(_, a)| a),
+                dropped_clips: m.dropped_total as u64,
+            })?;
+            tally.push(m.step, m.wait_s, m.step_s);
+        }
+        out.loss_sum += m.loss;
+        out.steps += 1;
+        // every step's callback runs (progress), a stop from any of them counts
+        out.go_on &= on_step(&m);
+    }
+    Ok(out)
+}
+
+/// Writes checkpoints of one run: the step's, `best` when the interval's mean loss is the lowest so
+/// far, `latest`, budget.json, and removes those the keep policy drops. Under data parallelism
+/// every rank calls it (the collectives gather BatchNorm statistics and every rank's streams);
+/// rank 0 writes.
+struct Saver<'a> {
+    run: &'a Path,
+    cfg: &'a TrainConfig,
+    /// The clips' count and hash (the list is in clips.txt).
+    data: DataFingerprint,
+    dist: Option<&'a crate::dist::Dist>,
+    best_dir: &'a Path,
+    policy: CheckpointPolicy,
+    invocations: u32,
+    device_name: String,
+    clips: usize,
+}
+
+impl Saver<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn save(
+        &self,
+        step: u64,
+        loader: &Loader,
+        neg: &Rng,
+        adam: &Adam,
+        vs: &nn::VarStore,
+        objective: &Objective,
+        best: Option<f64>,
+        tally: &Tally,
+    ) -> Result<()> {
+        let (run, cfg) = (self.run, self.cfg);
+        let name = crate::policy::step_name(step);
+        let dir = run.join("checkpoints").join(&name);
+        let mut config = run_config(cfg, step, (loader.state(), neg.state()), loader.clips(), self.data.clone());
+        if let Some(d) = self.dist {
+            // BatchNorm running statistics from rank 0, so the checkpoint is every rank's model
+            let mut buffers: Vec<(String, Tensor)> =
+                vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
+            d.broadcast_all(&mut buffers)?;
+            // every rank's place in its streams, for an exact resume
+            let ls = loader.state();
+            let mine = [ls.rng as i64, ls.group as i64, ls.within as i64, neg.state() as i64];
+            let mut all = Tensor::zeros([d.world as i64, 4], (Kind::Int64, Device::Cpu));
+            all.get(d.rank as i64).copy_(&Tensor::from_slice(&mine));
+            d.allreduce_sum(&mut all)?;
+            let v: Vec<i64> = Vec::try_from(all.view([-1])).context("gathering rank states")?;
+            config.rank_states = v
+                .chunks(4)
+                .map(|c| crate::run::RankState {
+                    loader_state: LoaderState { rng: c[0] as u64, group: c[1] as u64, within: c[2] as usize },
+                    negatives_rng: c[3] as u64,
+                })
+                .collect();
+            if d.rank != 0 {
+                return Ok(());
+            }
+        }
+        let state = objective.state();
+        let json = serde_json::to_value(&config).context("serialising the run config")?;
+        checkpoint::save_with(&dir, vs, &adam.state(), &json, &state)?;
+        r3m_fs::write(&run.join("latest"), name.as_bytes())?;
+        let world = self.dist.map_or(1, |d| d.world);
+        Budget::from_tally(
+            tally,
+            cfg.batch,
+            world,
+            cfg.size,
+            self.clips,
+            self.invocations,
+            &self.device_name,
+            cfg.precision.name(),
+        )
+        .write(run)?;
+        if let Some(mean) = best {
+            config.interval_mean_loss = Some(mean);
+            let json = serde_json::to_value(&config).context("serialising the run config")?;
+            checkpoint::save_with(self.best_dir, vs, &adam.state(), &json, &state)?;
+        }
+        let existing: Vec<String> = std::fs::read_dir(run.join("checkpoints"))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(String::from))
+            .collect();
+        for old in self.policy.to_remove(&existing, &name) {
+            let _ = std::fs::remove_dir_all(run.join("checkpoints").join(old));
+        }
+        Ok(())
+    }
+}
+
+/// Rank 0's metrics writer (a resume first drops rows past the checkpoint, steps a crash lost, so
+/// the file has each step once) and what the run has spent so far (budget.json), read once.
+fn open_metrics(run: &Path, resume_at: Option<u64>) -> Result<(Option<MetricsWriter>, Tally)> {
+    let writer = MetricsWriter::open(run, resume_at)?;
+    let path = run.join(crate::metrics::FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((Some(writer), Tally::from_csv(&text)?))
+}
+
+/// The loader for this rank (`seed`), continuing from `state` on a resume.
+fn make_loader(clips: &[Clip], cfg: &TrainConfig, seed: u64, lead: bool, state: Option<LoaderState>) -> Loader {
+    let mut lc = loader_config(cfg, clips);
+    lc.seed = seed;
+    if let (LoaderMode::Reservoir { slots }, true) = (lc.mode, lead) {
+        let mb = r3m_data::reservoir::clip_bytes(clips, &lc.decode, lc.tuples_per_clip).unwrap_or(0.0)
+            * slots.min(clips.len()).max(lc.batch) as f64
+            / 1e6;
+        tracing::info!(
+            "reservoir: {} decoded clip(s) held, each serving {} tuple(s) (~{mb:.0} MB)",
+            slots.min(clips.len()).max(lc.batch),
+            lc.tuples_per_clip
+        );
+    }
+    Loader::resume(clips.to_vec(), lc, state)
+}
+
+/// The interval mean loss of the run's best checkpoint so far (infinity without one).
+fn best_loss_of(best_dir: &Path) -> f64 {
+    checkpoint::read_config(best_dir)
+        .ok()
+        .and_then(|v| RunConfig::from_json(v, &best_dir.join(checkpoint::CONFIG_FILE)).ok())
+        .and_then(|c| c.interval_mean_loss)
+        .unwrap_or(f64::INFINITY)
+}
+
+/// Why the loader gave no batch: its thread panicked, or every clip failed to decode.
+fn loader_failure(loader: &Loader, clips: &[Clip]) -> anyhow::Error {
+    if let Some(msg) = &loader.stats().panic {
+        return anyhow::anyhow!("the data loader failed: its thread panicked: {msg}");
+    }
+    let failed = &loader.stats().failed;
+    let reasons: Vec<String> =
+        failed.iter().take(10).map(|(c, why)| format!("\n  {}: {why}", clip_name(clips, *c))).collect();
+    anyhow::anyhow!(
+        "the loader ran out of usable clips: {} of {} failed to decode{}{}",
+        failed.len(),
+        clips.len(),
+        reasons.concat(),
+        if failed.len() > 10 { "\n  ..." } else { "" }
+    )
+}
+
+/// The step's numbers as one f64 vector on the device: total, tcn, objective, objective_acc, l1,
+/// l2, aligned[, lang, lang_acc].
+fn loss_values(loss: &r3m_model::Terms) -> Tensor {
+    let mut terms = vec![&loss.total, &loss.tcn, &loss.main, &loss.main_acc, &loss.l1, &loss.l2, &loss.aligned];
+    if let Some((l, a)) = &loss.lang {
+        terms.push(l);
+        terms.push(a);
+    }
+    Tensor::stack(&terms.iter().map(|t| t.detach().to_kind(Kind::Double).view([])).collect::<Vec<_>>(), 0)
+}
+
+/// Backward under data parallelism: every parameter gets a gradient (0·Σp adds zeros where one is
+/// unused, so all ranks send the same buffer), global negatives send their gradient back to the
+/// rank that owns each row, and the gradients are averaged over ranks.
+fn backward_dist(
+    d: &crate::dist::Dist,
+    total: &Tensor,
+    global: Option<(&Tensor, &crate::dist::GlobalBatch)>,
+    grad_params: &[Tensor],
+    device: Device,
+) -> Result<()> {
+    let zero =
+        grad_params.iter().fold(Tensor::zeros([], (Kind::Float, device)), |acc, p| acc + p.sum(Kind::Float) * 0.0);
+    let total = total + zero;
+    match global {
+        Some((e, g)) => d.backward_global(&total, e, g)?,
+        None => total.backward(),
+    }
+    d.average_grads(grad_params)
+}
+
+/// The error that stops a run whose loss became non-finite (here at `non_finite`, or on another
+/// rank), at `step`.
+fn non_finite_error(non_finite: Option<(u64, f64)>, step: u64, sync_every: u64, run: &Path) -> anyhow::Error {
+    let late = match non_finite {
+        Some((at, _)) if at < step => {
+            format!(" (metrics are read every {sync_every} steps: {} more step(s) ran and are discarded)", step - at)
+        }
+        _ => String::new(),
+    };
+    anyhow::anyhow!(
+        "loss became {} at step {}{late}: stopping; the last good checkpoint is {}",
+        non_finite.map_or_else(|| "non-finite on another rank".to_string(), |(_, v)| v.to_string()),
+        non_finite.map_or(step, |(at, _)| at),
+        latest_checkpoint(run).map(|p| p.display().to_string()).unwrap_or_else(|| "none".into())
+    )
+}
+
+/// The encoder, objective and trainable parameters, initialised from `cfg.seed`. libtorch's
+/// generator is process-wide: seeding and initialising under one lock keeps the initial weights a
+/// function of the seed when several trainings share a process (tests run in threads). Concurrent
+/// trainings in one process still differ in another way: CONTRIBUTING.md, "Known issues".
+fn seeded_model(
+    cfg: &TrainConfig,
+    vs: &nn::VarStore,
+    lang_table: Option<&(Tensor, Tensor)>,
+) -> (r3m_model::Encoder, Objective, Vec<(String, Tensor)>) {
+    let lang_dim = lang_table.map_or(LANG_DIM, |(t, _)| t.size()[1]);
+    let _guard = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    tch::manual_seed(cfg.seed as i64);
+    build_model(cfg, vs, lang_dim, cfg.channels_last)
+}
+
+/// One model on every rank: parameters, buffers and the objective's heads from rank 0.
+fn broadcast_model(d: &crate::dist::Dist, vs: &nn::VarStore, objective: &Objective) -> Result<()> {
+    let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    all.extend(objective.trainable());
+    all.extend(objective.momentum.variables().into_iter().map(|(n, t)| (format!("momentum.{n}"), t)));
+    d.broadcast_all(&mut all)
+}
+
+/// Every rank's embeddings for global negatives, as a leaf whose gradient `backward_global` sums
+/// over ranks and sends back through this rank's rows, and every rank's clip ids.
+fn gather_global(
+    d: &crate::dist::Dist,
+    emb: &Tensor,
+    clip_ids: &Tensor,
+) -> Result<(Tensor, crate::dist::GlobalBatch, Tensor)> {
+    let e = emb.to_kind(Kind::Float);
+    let g = d.gather_global(&e)?;
+    Ok((e, g, d.all_gather(clip_ids)?))
+}
+
+/// The device as budget.json names it.
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        d => format!("{d:?}"),
+    }
+}
+
+/// At -v: how often the run waited for the device.
+fn report_syncs(trained: u64, syncs: u64, sync_every: u64) {
+    if trained > 0 {
+        tracing::debug!(
+            "host synchronisations: {syncs} in {trained} steps ({:.2} per step; metrics read every {sync_every} steps)",
+            syncs as f64 / trained as f64
+        );
+    }
+}
+
+fn check_clip_lengths(clips: &[Clip]) -> Result<()> {
+    if let Some(c) = clips.iter().find(|c| c.len() < r3m_data::MIN_CLIP_FRAMES) {
+        bail!(
+            "{}: {} frame(s), a tuple needs {} (Dataset::for_tuples drops such clips)",
+            c.video.path.display(),
+            c.len(),
+            r3m_data::MIN_CLIP_FRAMES
+        );
+    }
+    Ok(())
+}
+
+/// One number per rank to compare at the end: the ranks must hold the same weights.
+fn report_checksum(d: &crate::dist::Dist, params: &[Tensor], step: u64) {
+    let sum: f64 = params.iter().map(|p| p.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[])).sum();
+    tracing::info!("rank {} of {}: {step} steps, parameter checksum {sum:.17e}", d.rank, d.world);
 }
