@@ -187,32 +187,7 @@ pub fn run(args: Args) -> Result<i32> {
     // data-parallel when torchrun (or the like) says so: join the group before anything else
     // an explicit --dist-backend under a launcher joins even a group of one (torchrun
     // --nproc-per-node=1: a check of the backend)
-    let dist = match r3m_train::DistEnv::from_env_with(args.dist_backend != "auto")? {
-        Some(env) => {
-            let backend = match args.dist_backend.as_str() {
-                "auto" => r3m_train::dist::Backend::for_device(dev),
-                b => b.parse()?,
-            };
-            backend
-                .check(dev)
-                .with_context(|| format!("WORLD_SIZE={}: --dist-backend {}", env.world, args.dist_backend))?;
-            if args.dist_timeout == 0 {
-                bail!("--dist-timeout must be ≥ 1 second");
-            }
-            let d = r3m_train::Dist::join(&env, backend, std::time::Duration::from_secs(args.dist_timeout))?;
-            tracing::info!(
-                "rank {} of {} (local rank {}), {} backend, store {}:{}",
-                d.rank,
-                d.world,
-                d.local_rank,
-                backend.name(),
-                env.addr,
-                env.port
-            );
-            Some(std::rc::Rc::new(d))
-        }
-        None => None,
-    };
+    let dist = join_group(&args, dev)?;
     let lead = dist.as_ref().is_none_or(|d| d.rank == 0);
     let dev = match (dev, &dist) {
         (tch::Device::Cuda(_), Some(d)) => crate::device::parse_checked(&format!("cuda:{}", d.local_rank))?,
@@ -248,52 +223,10 @@ pub fn run(args: Args) -> Result<i32> {
             ds.clips.len()
         );
     }
-    if matches!(args.proj_dim, Some(d) if d < 1) {
-        bail!("--proj-dim must be ≥ 1");
-    }
     let mut cfg = r3m_train::TrainConfig::new(dev);
     cfg.dist = dist.clone();
-    cfg.precision = precision;
-    cfg.channels_last = match args.memory_format.as_str() {
-        "auto" => precision == Precision::Bf16,
-        m => m == "channels-last",
-    };
-    cfg.proj_dim = args.proj_dim;
-    cfg.weighting = if args.clip_weighting == "uniform" { ClipWeighting::Uniform } else { ClipWeighting::ByLength };
-    cfg.arch = args.arch;
-    cfg.size = args.size;
-    cfg.batch = args.batch;
-    let reservoir = args.loader == "reservoir";
-    cfg.tuples_per_clip = args.tuples_per_clip.unwrap_or(if reservoir { 16 } else { 4 }).max(1);
-    match (reservoir, args.reservoir_mb) {
-        (false, Some(_)) => bail!("--reservoir-mb does nothing with --loader grouped: give --loader reservoir"),
-        (true, Some(0)) => bail!("--reservoir-mb must be ≥ 1"),
-        _ => {}
-    }
-    cfg.reservoir_mb = reservoir.then(|| args.reservoir_mb.unwrap_or(2048));
-    cfg.workers = match args.workers {
-        Some(n) => n.max(1),
-        None if matches!(dev, tch::Device::Cuda(_)) => {
-            std::thread::available_parallelism().map_or(2, |n| n.get().saturating_sub(1)).clamp(2, 16)
-        }
-        None => 2,
-    };
-    if args.sync_every == Some(0) {
-        bail!("--sync-every must be ≥ 1");
-    }
-    if let Some(n) = args.sync_every {
-        cfg.sync_every = n;
-    }
-    match args.augment_on.as_str() {
-        "device" => cfg.augment_on_device = true,
-        "workers" => cfg.augment_on_device = false,
-        _ => {}
-    }
-    cfg.steps = args.steps;
-    cfg.lr = args.lr;
-    cfg.seed = args.seed;
-    cfg.checkpoint_every = args.checkpoint_every;
-    cfg.keep_last = args.keep;
+    model_settings(&args, &mut cfg, precision)?;
+    loader_settings(&args, &mut cfg)?;
     let viz = args
         .rerun
         .as_ref()
@@ -307,75 +240,12 @@ pub fn run(args: Args) -> Result<i32> {
     if viz.is_some() {
         cfg.sample_every = args.rerun_every.max(1);
     }
-    // an option of another objective would be silently ignored: refuse it
-    let kind = args.objective;
-    let unused: Vec<&str> = [
-        ("--margin", args.margin.is_some(), kind == ObjectiveKind::Triplet),
-        ("--hard-negatives", args.hard_negatives, kind == ObjectiveKind::Triplet),
-        ("--temperature", args.temperature.is_some(), matches!(kind, ObjectiveKind::SimClr | ObjectiveKind::Moco)),
-        ("--queue", args.queue.is_some(), kind == ObjectiveKind::Moco),
-        ("--momentum", args.momentum.is_some(), kind.has_target()),
-        ("--global-negatives", args.global_negatives, kind.has_global_negatives()),
-    ]
-    .into_iter()
-    .filter(|&(_, given, used)| given && !used)
-    .map(|(flag, _, _)| flag)
-    .collect();
-    if !unused.is_empty() {
-        bail!(
-            "{} do(es) nothing with --objective {} (triplet: --margin, --hard-negatives; simclr/moco: --temperature; moco: --queue; moco/byol: --momentum; simclr/npair: --global-negatives)",
-            unused.join(", "),
-            kind.name()
-        );
-    }
+    refuse_unused_options(&args)?;
     if args.global_negatives && dist.is_none() {
         bail!("--global-negatives does nothing in one process: launch with torchrun (WORLD_SIZE > 1)");
     }
-    if args.text_embeddings.is_some() && args.lang_weight == 0.0 {
-        bail!("--text-embeddings does nothing without the language term: give --lang-weight W (R3M: 1.0)");
-    }
-    let mut objective = ObjectiveConfig::new(args.objective);
-    objective.r3m =
-        R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
-    objective.margin = args.margin.unwrap_or(objective.margin);
-    objective.hard_negatives = args.hard_negatives;
-    objective.temperature = args.temperature.unwrap_or(args.objective.default_temperature());
-    objective.queue = args.queue.unwrap_or(objective.queue);
-    objective.momentum = args.momentum.unwrap_or(objective.momentum);
-    objective.lang_weight = args.lang_weight;
-    objective.lang_hidden = args.lang_hidden;
-    objective.global_negatives = args.global_negatives;
-    if objective.temperature.is_nan() || objective.temperature <= 0.0 {
-        bail!("--temperature must be > 0");
-    }
-    if !(0.0..1.0).contains(&objective.momentum) {
-        bail!("--momentum must be in [0, 1)");
-    }
-    if objective.queue == 0 {
-        bail!("--queue must be ≥ 1");
-    }
-    if args.lang_weight < 0.0 {
-        bail!("--lang-weight must be ≥ 0");
-    }
-    cfg.objective = objective;
-    cfg.sampler.positive_window = args.positive_window;
-    cfg.sampler.negative_gap = args.negative_gap;
-    if let (Some(w), Some(g)) = (args.positive_window, args.negative_gap) {
-        if matches!((w, g), (Span::Frames(a), Span::Frames(b)) if b <= a)
-            || matches!((w, g), (Span::Seconds(a), Span::Seconds(b)) if b <= a)
-        {
-            bail!("--negative-gap {g} must be larger than --positive-window {w}");
-        }
-    }
-    if args.lang_weight > 0.0 {
-        let Some(path) = &args.text_embeddings else {
-            bail!(
-                "--lang-weight {} needs --text-embeddings FILE.parquet (make it with python/r3m_tools/embed_texts.py)",
-                args.lang_weight
-            )
-        };
-        cfg.text_embeddings = Some(read_text_embeddings(path)?);
-    }
+    cfg.objective = objective_config(&args)?;
+    sampler_and_texts(&args, &mut cfg)?;
     resolve_auto(&args, &mut cfg)?;
     if args.resume {
         for change in r3m_train::check_resume(&args.out, &cfg, &ds.clips)? {
@@ -383,21 +253,7 @@ pub fn run(args: Args) -> Result<i32> {
         }
     }
     let stop = crate::interrupt::stop_flag()?;
-    tracing::info!(
-        "training {} with {}{} on {} ({}, {}), batch {} x 5 frames at {} px",
-        cfg.arch,
-        cfg.objective.kind.name(),
-        if cfg.objective.lang_weight > 0.0 {
-            format!(" + language x{}", cfg.objective.lang_weight)
-        } else {
-            String::new()
-        },
-        crate::device::name(dev),
-        cfg.precision,
-        if cfg.channels_last { "channels-last" } else { "nchw" },
-        cfg.batch,
-        cfg.size
-    );
+    announce(&cfg, dev);
     let bar = if lead { ProgressBar::new(args.steps) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
@@ -420,19 +276,7 @@ pub fn run(args: Args) -> Result<i32> {
         wait += m.wait_s;
         total += m.step_s;
         if let Some(v) = &viz {
-            let logged = v.train_step(
-                m.step,
-                m.loss,
-                m.tcn,
-                m.aligned,
-                images_per_step / m.step_s,
-                100.0 * m.wait_s / m.step_s.max(1e-9),
-            );
-            let logged = logged.and_then(|_| match &m.sample {
-                Some(t) => v.train_tuple(m.step, &t.frames, t.width, t.height, &t.distances),
-                None => Ok(()),
-            });
-            if let Err(e) = logged {
+            if let Err(e) = log_step(v, m, images_per_step) {
                 bar.println(format!("warning: {e}"));
             }
         }
@@ -574,4 +418,191 @@ fn resolve_auto(args: &Args, cfg: &mut r3m_train::TrainConfig) -> Result<()> {
     cfg.channels_last = choice.mode.channels_last;
     cfg.autotune = Some(choice);
     Ok(())
+}
+
+/// Joins the data-parallel group when torchrun (or the like) says so; an explicit --dist-backend
+/// under a launcher joins even a group of one (torchrun --nproc-per-node=1: a check of the backend).
+fn join_group(args: &Args, dev: tch::Device) -> Result<Option<std::rc::Rc<r3m_train::Dist>>> {
+    let Some(env) = r3m_train::DistEnv::from_env_with(args.dist_backend != "auto")? else { return Ok(None) };
+    let backend = match args.dist_backend.as_str() {
+        "auto" => r3m_train::dist::Backend::for_device(dev),
+        b => b.parse()?,
+    };
+    backend.check(dev).with_context(|| format!("WORLD_SIZE={}: --dist-backend {}", env.world, args.dist_backend))?;
+    if args.dist_timeout == 0 {
+        bail!("--dist-timeout must be ≥ 1 second");
+    }
+    let d = r3m_train::Dist::join(&env, backend, std::time::Duration::from_secs(args.dist_timeout))?;
+    tracing::info!(
+        "rank {} of {} (local rank {}), {} backend, store {}:{}",
+        d.rank,
+        d.world,
+        d.local_rank,
+        backend.name(),
+        env.addr,
+        env.port
+    );
+    Ok(Some(std::rc::Rc::new(d)))
+}
+
+/// The loader's settings: mode, tuples per clip, reservoir budget, decode workers, how often
+/// metrics are read, where augmentation runs.
+fn loader_settings(args: &Args, cfg: &mut r3m_train::TrainConfig) -> Result<()> {
+    let reservoir = args.loader == "reservoir";
+    cfg.tuples_per_clip = args.tuples_per_clip.unwrap_or(if reservoir { 16 } else { 4 }).max(1);
+    match (reservoir, args.reservoir_mb) {
+        (false, Some(_)) => bail!("--reservoir-mb does nothing with --loader grouped: give --loader reservoir"),
+        (true, Some(0)) => bail!("--reservoir-mb must be ≥ 1"),
+        _ => {}
+    }
+    cfg.reservoir_mb = reservoir.then(|| args.reservoir_mb.unwrap_or(2048));
+    cfg.workers = match args.workers {
+        Some(n) => n.max(1),
+        None if matches!(cfg.device, tch::Device::Cuda(_)) => {
+            std::thread::available_parallelism().map_or(2, |n| n.get().saturating_sub(1)).clamp(2, 16)
+        }
+        None => 2,
+    };
+    if args.sync_every == Some(0) {
+        bail!("--sync-every must be ≥ 1");
+    }
+    if let Some(n) = args.sync_every {
+        cfg.sync_every = n;
+    }
+    match args.augment_on.as_str() {
+        "device" => cfg.augment_on_device = true,
+        "workers" => cfg.augment_on_device = false,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An option of another objective would be silently ignored: refuse it.
+fn refuse_unused_options(args: &Args) -> Result<()> {
+    let kind = args.objective;
+    let unused: Vec<&str> = [
+        ("--margin", args.margin.is_some(), kind == ObjectiveKind::Triplet),
+        ("--hard-negatives", args.hard_negatives, kind == ObjectiveKind::Triplet),
+        ("--temperature", args.temperature.is_some(), matches!(kind, ObjectiveKind::SimClr | ObjectiveKind::Moco)),
+        ("--queue", args.queue.is_some(), kind == ObjectiveKind::Moco),
+        ("--momentum", args.momentum.is_some(), kind.has_target()),
+        ("--global-negatives", args.global_negatives, kind.has_global_negatives()),
+    ]
+    .into_iter()
+    .filter(|&(_, given, used)| given && !used)
+    .map(|(flag, _, _)| flag)
+    .collect();
+    if !unused.is_empty() {
+        bail!(
+            "{} do(es) nothing with --objective {} (triplet: --margin, --hard-negatives; simclr/moco: --temperature; moco: --queue; moco/byol: --momentum; simclr/npair: --global-negatives)",
+            unused.join(", "),
+            kind.name()
+        );
+    }
+    Ok(())
+}
+
+/// The objective from its flags, checked.
+fn objective_config(args: &Args) -> Result<ObjectiveConfig> {
+    if args.text_embeddings.is_some() && args.lang_weight == 0.0 {
+        bail!("--text-embeddings does nothing without the language term: give --lang-weight W (R3M: 1.0)");
+    }
+    let mut objective = ObjectiveConfig::new(args.objective);
+    objective.r3m =
+        R3mObjective { w_l1: args.l1_weight, w_l2: args.l2_weight, similarity: args.similarity, ..Default::default() };
+    objective.margin = args.margin.unwrap_or(objective.margin);
+    objective.hard_negatives = args.hard_negatives;
+    objective.temperature = args.temperature.unwrap_or(args.objective.default_temperature());
+    objective.queue = args.queue.unwrap_or(objective.queue);
+    objective.momentum = args.momentum.unwrap_or(objective.momentum);
+    objective.lang_weight = args.lang_weight;
+    objective.lang_hidden = args.lang_hidden;
+    objective.global_negatives = args.global_negatives;
+    if objective.temperature.is_nan() || objective.temperature <= 0.0 {
+        bail!("--temperature must be > 0");
+    }
+    if !(0.0..1.0).contains(&objective.momentum) {
+        bail!("--momentum must be in [0, 1)");
+    }
+    if objective.queue == 0 {
+        bail!("--queue must be ≥ 1");
+    }
+    if args.lang_weight < 0.0 {
+        bail!("--lang-weight must be ≥ 0");
+    }
+    Ok(objective)
+}
+
+/// One step's numbers (and, every --rerun-every steps, its first tuple) to the rerun recording.
+fn log_step(v: &r3m_viz::Viz, m: &r3m_train::StepMetrics, images_per_step: f64) -> Result<(), String> {
+    v.train_step(m.step, m.loss, m.tcn, m.aligned, images_per_step / m.step_s, 100.0 * m.wait_s / m.step_s.max(1e-9))?;
+    match &m.sample {
+        Some(t) => v.train_tuple(m.step, &t.frames, t.width, t.height, &t.distances),
+        None => Ok(()),
+    }
+}
+
+/// The model, precision and schedule settings from their flags.
+fn model_settings(args: &Args, cfg: &mut r3m_train::TrainConfig, precision: Precision) -> Result<()> {
+    if matches!(args.proj_dim, Some(d) if d < 1) {
+        bail!("--proj-dim must be ≥ 1");
+    }
+    cfg.precision = precision;
+    cfg.channels_last = match args.memory_format.as_str() {
+        "auto" => precision == Precision::Bf16,
+        m => m == "channels-last",
+    };
+    cfg.proj_dim = args.proj_dim;
+    cfg.weighting = if args.clip_weighting == "uniform" { ClipWeighting::Uniform } else { ClipWeighting::ByLength };
+    cfg.arch = args.arch;
+    cfg.size = args.size;
+    cfg.batch = args.batch;
+    cfg.steps = args.steps;
+    cfg.lr = args.lr;
+    cfg.seed = args.seed;
+    cfg.checkpoint_every = args.checkpoint_every;
+    cfg.keep_last = args.keep;
+    Ok(())
+}
+
+/// The sampler's windows (checked) and the language term's text embeddings.
+fn sampler_and_texts(args: &Args, cfg: &mut r3m_train::TrainConfig) -> Result<()> {
+    cfg.sampler.positive_window = args.positive_window;
+    cfg.sampler.negative_gap = args.negative_gap;
+    if let (Some(w), Some(g)) = (args.positive_window, args.negative_gap) {
+        if matches!((w, g), (Span::Frames(a), Span::Frames(b)) if b <= a)
+            || matches!((w, g), (Span::Seconds(a), Span::Seconds(b)) if b <= a)
+        {
+            bail!("--negative-gap {g} must be larger than --positive-window {w}");
+        }
+    }
+    if args.lang_weight > 0.0 {
+        let Some(path) = &args.text_embeddings else {
+            bail!(
+                "--lang-weight {} needs --text-embeddings FILE.parquet (make it with python/r3m_tools/embed_texts.py)",
+                args.lang_weight
+            )
+        };
+        cfg.text_embeddings = Some(read_text_embeddings(path)?);
+    }
+    Ok(())
+}
+
+/// What is about to train, on what.
+fn announce(cfg: &r3m_train::TrainConfig, dev: tch::Device) {
+    tracing::info!(
+        "training {} with {}{} on {} ({}, {}), batch {} x 5 frames at {} px",
+        cfg.arch,
+        cfg.objective.kind.name(),
+        if cfg.objective.lang_weight > 0.0 {
+            format!(" + language x{}", cfg.objective.lang_weight)
+        } else {
+            String::new()
+        },
+        crate::device::name(dev),
+        cfg.precision,
+        if cfg.channels_last { "channels-last" } else { "nchw" },
+        cfg.batch,
+        cfg.size
+    );
 }
