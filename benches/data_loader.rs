@@ -40,6 +40,7 @@ use r3m_data::{
     reservoir, scan_lerobot, scan_videos, Augment, Clip, ClipWeighting, Loader, LoaderConfig, LoaderMode, ProbeCache,
     Rng, TupleSampler,
 };
+use r3m_suite::lerobot_python;
 use r3m_suite::measure::{cpu_seconds, rss_growth_mb, start_rss};
 use r3m_video::{DecodeOptions, Resize};
 
@@ -134,10 +135,6 @@ fn grouped_clips(n: usize, k: usize, batches: usize, seed: u64) -> Vec<Vec<usize
     out
 }
 
-fn lerobot_python() -> String {
-    std::env::var("R3M_LEROBOT_PYTHON").expect("R3M_LEROBOT_PYTHON: LeRobot's venv (scripts/setup.sh)")
-}
-
 /// R3M tuples from a LeRobot v3.0 dataset that LeRobot's own writer made from the H.264 clips
 /// (its AV1 encoding, all episodes in shared mp4s): LeRobot's loader (`_query_videos` with
 /// torchcodec and its decoder cache, `benches/peers/bench_lerobot_loader.py`) against r3m-data's
@@ -224,7 +221,7 @@ fn many_files_table(base: &Path, clips_dir: &Path, n: usize) {
     let peer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // ours: the same number of tuples, RSS growth after each tenth
     let rss0 = start_rss();
-    let (t0, c0) = (Instant::now(), cpu_seconds());
+    let c0 = cpu_seconds();
     let mut ours = Vec::new();
     let mut touched = HashSet::new();
     let per = (tuples / BATCH / 10).max(1);
@@ -234,7 +231,7 @@ fn many_files_table(base: &Path, clips_dir: &Path, n: usize) {
             ours.push(((b + 1) * BATCH, rss_growth_mb(rss0), touched.len()));
         }
     }
-    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    let cpu = cpu_seconds() - c0;
     println!(
         "\n{n} mp4 files, one episode each ({tuples} R3M tuples): RSS growth (MB) after each tenth of the tuples\n"
     );
@@ -251,7 +248,6 @@ fn many_files_table(base: &Path, clips_dir: &Path, n: usize) {
     println!("| LeRobot 0.4.4 `decode_video_frames` (torchcodec, decoder cache) | {pc:.0} | {} |", theirs.join(" | "));
     let mine: Vec<String> = ours.iter().map(|(_, m, _)| format!("{m:.0}")).collect();
     println!("| r3m-data grouped K=1 | {:.0} | {} |", tuples as f64 / cpu, mine.join(" | "));
-    let _ = wall;
 }
 
 fn main() {

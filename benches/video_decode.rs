@@ -23,6 +23,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use r3m_suite::lerobot_python;
 use r3m_suite::measure::{cpu_seconds, rss_growth_mb, start_rss};
 use r3m_video::{probe, DecodeOptions, DecodePool, Request, Resize, VideoReader};
 
@@ -105,10 +106,9 @@ fn r3m_tuples(len: usize, n: usize, seed: u64) -> Vec<Vec<usize>> {
         .collect()
 }
 
-fn ours_seq(path: &Path, threads: usize) -> f64 {
-    let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
+/// Decodes every frame of `path` with `opts` (the reader opened inside the work); the frame count.
+fn decode_all(path: &Path, opts: DecodeOptions) -> usize {
     let mut r = VideoReader::open(path, opts).unwrap();
-    let t0 = Instant::now();
     let mut n = 0usize;
     r.for_each_frame(|f| {
         std::hint::black_box(&f.data);
@@ -116,6 +116,13 @@ fn ours_seq(path: &Path, threads: usize) -> f64 {
         std::ops::ControlFlow::Continue(())
     })
     .unwrap();
+    n
+}
+
+fn ours_seq(path: &Path, threads: usize) -> f64 {
+    let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
+    let t0 = Instant::now();
+    let n = decode_all(path, opts);
     assert_eq!(n, FRAMES);
     n as f64 / t0.elapsed().as_secs_f64()
 }
@@ -238,10 +245,6 @@ fn best_run(runs: usize, mut f: impl FnMut() -> Run) -> Run {
     (0..runs).map(|_| f()).max_by(|a, b| a.per_cpu().total_cmp(&b.per_cpu())).unwrap_or_default()
 }
 
-fn lerobot_python() -> String {
-    std::env::var("R3M_LEROBOT_PYTHON").expect("R3M_LEROBOT_PYTHON: LeRobot's venv with torchcodec (scripts/setup.sh)")
-}
-
 fn torchcodec(args: &[&str]) -> Run {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/bench_torchcodec.py");
     let out = Command::new(lerobot_python()).arg(script).args(args).output().expect("LeRobot's python");
@@ -347,19 +350,7 @@ fn torchcodec_table(dir: &Path, threads: usize, runs: usize, only: Option<&Strin
         std::fs::write(&spec, serde_json::json!({"pts": info.pts, "tuples": tuples}).to_string()).unwrap();
         let diff = pixel_diff(&path, &tuples[0], dir);
         let opts = DecodeOptions { resize: Resize::square(224), threads, ..Default::default() };
-        let seq = best_run(runs, || {
-            measured(|| {
-                let mut r = VideoReader::open(&path, opts).unwrap();
-                let mut n = 0;
-                r.for_each_frame(|f| {
-                    std::hint::black_box(&f.data);
-                    n += 1;
-                    std::ops::ControlFlow::Continue(())
-                })
-                .unwrap();
-                n
-            })
-        });
+        let seq = best_run(runs, || measured(|| decode_all(&path, opts)));
         let tc = best_run(runs, || torchcodec(&["seq", p, &t, "224"]));
         row(v.name, "sequential → 224² RGB", seq, tc, diff);
         let one = best_run(runs, || {
@@ -420,19 +411,7 @@ fn av1_breakdown(dir: &Path, runs: usize) {
             [("native 640x480 RGB", Resize::Native, "0"), ("224x224 RGB", Resize::square(224), "224")]
         {
             let opts = DecodeOptions { resize, threads, ..Default::default() };
-            let ours = best_run(runs, || {
-                measured(|| {
-                    let mut r = VideoReader::open(&path, opts).unwrap();
-                    let mut n = 0;
-                    r.for_each_frame(|f| {
-                        std::hint::black_box(&f.data);
-                        n += 1;
-                        std::ops::ControlFlow::Continue(())
-                    })
-                    .unwrap();
-                    n
-                })
-            });
+            let ours = best_run(runs, || measured(|| decode_all(&path, opts)));
             let tc = best_run(runs, || torchcodec(&["seq", p, &threads.to_string(), size]));
             println!(
                 "| {threads} | {label} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2}× |",

@@ -42,6 +42,13 @@ pub fn cli_rgb(path: &Path, vf: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// The Python of LeRobot's venv (`$R3M_LEROBOT_PYTHON`, set by `$R3M_CACHE/env.sh`), for the tests
+/// and benchmarks whose peer or checker is LeRobot's own code or torchcodec.
+pub fn lerobot_python() -> String {
+    std::env::var("R3M_LEROBOT_PYTHON")
+        .expect("R3M_LEROBOT_PYTHON: LeRobot's venv, made by scripts/setup.sh (source $R3M_CACHE/env.sh)")
+}
+
 /// The `r3m` binary built alongside the tests (`target/<profile>/r3m`).
 pub fn r3m_bin() -> PathBuf {
     if let Some(p) = option_env!("CARGO_BIN_EXE_r3m") {

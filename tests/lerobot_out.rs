@@ -12,15 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use r3m_model::{checkpoint, Arch, Encoder};
-use r3m_suite::r3m_bin;
+use r3m_suite::{lerobot_python, r3m_bin};
 use tch::{nn, Device};
 
 const FEATURE: &str = "observation.environment_state";
-
-fn lerobot_python() -> String {
-    std::env::var("R3M_LEROBOT_PYTHON")
-        .expect("R3M_LEROBOT_PYTHON: LeRobot's venv, made by scripts/setup.sh (source $R3M_CACHE/env.sh)")
-}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

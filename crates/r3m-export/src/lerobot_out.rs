@@ -27,10 +27,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
-};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use arrow::array::{ArrayRef, AsArray, FixedSizeListArray, Float32Array, ListBuilder, PrimitiveBuilder, RecordBatch};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Float64Type, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -176,7 +174,7 @@ pub fn write_featured_dataset(
     let mut per_episode: BTreeMap<i64, Map<String, Value>> = BTreeMap::new();
     let mut current: Option<EpisodeRows> = None;
     for rel in &data_files {
-        let n = rewrite_data_file(&src.join(rel), &out.join(rel), name, dim, &mut |ep, frame| {
+        let n = rewrite_data_file(&src.join(rel), &out.join(rel), name, dim, &mut |ep, frame, vals| {
             if current.as_ref().is_none_or(|c| c.episode != ep) {
                 if let Some(done) = current.take() {
                     per_episode.insert(done.episode, done.stats(&layout.stat_keys));
@@ -185,7 +183,8 @@ pub fn write_featured_dataset(
                 current = Some(EpisodeRows::load(ep, &mut cursors, dim)?);
             }
             let c = current.as_mut().expect("just set");
-            c.take(frame, &mut report.filled)
+            c.take(frame, &mut report.filled, vals);
+            Ok(())
         })?;
         report.rows += n;
     }
@@ -376,30 +375,30 @@ impl EpisodeRows {
         Ok(EpisodeRows { episode: ep, by_frame, taken: Vec::new(), dim })
     }
 
-    /// The embedding of `frame`, or of the nearest frame that has one (counted in `filled`).
-    fn take(&mut self, frame: i64, filled: &mut u64) -> Result<Vec<f32>, ExportError> {
+    /// Appends to `out` the embedding of `frame`, or of the nearest frame that has one (counted in
+    /// `filled`), and keeps it for the episode's statistics.
+    fn take(&mut self, frame: i64, filled: &mut u64, out: &mut Vec<f32>) {
         let v = match self.by_frame.get(&frame) {
-            Some(v) => v.clone(),
+            Some(v) => v,
             None => {
                 *filled += 1;
                 let after = self.by_frame.range(frame..).next();
                 let before = self.by_frame.range(..frame).next_back();
-                let nearest = match (before, after) {
+                match (before, after) {
                     (Some(b), Some(a)) => {
                         if frame - b.0 <= a.0 - frame {
-                            b
+                            b.1
                         } else {
-                            a
+                            a.1
                         }
                     }
-                    (Some(x), None) | (None, Some(x)) => x,
+                    (Some(x), None) | (None, Some(x)) => x.1,
                     (None, None) => unreachable!("an episode has at least one row"),
-                };
-                nearest.1.clone()
+                }
             }
         };
-        self.taken.extend_from_slice(&v);
-        Ok(v)
+        out.extend_from_slice(v);
+        self.taken.extend_from_slice(v);
     }
 
     /// This episode's statistics of the feature, under `keys`.
@@ -533,15 +532,12 @@ fn hf_metadata_with(meta: &HashMap<String, String>, name: &str, dim: usize) -> H
     meta
 }
 
-/// Rewrites one data file with the feature column; `value(episode, frame)` gives each row's
-/// embedding. Returns the rows written.
-fn rewrite_data_file(
-    from: &Path,
-    to: &Path,
-    name: &str,
-    dim: usize,
-    value: &mut dyn FnMut(i64, i64) -> Result<Vec<f32>, ExportError>,
-) -> Result<u64, ExportError> {
+/// Appends the embedding of `(episode, frame)` to the row values.
+type RowValue<'a> = dyn FnMut(i64, i64, &mut Vec<f32>) -> Result<(), ExportError> + 'a;
+
+/// Rewrites one data file with the feature column; `value(episode, frame, out)` appends each
+/// row's embedding to `out`. Returns the rows written.
+fn rewrite_data_file(from: &Path, to: &Path, name: &str, dim: usize, value: &mut RowValue) -> Result<u64, ExportError> {
     r3m_data::table::no_panic(|| {
         let file = File::open(from).map_err(io_err(from))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -578,7 +574,7 @@ fn rewrite_data_file(
             let (eps, frames) = (ints("episode_index")?, ints("frame_index")?);
             let mut vals = Vec::with_capacity(b.num_rows() * dim);
             for (&e, &f) in eps.iter().zip(&frames) {
-                vals.extend(value(e, f)?);
+                value(e, f, &mut vals)?;
             }
             let list: ArrayRef = Arc::new(
                 FixedSizeListArray::try_new(item.clone(), dim as i32, Arc::new(Float32Array::from(vals)), None)
@@ -639,40 +635,38 @@ fn rewrite_episodes_parquet(
         let eps = eps.as_primitive::<Int64Type>();
         let mut cols: Vec<ArrayRef> = kept.iter().map(|&i| b.column(i).clone()).collect();
         for k in &layout.stat_keys {
-            let stat = |e: i64| per_episode.get(&e).and_then(|s| s.get(k.as_str())).and_then(Value::as_array).cloned();
-            if k == "count" {
-                let mut lb =
-                    ListBuilder::new(Int64Builder::new()).with_field(Field::new("element", DataType::Int64, true));
-                for i in 0..eps.len() {
-                    match stat(eps.value(i)) {
-                        Some(a) => {
-                            lb.values().append_slice(&a.iter().map(|x| x.as_i64().unwrap_or(0)).collect::<Vec<_>>());
-                            lb.append(true);
-                        }
-                        None => lb.append(false),
-                    }
-                }
-                cols.push(Arc::new(lb.finish()));
+            let stat = |e: i64| per_episode.get(&e).and_then(|s| s.get(k.as_str())).and_then(Value::as_array);
+            cols.push(if k == "count" {
+                stat_column::<Int64Type>(eps, stat, |x| x.as_i64().unwrap_or(0))
             } else {
-                let mut lb =
-                    ListBuilder::new(Float64Builder::new()).with_field(Field::new("element", DataType::Float64, true));
-                for i in 0..eps.len() {
-                    match stat(eps.value(i)) {
-                        Some(a) => {
-                            lb.values().append_slice(&a.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect::<Vec<_>>());
-                            lb.append(true);
-                        }
-                        None => lb.append(false),
-                    }
-                }
-                cols.push(Arc::new(lb.finish()));
-            }
+                stat_column::<Float64Type>(eps, stat, |x| x.as_f64().unwrap_or(0.0))
+            });
         }
         let nb = RecordBatch::try_new(out_schema.clone(), cols).map_err(|e| fmt_err(from, e))?;
         w.write(&nb).map_err(|e| fmt_err(to, e))?;
     }
     w.close().map_err(|e| fmt_err(to, e))?;
     Ok(())
+}
+
+/// A `list<T>` column with each episode's statistic (`stat(episode)`; null where it has none),
+/// items named `element` as LeRobot writes them.
+fn stat_column<'a, T: ArrowPrimitiveType>(
+    eps: &arrow::array::Int64Array,
+    stat: impl Fn(i64) -> Option<&'a Vec<Value>>,
+    item: impl Fn(&Value) -> T::Native,
+) -> ArrayRef {
+    let mut lb = ListBuilder::new(PrimitiveBuilder::<T>::new()).with_field(Field::new("element", T::DATA_TYPE, true));
+    for i in 0..eps.len() {
+        match stat(eps.value(i)) {
+            Some(a) => {
+                lb.values().append_slice(&a.iter().map(&item).collect::<Vec<_>>());
+                lb.append(true);
+            }
+            None => lb.append(false),
+        }
+    }
+    Arc::new(lb.finish())
 }
 
 /// v2.x: adds the feature to each episode's line of `meta/episodes_stats.jsonl`.
@@ -747,7 +741,10 @@ mod tests {
         let by_frame: BTreeMap<i64, Vec<f32>> = [(0, vec![0.0]), (3, vec![3.0]), (4, vec![4.0])].into_iter().collect();
         let mut ep = EpisodeRows { episode: 7, by_frame, taken: Vec::new(), dim: 1 };
         let mut filled = 0;
-        let got: Vec<f32> = (0..6).map(|f| ep.take(f, &mut filled).unwrap()[0]).collect();
+        let mut got: Vec<f32> = Vec::new();
+        for f in 0..6 {
+            ep.take(f, &mut filled, &mut got);
+        }
         // 1 → 0 (nearer), 2 → 3, 5 → 4 (past the end)
         assert_eq!(got, [0.0, 0.0, 3.0, 3.0, 4.0, 4.0]);
         assert_eq!(filled, 3);
